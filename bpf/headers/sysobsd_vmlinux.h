@@ -1,0 +1,65 @@
+/* Hand-written CO-RE view of the few kernel types sysobsd reads.
+ *
+ * Every struct carries preserve_access_index, so field offsets are relocated
+ * against the running kernel's BTF at load time: only the fields named here
+ * must exist, not this layout. Kept small on purpose (a full vmlinux.h is
+ * 2.8 MB and ties the object to one architecture's pt_regs).
+ */
+#ifndef SYSOBSD_VMLINUX_H
+#define SYSOBSD_VMLINUX_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s64 s64;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long orig_ax;
+};
+struct thread_info {
+	u32 status; /* TS_COMPAT: the current syscall came through the i386 entry */
+};
+#define TS_COMPAT 0x0002
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs {
+	s64 syscallno;
+};
+struct thread_info {
+	unsigned long flags; /* TIF_32BIT: an AArch32 task */
+};
+#define TIF_32BIT 22
+#else
+#error "sysobsd's BPF programs support x86 and arm64"
+#endif
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exited: 0 once the whole group is gone */
+};
+
+struct task_struct {
+	struct thread_info thread_info;
+	int pid;
+	int tgid;
+	struct task_struct *group_leader;
+	struct signal_struct *signal;
+	char comm[16];
+	u64 self_exec_id; /* incremented by every exec: splits counts before and after */
+};
+
+#pragma clang attribute pop
+
+#endif

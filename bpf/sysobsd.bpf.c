@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sysobsd: every syscall on the host, counted in the kernel.
+ *
+ * Programs
+ *   sys_enter        tp_btf/sys_enter: stores the entry time in task storage
+ *                    (only attached when latency is measured).
+ *   sys_exit         tp_btf/sys_exit: counts the completed call per process,
+ *                    exec generation and syscall; errors by errno; latency.
+ *   *_raw            the same two on raw tracepoints, for kernels where
+ *                    tp_btf cannot attach.
+ *   process_fork, process_exec, task_rename, process_exit
+ *                    lifecycle records on the ring buffer, so the daemon knows
+ *                    each process's name and when its entries can be folded.
+ *
+ * Maps
+ *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns}
+ *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
+ *   latency_hist     per-CPU array [abi][nr] -> log2 histogram of ns
+ *   overflow_stats / overflow_errors
+ *                    per-CPU arrays by [abi][nr]: calls whose hash entry could
+ *                    not be created (map full) land here, so totals stay exact
+ *   start_times      task storage: entry time of the thread's current syscall
+ *   lifecycle        ring buffer of struct lifecycle_event
+ *   drops            per-CPU array of loss counters, indexed by enum drop_reason
+ *
+ * A reader may assume: a call is counted once, at exit, in exactly one of
+ * syscall_stats or overflow_stats; every way a count, a latency or a record
+ * could be lost increments drops; an exit record for a tgid is reserved after
+ * every sys_exit of that process, so the process's entries are final then.
+ */
+#include "headers/sysobsd_vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define MAX_ERRNO 4095
+#define NR_SLOTS 1024 /* syscall numbers per ABI in the array maps; larger ones share the last slot */
+#define ABIS 2
+#define HIST_BUCKETS 40 /* bucket b counts calls of (2^(b-1), 2^b] ns; the last one all longer */
+#define COMM_LEN 16
+
+enum abi {
+	ABI_NATIVE = 0,
+	ABI_COMPAT = 1,
+};
+
+enum drop_reason {
+	DROP_RINGBUF_FULL = 0,      /* a lifecycle record was not sent */
+	DROP_STATS_MAP_FULL = 1,    /* a call counted in overflow_stats instead of its process */
+	DROP_ERRORS_MAP_FULL = 2,   /* an error counted in overflow_errors instead of its process */
+	DROP_NO_START_TIME = 3,     /* a call counted without its duration: its entry was not seen */
+	DROP_START_STORAGE = 4,     /* task storage refused an entry time (memory or busy) */
+	DROP_REASONS = 5,
+};
+
+enum lifecycle_kind {
+	LIFECYCLE_FORK = 1,   /* a new process (not a thread); comm inherited */
+	LIFECYCLE_EXEC = 2,   /* exec_id is the new generation, comm the new name */
+	LIFECYCLE_RENAME = 3, /* prctl(PR_SET_NAME) or /proc/PID/comm on a leader */
+	LIFECYCLE_EXIT = 4,   /* the last thread of the process has exited */
+};
+
+struct syscall_key {
+	u32 tgid;
+	u32 exec_id;
+	u16 nr;
+	u16 abi;
+};
+
+struct errno_key {
+	u32 tgid;
+	u32 exec_id;
+	u16 nr;
+	u16 abi;
+	u32 err;
+};
+
+struct syscall_stats_value {
+	u64 calls;
+	u64 ns;
+};
+
+struct latency_hist_value {
+	u64 buckets[HIST_BUCKETS];
+};
+
+struct lifecycle_event {
+	u32 kind;
+	u32 tgid;
+	u32 exec_id;
+	u32 pad;
+	char comm[COMM_LEN];
+};
+
+/* Set by the loader before load; the verifier prunes what they switch off. */
+const volatile u32 self_tgid = 0;
+const volatile bool measure_latency = true;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct syscall_key);
+	__type(value, struct syscall_stats_value);
+} syscall_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct errno_key);
+	__type(value, u64);
+} syscall_errors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ABIS *NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct latency_hist_value);
+} latency_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ABIS *NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct syscall_stats_value);
+} overflow_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct errno_key); /* tgid and exec_id zero */
+	__type(value, u64);
+} overflow_errors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, u64);
+} start_times SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} lifecycle SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_REASONS);
+	__type(key, u32);
+	__type(value, u64);
+} drops SEC(".maps");
+
+/* Force BTF for the types user space decodes (bpf2go -type). */
+const struct lifecycle_event *unused_lifecycle_event __attribute__((unused));
+const enum drop_reason *unused_drop_reason __attribute__((unused));
+const enum lifecycle_kind *unused_lifecycle_kind __attribute__((unused));
+
+static __always_inline void count_drop(u32 reason)
+{
+	u64 *n = bpf_map_lookup_elem(&drops, &reason);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline u16 task_abi(struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	return (task->thread_info.status & TS_COMPAT) ? ABI_COMPAT : ABI_NATIVE;
+#else
+	return (task->thread_info.flags & (1UL << TIF_32BIT)) ? ABI_COMPAT : ABI_NATIVE;
+#endif
+}
+
+/* Bucket b holds durations in (2^(b-1), 2^b] ns: ceil(log2(ns)), clamped. */
+static __always_inline u32 latency_bucket(u64 ns)
+{
+	u64 v;
+	u32 r = 0, shift;
+
+	if (ns <= 1)
+		return 0;
+	v = ns - 1;
+	shift = (v > 0xFFFFFFFF) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	r += 1;
+	/* An explicit clamp: 6.1's verifier cannot bound r from the shifts. */
+	if (r >= HIST_BUCKETS)
+		r = HIST_BUCKETS - 1;
+	return r;
+}
+
+static __always_inline u32 array_slot(u16 abi, long nr)
+{
+	u32 slot = nr >= 0 && nr < NR_SLOTS ? (u32)nr : NR_SLOTS - 1;
+	return abi * NR_SLOTS + slot;
+}
+
+static __always_inline void record_error(struct syscall_key *key, long ret)
+{
+	struct errno_key ekey = {
+		.tgid = key->tgid,
+		.exec_id = key->exec_id,
+		.nr = key->nr,
+		.abi = key->abi,
+		.err = (u32)(-ret),
+	};
+	u64 one = 1, *count;
+
+	count = bpf_map_lookup_elem(&syscall_errors, &ekey);
+	if (count) {
+		*count += 1;
+		return;
+	}
+	if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Lost the race to another CPU creating the same key, or the map is full. */
+	count = bpf_map_lookup_elem(&syscall_errors, &ekey);
+	if (count) {
+		*count += 1;
+		return;
+	}
+	count_drop(DROP_ERRORS_MAP_FULL);
+	ekey.tgid = 0;
+	ekey.exec_id = 0;
+	count = bpf_map_lookup_elem(&overflow_errors, &ekey);
+	if (count) {
+		*count += 1;
+		return;
+	}
+	bpf_map_update_elem(&overflow_errors, &ekey, &one, BPF_NOEXIST);
+}
+
+static __always_inline void count_exit(long nr, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct syscall_stats_value *stats;
+	struct syscall_key key;
+	u64 ns = 0;
+	u32 slot;
+
+	key.tgid = task->tgid;
+	if (key.tgid == self_tgid)
+		return;
+	key.exec_id = (u32)task->self_exec_id;
+	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
+	key.abi = task_abi(task);
+
+	if (measure_latency) {
+		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);
+
+		if (start && *start) {
+			ns = bpf_ktime_get_ns() - *start;
+			*start = 0; /* a call without a fresh entry must not reuse it */
+		} else {
+			count_drop(DROP_NO_START_TIME);
+		}
+	}
+
+	stats = bpf_map_lookup_elem(&syscall_stats, &key);
+	if (!stats) {
+		struct syscall_stats_value zero = {};
+
+		bpf_map_update_elem(&syscall_stats, &key, &zero, BPF_NOEXIST);
+		stats = bpf_map_lookup_elem(&syscall_stats, &key);
+		if (!stats) {
+			count_drop(DROP_STATS_MAP_FULL);
+			slot = array_slot(key.abi, nr);
+			stats = bpf_map_lookup_elem(&overflow_stats, &slot);
+		}
+	}
+	if (stats) {
+		stats->calls += 1;
+		stats->ns += ns;
+	}
+
+	if (measure_latency && ns) {
+		struct latency_hist_value *hist;
+
+		slot = array_slot(key.abi, nr);
+		hist = bpf_map_lookup_elem(&latency_hist, &slot);
+		if (hist)
+			hist->buckets[latency_bucket(ns)] += 1;
+	}
+
+	if (ret < 0 && ret >= -MAX_ERRNO)
+		record_error(&key, ret);
+}
+
+static __always_inline void stamp_enter(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u64 *start;
+
+	if (task->tgid == self_tgid)
+		return;
+	start = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!start) {
+		count_drop(DROP_START_STORAGE);
+		return;
+	}
+	*start = bpf_ktime_get_ns();
+}
+
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_NR(regs) ((long)(regs)->orig_ax)
+#define SYSCALL_NR_READ(regs) ((long)BPF_CORE_READ(regs, orig_ax))
+#else
+#define SYSCALL_NR(regs) ((long)(regs)->syscallno)
+#define SYSCALL_NR_READ(regs) ((long)BPF_CORE_READ(regs, syscallno))
+#endif
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter)
+{
+	stamp_enter();
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
+{
+	count_exit(SYSCALL_NR(regs), ret);
+	return 0;
+}
+
+/* Raw tracepoint twins: the regs pointer is untyped there, so it is read
+ * through bpf_probe_read_kernel (BPF_CORE_READ). */
+SEC("raw_tracepoint/sys_enter")
+int sys_enter_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	stamp_enter();
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int sys_exit_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+
+	count_exit(SYSCALL_NR_READ(regs), (long)ctx->args[1]);
+	return 0;
+}
+
+static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, const char *comm)
+{
+	struct lifecycle_event *ev;
+
+	ev = bpf_ringbuf_reserve(&lifecycle, sizeof(*ev), 0);
+	if (!ev) {
+		count_drop(DROP_RINGBUF_FULL);
+		return;
+	}
+	ev->kind = kind;
+	ev->tgid = BPF_CORE_READ(task, tgid);
+	ev->exec_id = (u32)BPF_CORE_READ(task, self_exec_id);
+	ev->pad = 0;
+	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), comm);
+	bpf_ringbuf_submit(ev, 0);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	/* Threads count toward their process: only new thread groups matter. */
+	if (child->pid != child->tgid || child->tgid == self_tgid)
+		return 0;
+	send_lifecycle(LIFECYCLE_FORK, child, child->comm);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, struct task_struct *task)
+{
+	if (task->tgid == self_tgid)
+		return 0;
+	send_lifecycle(LIFECYCLE_EXEC, task, task->comm);
+	return 0;
+}
+
+/* Execve renames too; its record is process_exec's, with the new exec_id. */
+static __always_inline bool current_is_in_execve(void)
+{
+	struct task_struct *current = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(current);
+	long nr = SYSCALL_NR_READ(regs);
+
+	if (task_abi(current) == ABI_COMPAT) {
+#if defined(__TARGET_ARCH_x86)
+		return nr == 11 || nr == 358; /* i386 execve, execveat */
+#else
+		return nr == 11 || nr == 387; /* arm execve, execveat */
+#endif
+	}
+#if defined(__TARGET_ARCH_x86)
+	return nr == 59 || nr == 322;
+#else
+	return nr == 221 || nr == 281;
+#endif
+}
+
+SEC("tp_btf/task_rename")
+int BPF_PROG(task_rename, struct task_struct *task, const char *comm)
+{
+	if (task->pid != task->tgid || task->tgid == self_tgid)
+		return 0;
+	if (current_is_in_execve())
+		return 0;
+	send_lifecycle(LIFECYCLE_RENAME, task, comm);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *task)
+{
+	struct task_struct *leader;
+
+	if (task->tgid == self_tgid)
+		return 0;
+	/* signal->live drops before this tracepoint: 0 means the last thread. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	leader = task->group_leader;
+	send_lifecycle(LIFECYCLE_EXIT, task, leader->comm);
+	return 0;
+}

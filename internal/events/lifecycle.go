@@ -1,0 +1,73 @@
+// Package events reads what the kernel sends through the ring buffer and
+// keeps the process table: which name each process generation had.
+package events
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sysobsd/sysobsd/internal/loader"
+)
+
+// Kind is what happened to a process.
+type Kind uint32
+
+// The kinds, as the BPF programs number them.
+const (
+	Fork   = Kind(loader.LifecycleFork)
+	Exec   = Kind(loader.LifecycleExec)
+	Rename = Kind(loader.LifecycleRename)
+	Exit   = Kind(loader.LifecycleExit)
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Fork:
+		return "fork"
+	case Exec:
+		return "exec"
+	case Rename:
+		return "rename"
+	case Exit:
+		return "exit"
+	}
+	return fmt.Sprintf("kind_%d", uint32(k))
+}
+
+// Lifecycle is one decoded ring-buffer record.
+type Lifecycle struct {
+	Kind   Kind
+	TGID   uint32
+	ExecID uint32 // the exec generation the record is about
+	Comm   string // the process name from then on (at exit: its last name)
+}
+
+// lifecycleSize is the C struct's size; records are never shorter.
+var lifecycleSize = binary.Size(loader.LifecycleEvent{})
+
+// ErrShortRecord is returned for a record smaller than struct lifecycle_event.
+var ErrShortRecord = errors.New("lifecycle record too short")
+
+// DecodeLifecycle decodes a raw ring-buffer sample.
+func DecodeLifecycle(raw []byte) (Lifecycle, error) {
+	if len(raw) < lifecycleSize {
+		return Lifecycle{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortRecord, len(raw), lifecycleSize)
+	}
+	ev := Lifecycle{
+		Kind:   Kind(binary.NativeEndian.Uint32(raw[0:4])),
+		TGID:   binary.NativeEndian.Uint32(raw[4:8]),
+		ExecID: binary.NativeEndian.Uint32(raw[8:12]),
+	}
+	comm := raw[16:32]
+	if i := bytes.IndexByte(comm, 0); i >= 0 {
+		comm = comm[:i]
+	}
+	ev.Comm = strings.ToValidUTF8(string(comm), "\uFFFD") // label values must be UTF-8
+	if ev.Kind < Fork || ev.Kind > Exit {
+		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
+	}
+	return ev, nil
+}

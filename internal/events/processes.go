@@ -1,0 +1,175 @@
+package events
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ProcessTable knows the name of every process generation (tgid, exec_id)
+// that may still have counts in the kernel. Not safe for concurrent use: the
+// engine goroutine owns it.
+type ProcessTable struct {
+	procRoot string
+	live     map[uint32]*process
+	// exited processes keep their names until their counts are folded.
+	exited map[uint32]*process
+}
+
+type process struct {
+	// base names generations without a record of their own: the name seen
+	// at fork, or in /proc for processes older than the daemon.
+	base string
+	gens map[uint32]string // exec_id → name, from exec, rename and exit records
+}
+
+// NewProcessTable reads names it has no record for from procRoot (/proc).
+func NewProcessTable(procRoot string) *ProcessTable {
+	return &ProcessTable{
+		procRoot: procRoot,
+		live:     make(map[uint32]*process),
+		exited:   make(map[uint32]*process),
+	}
+}
+
+// Scan learns the names of the processes that were running before the
+// daemon's programs were attached. Records already applied take precedence.
+func (t *ProcessTable) Scan() error {
+	entries, err := os.ReadDir(t.procRoot)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		tgid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		if _, known := t.live[uint32(tgid)]; known {
+			continue
+		}
+		if comm, ok := t.readComm(uint32(tgid)); ok {
+			t.live[uint32(tgid)] = &process{base: comm}
+		}
+	}
+	return nil
+}
+
+// Apply records what a lifecycle record says.
+func (t *ProcessTable) Apply(ev Lifecycle) {
+	switch ev.Kind {
+	case Fork:
+		// A new thread group: a reused tgid starts afresh.
+		t.live[ev.TGID] = &process{base: ev.Comm}
+	case Exec, Rename:
+		t.liveProcess(ev.TGID).name(ev.ExecID, ev.Comm)
+	case Exit:
+		p := t.liveProcess(ev.TGID)
+		p.name(ev.ExecID, ev.Comm)
+		delete(t.live, ev.TGID)
+		if old, ok := t.exited[ev.TGID]; ok {
+			// Exited twice before a fold (tgid reused): keep both's names.
+			for id, n := range old.gens {
+				if _, ok := p.gens[id]; !ok {
+					p.name(id, n)
+				}
+			}
+		}
+		t.exited[ev.TGID] = p
+	}
+}
+
+// MarkGone treats a process as exited whose exit record was lost.
+func (t *ProcessTable) MarkGone(tgid uint32) {
+	if p, ok := t.live[tgid]; ok {
+		delete(t.live, tgid)
+		t.exited[tgid] = p
+		return
+	}
+	if _, ok := t.exited[tgid]; !ok {
+		t.exited[tgid] = &process{}
+	}
+}
+
+func (t *ProcessTable) liveProcess(tgid uint32) *process {
+	p, ok := t.live[tgid]
+	if !ok {
+		p = &process{}
+		t.live[tgid] = p
+	}
+	return p
+}
+
+func (p *process) name(execID uint32, comm string) {
+	if p.gens == nil {
+		p.gens = make(map[uint32]string, 1)
+	}
+	p.gens[execID] = comm
+}
+
+// Name returns the name of a process generation, and false when no record
+// and no /proc entry tell it.
+func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
+	if p, ok := t.exited[tgid]; ok {
+		if n, ok := p.gens[execID]; ok {
+			return n, true
+		}
+		if p.base != "" {
+			return p.base, true
+		}
+	}
+	p, ok := t.live[tgid]
+	if ok {
+		if n, ok := p.gens[execID]; ok {
+			return n, true
+		}
+		if p.base != "" {
+			return p.base, true
+		}
+	}
+	// Neither fork record nor scan saw it (a lost record): ask /proc once.
+	comm, found := t.readComm(tgid)
+	if !found {
+		return "", false
+	}
+	if p == nil {
+		p = &process{}
+		t.live[tgid] = p
+	}
+	p.base = comm
+	return comm, true
+}
+
+// Exited reports whether the process's exit was seen and its counts are
+// final.
+func (t *ProcessTable) Exited(tgid uint32) bool {
+	_, ok := t.exited[tgid]
+	return ok
+}
+
+// ExitedCount is how many exited processes wait to be folded.
+func (t *ProcessTable) ExitedCount() int { return len(t.exited) }
+
+// Forget drops an exited process once its counts have been folded.
+func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
+
+// ForgetExited drops every exited process.
+func (t *ProcessTable) ForgetExited() { clear(t.exited) }
+
+// Live is how many processes the table tracks as running.
+func (t *ProcessTable) Live() int { return len(t.live) }
+
+// Known reports whether the table has a running process by that tgid.
+func (t *ProcessTable) Known(tgid uint32) bool {
+	_, ok := t.live[tgid]
+	return ok
+}
+
+func (t *ProcessTable) readComm(tgid uint32) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(t.procRoot, strconv.FormatUint(uint64(tgid), 10), "comm"))
+	if err != nil {
+		return "", false
+	}
+	return strings.ToValidUTF8(string(bytes.TrimSuffix(b, []byte("\n"))), "\uFFFD"), true
+}

@@ -1,0 +1,236 @@
+// Package loader loads sysobsd's BPF programs, sets their filter constants,
+// attaches them to the syscall and process tracepoints, and detaches them.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// KernelBTFPath is where CO-RE and tp_btf find the running kernel's types.
+const KernelBTFPath = "/sys/kernel/btf/vmlinux"
+
+// renameProgram is optional: without it, renames are seen at exit only.
+const renameProgram = "task_rename"
+
+// Options choose what is loaded. The zero value is not useful: start from
+// DefaultOptions.
+type Options struct {
+	// Latency attaches sys_enter and measures time per call. Without it,
+	// only sys_exit runs: calls and errors are counted, durations are not.
+	Latency bool
+	// ExcludeTGID is never counted: the daemon's own process.
+	ExcludeTGID uint32
+	// StatsEntries and ErrorsEntries size the per-process hash maps.
+	StatsEntries  uint32
+	ErrorsEntries uint32
+	// RingBufferBytes sizes the lifecycle ring buffer (a power of two, ≥ page size).
+	RingBufferBytes uint32
+	// Attach forces "tp_btf" or "raw_tracepoint" for the syscall hooks;
+	// empty tries tp_btf first.
+	Attach string
+}
+
+// DefaultOptions are what the embedded default config asks for.
+func DefaultOptions() Options {
+	return Options{
+		Latency:         true,
+		ExcludeTGID:     uint32(os.Getpid()),
+		StatsEntries:    65536,
+		ErrorsEntries:   16384,
+		RingBufferBytes: 256 * 1024,
+	}
+}
+
+// Probes are the loaded maps and attached programs.
+type Probes struct {
+	Maps
+	programs []*ebpf.Program
+	links    []link.Link
+	// AttachMode is how the syscall hooks were attached: "tp_btf" or "raw_tracepoint".
+	AttachMode string
+	// RenamesTracked is false where task_rename could not be attached
+	// (bpf_task_pt_regs needs Linux 5.15): renames are then seen at exit.
+	RenamesTracked bool
+}
+
+// Load checks the kernel, loads the maps and programs, and attaches them.
+// On error nothing stays loaded.
+func Load(opts Options, log *zap.Logger) (*Probes, error) {
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
+	modes := []string{"tp_btf", "raw_tracepoint"}
+	if opts.Attach != "" {
+		modes = []string{opts.Attach}
+	}
+	var firstErr error
+	for _, mode := range modes {
+		p, err := load(opts, mode, log)
+		if err == nil {
+			return p, nil
+		}
+		if isPermission(err) {
+			return nil, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		log.Warn("attach mode failed, trying the next", zap.String("mode", mode), zap.Error(err))
+	}
+	return nil, firstErr
+}
+
+func checkKernel() error {
+	if _, err := os.Stat(KernelBTFPath); err != nil {
+		return fmt.Errorf("load BPF: kernel has no BTF at %s; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y", KernelBTFPath)
+	}
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return fmt.Errorf("load BPF: cannot read kernel BTF at %s: %w; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y", KernelBTFPath, err)
+	}
+	return nil
+}
+
+func isPermission(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
+}
+
+func permissionError(what string, err error) error {
+	return fmt.Errorf("%s: permission denied; run sysobsd as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE where kernels older than 5.11 charge memlock (%w)", what, err)
+}
+
+func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
+	spec, err := loadSysobsd()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF: parse embedded object: %w", err)
+	}
+	if err := spec.Variables["self_tgid"].Set(opts.ExcludeTGID); err != nil {
+		return nil, fmt.Errorf("load BPF: set self_tgid: %w", err)
+	}
+	if err := spec.Variables["measure_latency"].Set(opts.Latency); err != nil {
+		return nil, fmt.Errorf("load BPF: set measure_latency: %w", err)
+	}
+	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
+	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries
+	spec.Maps["lifecycle"].MaxEntries = opts.RingBufferBytes
+
+	// Load only what this mode attaches: each program costs verification.
+	enter, exit := "sys_enter", "sys_exit"
+	if mode == "raw_tracepoint" {
+		enter, exit = "sys_enter_raw", "sys_exit_raw"
+	}
+	want := map[string]bool{exit: true, "process_fork": true, "process_exec": true, "process_exit": true}
+	if opts.Latency {
+		want[enter] = true
+	}
+	for name := range spec.Programs {
+		if !want[name] && name != renameProgram {
+			delete(spec.Programs, name)
+		}
+	}
+
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil && spec.Programs[renameProgram] != nil {
+		// task_rename needs bpf_task_pt_regs (Linux 5.15): run without it.
+		log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
+		delete(spec.Programs, renameProgram)
+		coll, err = ebpf.NewCollection(spec)
+	}
+	if err != nil {
+		return nil, describeLoadError(err)
+	}
+	p := &Probes{AttachMode: mode}
+	if err := coll.Assign(&p.Maps.objs); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("load BPF: %w", err)
+	}
+	// Assign moved the maps out of the collection; the programs stay in it.
+	closeColl := func() {
+		coll.Close()
+	}
+
+	// Exit before enter: a call whose entry is stamped but whose exit is not
+	// hooked yet would only be counted as missing its start, never twice.
+	order := []string{exit}
+	if opts.Latency {
+		order = append(order, enter)
+	}
+	order = append(order, "process_fork", "process_exec", "process_exit")
+	for _, name := range order {
+		prog := coll.Programs[name]
+		l, err := attach(prog, mode, name)
+		if err != nil {
+			p.detach()
+			closeColl()
+			p.Maps.Close()
+			return nil, err
+		}
+		p.links = append(p.links, l)
+	}
+
+	if prog := coll.Programs[renameProgram]; prog != nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
+		} else {
+			p.links = append(p.links, l)
+			p.RenamesTracked = true
+		}
+	}
+	// Keep programs alive through their links only.
+	closeColl()
+	return p, nil
+}
+
+func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
+	var (
+		l   link.Link
+		err error
+	)
+	switch {
+	case mode == "raw_tracepoint" && (name == "sys_enter_raw" || name == "sys_exit_raw"):
+		tp := map[string]string{"sys_enter_raw": "sys_enter", "sys_exit_raw": "sys_exit"}[name]
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+	default:
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+	}
+	if err != nil {
+		if isPermission(err) {
+			return nil, permissionError("attach "+name, err)
+		}
+		return nil, fmt.Errorf("attach %s (%s): %w", name, mode, err)
+	}
+	return l, nil
+}
+
+func describeLoadError(err error) error {
+	if isPermission(err) {
+		return permissionError("load BPF", err)
+	}
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		// The whole log names the instruction the verifier refused.
+		return fmt.Errorf("load BPF: the kernel's verifier rejected a program; please report with this log: %+v", verr)
+	}
+	return fmt.Errorf("load BPF: %w", err)
+}
+
+func (p *Probes) detach() {
+	for _, l := range p.links {
+		l.Close()
+	}
+	p.links = nil
+}
+
+// Close detaches every program and frees the maps.
+func (p *Probes) Close() error {
+	p.detach()
+	return p.Maps.Close()
+}

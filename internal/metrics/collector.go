@@ -1,0 +1,196 @@
+// Package metrics turns the tally's snapshots into Prometheus metrics at
+// scrape time.
+package metrics
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/tally"
+)
+
+// Source gives the current totals (tally.Engine).
+type Source interface {
+	Snapshot(ctx context.Context) (*tally.Snapshot, error)
+}
+
+// Histogram buckets exported: le = 2^b ns for b in [firstBucket, lastBucket]
+// (about 1 µs to 17 s); shorter calls fall in the first, longer in +Inf.
+const (
+	firstBucket = 10
+	lastBucket  = 34
+)
+
+var (
+	callsDesc = prometheus.NewDesc("sysobsd_syscalls_total",
+		"System calls completed, counted at exit.", []string{"comm", "syscall"}, nil)
+	errorsDesc = prometheus.NewDesc("sysobsd_syscall_errors_total",
+		"System calls that returned -errno.", []string{"comm", "syscall", "errno"}, nil)
+	secondsDesc = prometheus.NewDesc("sysobsd_syscall_seconds_total",
+		"Time spent inside system calls, from entry to exit.", []string{"comm", "syscall"}, nil)
+	durationDesc = prometheus.NewDesc("sysobsd_syscall_duration_seconds",
+		"Latency of system calls, host-wide.", []string{"syscall"}, nil)
+	dropsDesc = prometheus.NewDesc("sysobsd_drops_total",
+		"Losses in the kernel by reason: ringbuf_full (a lifecycle record not sent), stats_map_full and errors_map_full (counted under comm=\"~other\" instead of the process), no_start_time (a call counted without its duration), start_storage_unavailable (an entry time not stored).",
+		[]string{"reason"}, nil)
+	mapEntriesDesc = prometheus.NewDesc("sysobsd_bpf_map_entries",
+		"Entries in the per-process kernel maps at the last scrape.", []string{"map"}, nil)
+	mapCapacityDesc = prometheus.NewDesc("sysobsd_bpf_map_max_entries",
+		"Capacity of the per-process kernel maps.", []string{"map"}, nil)
+	processesDesc = prometheus.NewDesc("sysobsd_processes_tracked",
+		"Running processes with counts in the kernel maps.", nil, nil)
+	foldedDesc = prometheus.NewDesc("sysobsd_processes_folded_total",
+		"Exited processes whose counts were folded into lasting totals and removed from the kernel maps.", nil, nil)
+	decodeErrorsDesc = prometheus.NewDesc("sysobsd_lifecycle_decode_errors_total",
+		"Lifecycle ring-buffer records that could not be decoded.", nil, nil)
+	scrapeErrorDesc = prometheus.NewDesc("sysobsd_scrape_error",
+		"1 if reading the kernel maps failed during this scrape.", nil, nil)
+)
+
+// Collector is a prometheus.Collector over a Source.
+type Collector struct {
+	source   Source
+	names    *syscalls.Table
+	capacity [2]uint32 // stats, errors
+	timeout  time.Duration
+	log      *zap.Logger
+}
+
+// NewCollector names syscalls with names; capacity is the per-process kernel
+// maps' size (loader.Maps.Capacity), exported as a fill gauge.
+func NewCollector(source Source, names *syscalls.Table, statsCapacity, errorsCapacity uint32, log *zap.Logger) *Collector {
+	return &Collector{
+		source:   source,
+		names:    names,
+		capacity: [2]uint32{statsCapacity, errorsCapacity},
+		timeout:  10 * time.Second,
+		log:      log,
+	}
+}
+
+// Describe sends every descriptor.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{callsDesc, errorsDesc, secondsDesc, durationDesc, dropsDesc,
+		mapEntriesDesc, mapCapacityDesc, processesDesc, foldedDesc, decodeErrorsDesc, scrapeErrorDesc} {
+		ch <- d
+	}
+}
+
+type nameKey struct{ comm, syscall string }
+
+type errnoKey struct{ comm, syscall, errno string }
+
+// Collect takes a snapshot and emits it as const metrics. Syscalls of
+// different ABIs with the same name are one series.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	snap, err := c.source.Snapshot(ctx)
+	if err != nil {
+		c.log.Error("scrape: read kernel counters", zap.Error(err))
+		ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 1)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 0)
+
+	calls := make(map[nameKey]loader.Counts, len(snap.Calls))
+	for k, v := range snap.Calls {
+		nk := nameKey{k.Comm, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}
+		sum := calls[nk]
+		sum.Calls += v.Calls
+		sum.NS += v.NS
+		calls[nk] = sum
+	}
+	for k, v := range calls {
+		c.emit(ch, callsDesc, prometheus.CounterValue, float64(v.Calls), k.comm, k.syscall)
+		c.emit(ch, secondsDesc, prometheus.CounterValue, float64(v.NS)/1e9, k.comm, k.syscall)
+	}
+
+	errs := make(map[errnoKey]uint64, len(snap.Errors))
+	for k, v := range snap.Errors {
+		errs[errnoKey{k.Comm, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR)), syscalls.ErrnoName(k.Errno)}] += v
+	}
+	for k, v := range errs {
+		c.emit(ch, errorsDesc, prometheus.CounterValue, float64(v), k.comm, k.syscall, k.errno)
+	}
+
+	c.collectHistograms(ch, snap)
+
+	for i, n := range snap.Drops {
+		if i < len(loader.DropReasons) {
+			c.emit(ch, dropsDesc, prometheus.CounterValue, float64(n), loader.DropReasons[i])
+		}
+	}
+	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.StatsEntries), "syscall_stats")
+	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.ErrorsEntries), "syscall_errors")
+	c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(c.capacity[0]), "syscall_stats")
+	c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(c.capacity[1]), "syscall_errors")
+	c.emit(ch, processesDesc, prometheus.GaugeValue, float64(snap.Processes))
+	c.emit(ch, foldedDesc, prometheus.CounterValue, float64(snap.FoldedProcesses))
+	c.emit(ch, decodeErrorsDesc, prometheus.CounterValue, float64(snap.DecodeErrors))
+}
+
+func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.Snapshot) {
+	type histogram struct {
+		buckets loader.Histogram
+		ns      uint64
+	}
+	hists := make(map[string]*histogram)
+	for sc, h := range snap.Histograms {
+		name := c.names.Name(syscalls.ABI(sc.ABI), uint32(sc.NR))
+		sum := hists[name]
+		if sum == nil {
+			sum = &histogram{}
+			hists[name] = sum
+		}
+		for b, n := range h {
+			sum.buckets[b] += n
+		}
+	}
+	// The sum of durations is the per-process seconds of the same calls:
+	// only calls with a measured duration add nanoseconds to either.
+	for k, v := range snap.Calls {
+		if h := hists[c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))]; h != nil {
+			h.ns += v.NS
+		}
+	}
+	for name, h := range hists {
+		var count uint64
+		for _, n := range h.buckets {
+			count += n
+		}
+		if count == 0 {
+			continue // latency not measured for this syscall
+		}
+		buckets := make(map[float64]uint64, lastBucket-firstBucket+1)
+		cumulative := uint64(0)
+		for b := 0; b <= lastBucket; b++ {
+			cumulative += h.buckets[b]
+			if b >= firstBucket {
+				buckets[math.Ldexp(1e-9, b)] = cumulative
+			}
+		}
+		m, err := prometheus.NewConstHistogram(durationDesc, count, float64(h.ns)/1e9, buckets, name)
+		if err != nil {
+			c.log.Error("scrape: build histogram", zap.String("syscall", name), zap.Error(err))
+			continue
+		}
+		ch <- m
+	}
+}
+
+// emit never panics: a bad label value is logged and the metric skipped.
+func (c *Collector) emit(ch chan<- prometheus.Metric, desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(desc, typ, v, labels...)
+	if err != nil {
+		c.log.Error("scrape: build metric", zap.Stringer("desc", desc), zap.Error(err))
+		return
+	}
+	ch <- m
+}

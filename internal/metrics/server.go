@@ -1,0 +1,61 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Server serves /metrics and a landing page through the exporter toolkit,
+// which brings TLS, basic auth (--web.config.file) and systemd sockets.
+type Server struct {
+	http  *http.Server
+	flags *web.FlagConfig
+	log   *slog.Logger
+}
+
+// NewServer serves registry's metrics; version shows on the landing page.
+func NewServer(registry *prometheus.Registry, flags *web.FlagConfig, version string, log *slog.Logger) (*Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Registry:            registry, // promhttp_metric_handler_errors_total
+	}))
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "sysobsd",
+		Description: "Every syscall on this host, counted in the kernel",
+		Version:     version,
+		Links:       []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("landing page: %w", err)
+	}
+	mux.Handle("/", landing)
+	return &Server{
+		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		flags: flags,
+		log:   log,
+	}, nil
+}
+
+// Serve blocks until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	err := web.ListenAndServe(s.http, s.flags, s.log)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting scrapes and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.http.Shutdown(ctx)
+}
