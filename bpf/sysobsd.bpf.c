@@ -236,6 +236,21 @@ static __always_inline void record_error(struct syscall_key *key, long ret)
 	bpf_map_update_elem(&overflow_errors, &ekey, &one, BPF_NOEXIST);
 }
 
+/* A new task's first return from fork/clone is not a call of its own: the
+ * parent's return counts the call once, as strace does. */
+static __always_inline bool is_fork_child_return(u16 abi, long nr)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (abi == ABI_COMPAT)
+		return nr == 120 || nr == 2 || nr == 190 || nr == 435; /* i386 clone, fork, vfork, clone3 */
+	return nr == 56 || nr == 57 || nr == 58 || nr == 435;
+#else
+	if (abi == ABI_COMPAT)
+		return nr == 120 || nr == 2 || nr == 190 || nr == 435; /* arm clone, fork, vfork, clone3 */
+	return nr == 220 || nr == 435;
+#endif
+}
+
 static __always_inline void count_exit(long nr, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -250,6 +265,8 @@ static __always_inline void count_exit(long nr, long ret)
 	key.exec_id = (u32)task->self_exec_id;
 	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	key.abi = task_abi(task);
+	if (ret == 0 && is_fork_child_return(key.abi, nr))
+		return;
 
 	if (measure_latency) {
 		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);

@@ -1,0 +1,68 @@
+// Package testenv holds what tests share about their environment: whether
+// they may load BPF, and how to build the workload programs.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run in CI, where a skip is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Skip skips the test with reason, or fails it in CI: CI must run everything.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true: cannot skip: %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot skips tests that load BPF programs when not run as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root to load BPF programs (run `sudo make test`)")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		Skip(t, "needs kernel BTF at /sys/kernel/btf/vmlinux")
+	}
+}
+
+// RepoRoot is the module root, found from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// BuildWorkload compiles test/workload/workload.c statically into dir and
+// returns its path. Static, so the libc adds no openat or write of its own.
+func BuildWorkload(t testing.TB, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "workload")
+	src := filepath.Join(RepoRoot(), "test", "workload", "workload.c")
+	cmd := exec.Command("gcc", "-O2", "-static", "-pthread", "-o", out, src)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		Skip(t, "cannot build the workload (needs gcc and static glibc, Debian: build-essential): "+err.Error()+": "+string(msg))
+	}
+	return out
+}
+
+// Eventually polls cond every 10 ms until it holds or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

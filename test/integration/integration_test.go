@@ -1,0 +1,316 @@
+// Package integration loads the real BPF programs, runs workloads with a
+// known syscall mix, and checks the exported metrics against exact counts.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/metrics"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/tally"
+	"github.com/sysobsd/sysobsd/internal/testenv"
+)
+
+// harness is one loaded set of programs with its engine and collector.
+type harness struct {
+	t        *testing.T
+	probes   *loader.Probes
+	engine   *tally.Engine
+	registry *prometheus.Registry
+	workload string
+}
+
+func start(t *testing.T, mutate func(*loader.Options)) *harness {
+	t.Helper()
+	testenv.RequireRoot(t)
+	workload := testenv.BuildWorkload(t, t.TempDir())
+	opts := loader.DefaultOptions()
+	if mutate != nil {
+		mutate(&opts)
+	}
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	probes, err := loader.Load(opts, log)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	engine, err := tally.NewEngine(&probes.Maps, "/proc", log)
+	if err != nil {
+		probes.Close()
+		t.Fatalf("engine: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+		if err := probes.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	statsCap, errorsCap := probes.Capacity()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log))
+	return &harness{t: t, probes: probes, engine: engine, registry: registry, workload: workload}
+}
+
+// scrape gathers every sample as `name{k="v",...}` → value; histograms
+// contribute _count and _sum.
+func (h *harness) scrape() map[string]float64 {
+	h.t.Helper()
+	families, err := h.registry.Gather()
+	if err != nil {
+		h.t.Fatalf("gather: %v", err)
+	}
+	out := make(map[string]float64)
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			labels := labelString(m.GetLabel())
+			switch {
+			case m.Counter != nil:
+				out[mf.GetName()+labels] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[mf.GetName()+labels] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[mf.GetName()+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
+				out[mf.GetName()+"_sum"+labels] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+func labelString(pairs []*dto.LabelPair) string {
+	parts := make([]string, 0, len(pairs))
+	for _, p := range pairs {
+		parts = append(parts, fmt.Sprintf("%s=%q", p.GetName(), p.GetValue()))
+	}
+	sort.Strings(parts)
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// expect polls scrapes until every want holds exactly, or fails after timeout
+// with the last values seen.
+func (h *harness) expect(timeout time.Duration, want map[string]float64) map[string]float64 {
+	h.t.Helper()
+	var got map[string]float64
+	ok := testenv.Eventually(timeout, func() bool {
+		got = h.scrape()
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		for k, v := range want {
+			if got[k] != v {
+				h.t.Errorf("%s = %v, want %v", k, got[k], v)
+			}
+		}
+		h.t.FailNow()
+	}
+	return got
+}
+
+func (h *harness) run(args ...string) {
+	h.t.Helper()
+	cmd := exec.Command(h.workload, args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		h.t.Fatalf("workload %v: %v: %s", args, err, out)
+	}
+}
+
+// uniqueComm gives each test process a name no other process on the host has.
+func uniqueComm(prefix string) string {
+	return fmt.Sprintf("%s%06d", prefix, rand.IntN(1000000))
+}
+
+func calls(comm, syscall string) string {
+	return fmt.Sprintf(`sysobsd_syscalls_total{comm=%q,syscall=%q}`, comm, syscall)
+}
+
+func errs(comm, syscall, errno string) string {
+	return fmt.Sprintf(`sysobsd_syscall_errors_total{comm=%q,errno=%q,syscall=%q}`, comm, errno, syscall)
+}
+
+func seconds(comm, syscall string) string {
+	return fmt.Sprintf(`sysobsd_syscall_seconds_total{comm=%q,syscall=%q}`, comm, syscall)
+}
+
+// The done-when case of the core issue: a short-lived static program that
+// names itself, writes, fails openat and fills /dev/full.
+func TestShortLivedProcessCountedExactly(t *testing.T) {
+	h := start(t, nil)
+	const n, m, k = 1000, 7, 13
+	comm := uniqueComm("short")
+	h.run("basic", comm, fmt.Sprint(n), fmt.Sprint(m), fmt.Sprint(k))
+	got := h.expect(2*time.Second, map[string]float64{
+		calls(comm, "write"):           n + k,
+		errs(comm, "write", "ENOSPC"):  k,
+		calls(comm, "openat"):          m + 2,
+		errs(comm, "openat", "ENOENT"): m,
+		calls(comm, "prctl"):           1,
+	})
+	if got[seconds(comm, "write")] <= 0 {
+		t.Errorf("%s = %v, want > 0", seconds(comm, "write"), got[seconds(comm, "write")])
+	}
+	// Folded: none of its entries stays in the kernel.
+	waitNoKernelEntries(t, h)
+}
+
+// waitNoKernelEntries checks that no kernel entry belongs to a process that
+// no longer exists once a fold has run.
+func waitNoKernelEntries(t *testing.T, h *harness) {
+	t.Helper()
+	var stale []uint32
+	ok := testenv.Eventually(3*time.Second, func() bool {
+		if _, err := h.engine.Snapshot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stale = stale[:0]
+		err := h.probes.ReadStats(func(k loader.SyscallKey, _ loader.Counts) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", k.Tgid)); err != nil {
+				stale = append(stale, k.Tgid)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(stale) == 0
+	})
+	if !ok {
+		t.Errorf("kernel entries of exited processes not folded: tgids %v", stale)
+	}
+}
+
+func TestThreadsCountTowardTheirProcess(t *testing.T) {
+	h := start(t, nil)
+	const threads, each = 8, 5000
+	comm := uniqueComm("thr")
+	h.run("threads", comm, fmt.Sprint(threads), fmt.Sprint(each))
+	h.expect(2*time.Second, map[string]float64{
+		calls(comm, "getppid"): threads * each,
+		calls(comm, "clone3"):  threads,
+	})
+}
+
+func TestExecSplitsCountsBetweenNames(t *testing.T) {
+	h := start(t, nil)
+	before := uniqueComm("bef")
+	after := uniqueComm("aft")
+	link := filepath.Join(t.TempDir(), after)
+	if err := os.Symlink(h.workload, link); err != nil {
+		t.Fatal(err)
+	}
+	h.run("exec", before, "300", link, "700")
+	h.expect(2*time.Second, map[string]float64{
+		calls(before, "getppid"): 300,
+		calls(after, "getppid"):  700,
+		// An execve returns in the new program, so it counts under the new
+		// name: "before" has the one that started it, "after" its own.
+		calls(before, "execve"): 1,
+		calls(after, "execve"):  1,
+	})
+}
+
+func TestSleepTimedWithinFivePercent(t *testing.T) {
+	h := start(t, nil)
+	const ms = 300
+	comm := uniqueComm("slp")
+	h.run("sleep", comm, fmt.Sprint(ms))
+	got := h.expect(2*time.Second, map[string]float64{calls(comm, "nanosleep"): 1})
+	s := got[seconds(comm, "nanosleep")]
+	if s < ms/1000.0 || s > ms/1000.0*1.05 {
+		t.Errorf("%s = %v s, want within 5%% above %v s", seconds(comm, "nanosleep"), s, ms/1000.0)
+	}
+	if got[`sysobsd_syscall_duration_seconds_count{syscall="nanosleep"}`] < 1 {
+		t.Errorf("nanosleep histogram is empty")
+	}
+}
+
+// A live process is exported while it runs, and folding it at exit neither
+// loses nor repeats a call.
+func TestLiveProcessCountedBeforeAndAfterExit(t *testing.T) {
+	h := start(t, nil)
+	comm := uniqueComm("live")
+	cmd := exec.Command(h.workload, "spin", comm, "500")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(2*time.Second, map[string]float64{calls(comm, "getppid"): 500})
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(2*time.Second, map[string]float64{calls(comm, "getppid"): 500})
+	waitNoKernelEntries(t, h)
+}
+
+func TestRawTracepointFallbackCountsExactly(t *testing.T) {
+	h := start(t, func(o *loader.Options) { o.Attach = "raw_tracepoint" })
+	if h.probes.AttachMode != "raw_tracepoint" {
+		t.Fatalf("attach mode %q", h.probes.AttachMode)
+	}
+	comm := uniqueComm("raw")
+	h.run("basic", comm, "100", "3", "5")
+	h.expect(2*time.Second, map[string]float64{
+		calls(comm, "write"):           105,
+		errs(comm, "write", "ENOSPC"):  5,
+		errs(comm, "openat", "ENOENT"): 3,
+	})
+}
+
+func TestLatencyOffCountsCallsAndErrorsOnly(t *testing.T) {
+	h := start(t, func(o *loader.Options) { o.Latency = false })
+	comm := uniqueComm("nolat")
+	h.run("basic", comm, "100", "3", "5")
+	got := h.expect(2*time.Second, map[string]float64{
+		calls(comm, "write"):           105,
+		errs(comm, "write", "ENOSPC"):  5,
+		errs(comm, "openat", "ENOENT"): 3,
+		seconds(comm, "write"):         0,
+	})
+	for k := range got {
+		if strings.HasPrefix(k, "sysobsd_syscall_duration_seconds") {
+			t.Errorf("histogram %s exported with latency off", k)
+		}
+	}
+}
+
+// Many short processes at once: each one's calls arrive exactly, under its name.
+func TestManyShortLivedProcessesExact(t *testing.T) {
+	h := start(t, nil)
+	const procs = 200
+	prefix := uniqueComm("many")
+	want := make(map[string]float64)
+	for i := range procs {
+		comm := fmt.Sprintf("%s%d", prefix[:9], i)
+		want[calls(comm, "write")] = float64(i + 1)
+		h.run("basic", comm, fmt.Sprint(i+1), "0", "0")
+	}
+	h.expect(3*time.Second, want)
+	waitNoKernelEntries(t, h)
+}

@@ -1,0 +1,127 @@
+/* workload: a deterministic syscall mix for sysobsd's integration tests.
+ *
+ * Every counted call is a raw syscall(2), so libc adds none of them; a
+ * static build makes no openat, write, getppid or nanosleep of its own.
+ *
+ *   workload basic NAME N M K   prctl(PR_SET_NAME, NAME); N writes to /dev/null;
+ *                               M openat of a missing file (ENOENT); K writes to
+ *                               /dev/full (ENOSPC). openat calls: M + 2.
+ *   workload threads NAME T N   T threads, each N getppid calls.
+ *   workload exec NAME N PATH M N getppid calls as NAME, then execve(PATH) as
+ *                               "PATH getppid-only M".
+ *   workload getppid-only M     M getppid calls under the exec'd name.
+ *   workload sleep NAME MS      one nanosleep of MS milliseconds.
+ *   workload spin NAME N        N getppid calls, then waits for stdin to close.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static void name_self(const char *name)
+{
+	if (prctl(PR_SET_NAME, name, 0, 0, 0) != 0) {
+		perror("prctl");
+		exit(2);
+	}
+}
+
+static long getppid_n(long n)
+{
+	for (long i = 0; i < n; i++)
+		syscall(SYS_getppid);
+	return n;
+}
+
+static void *thread_main(void *arg)
+{
+	getppid_n(*(long *)arg);
+	return NULL;
+}
+
+static int basic(const char *name, long n, long m, long k)
+{
+	char c = 'x';
+	name_self(name);
+	int devnull = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_WRONLY);
+	int devfull = syscall(SYS_openat, AT_FDCWD, "/dev/full", O_WRONLY);
+	if (devnull < 0 || devfull < 0) {
+		perror("open /dev/null or /dev/full");
+		return 2;
+	}
+	for (long i = 0; i < n; i++)
+		syscall(SYS_write, devnull, &c, 1);
+	for (long i = 0; i < m; i++)
+		syscall(SYS_openat, AT_FDCWD, "/nonexistent/sysobsd-workload", O_RDONLY);
+	for (long i = 0; i < k; i++)
+		syscall(SYS_write, devfull, &c, 1);
+	return 0;
+}
+
+static int threads(const char *name, long t, long n)
+{
+	pthread_t tids[64];
+	if (t < 1 || t > 64)
+		return 2;
+	name_self(name);
+	for (long i = 0; i < t; i++)
+		if (pthread_create(&tids[i], NULL, thread_main, &n) != 0)
+			return 2;
+	for (long i = 0; i < t; i++)
+		pthread_join(tids[i], NULL);
+	return 0;
+}
+
+static int do_exec(const char *name, long n, const char *path, const char *m)
+{
+	name_self(name);
+	getppid_n(n);
+	char *argv[] = {(char *)path, "getppid-only", (char *)m, NULL};
+	char *envp[] = {NULL};
+	syscall(SYS_execve, path, argv, envp);
+	perror("execve");
+	return 2;
+}
+
+static int do_sleep(const char *name, long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	name_self(name);
+	return syscall(SYS_nanosleep, &ts, NULL) == 0 ? 0 : 2;
+}
+
+static int spin(const char *name, long n)
+{
+	char buf[1];
+	name_self(name);
+	getppid_n(n);
+	while (read(0, buf, 1) > 0)
+		;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 6 && strcmp(argv[1], "basic") == 0)
+		return basic(argv[2], atol(argv[3]), atol(argv[4]), atol(argv[5]));
+	if (argc >= 5 && strcmp(argv[1], "threads") == 0)
+		return threads(argv[2], atol(argv[3]), atol(argv[4]));
+	if (argc >= 6 && strcmp(argv[1], "exec") == 0)
+		return do_exec(argv[2], atol(argv[3]), argv[4], argv[5]);
+	if (argc >= 3 && strcmp(argv[1], "getppid-only") == 0) {
+		getppid_n(atol(argv[2]));
+		return 0;
+	}
+	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
+		return do_sleep(argv[2], atol(argv[3]));
+	if (argc >= 4 && strcmp(argv[1], "spin") == 0)
+		return spin(argv[2], atol(argv[3]));
+	fprintf(stderr, "usage: see the comment at the top of workload.c\n");
+	return 2;
+}
