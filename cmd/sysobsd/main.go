@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -89,9 +90,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	app.Version(version.Print("sysobsd"))
 	app.Flag("config.file", "YAML configuration file; without it the embedded defaults are used.").StringVar(&opts.configFile)
 	app.Flag("config.check", "Validate the configuration and exit.").BoolVar(&opts.configCheck)
-	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&opts.logLevel, "debug", "info", "warn", "error")
-	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&opts.logFormat, "logfmt", "json")
-	app.Flag("bpf.attach-mode", "How to hook the syscall tracepoints: auto (tp_btf, else raw_tracepoint), tp_btf or raw_tracepoint.").Default("auto").EnumVar(&opts.attachMode, "auto", "tp_btf", "raw_tracepoint")
+	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&opts.logLevel)
+	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&opts.logFormat)
+	app.Flag("bpf.attach-mode", "How to hook the syscall tracepoints: auto (tp_btf, else raw_tracepoint), tp_btf or raw_tracepoint.").Default("auto").StringVar(&opts.attachMode)
 	opts.web = kingpinflag.AddFlags(app, defaultListenAddress)
 
 	exited := -1
@@ -100,11 +101,28 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	if exited >= 0 { // --help or --version
 		return opts, exited, true
 	}
+	if err == nil {
+		err = oneOf("log.level", opts.logLevel, "debug", "info", "warn", "error")
+	}
+	if err == nil {
+		err = oneOf("log.format", opts.logFormat, "logfmt", "json")
+	}
+	if err == nil {
+		err = oneOf("bpf.attach-mode", opts.attachMode, "auto", "tp_btf", "raw_tracepoint")
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sysobsd: %v; see sysobsd --help\n", err)
 		return opts, 2, true
 	}
 	return opts, 0, false
+}
+
+// oneOf names the flag in the error, which kingpin's enums do not.
+func oneOf(flag, value string, allowed ...string) error {
+	if slices.Contains(allowed, value) {
+		return nil
+	}
+	return fmt.Errorf("--%s=%s: must be one of %s", flag, value, strings.Join(allowed, ", "))
 }
 
 func describeConfig(path string) string {

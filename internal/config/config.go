@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -100,7 +101,10 @@ func parse(name string, data []byte, base Config) (Config, error) {
 // key is reported with its line and the keys allowed at that place.
 func checkKeys(name string, n *yaml.Node, t reflect.Type, path string) error {
 	if t.Kind() != reflect.Struct {
-		return nil
+		return checkValue(name, n, t, path)
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil // a section with every key commented out: its defaults
 	}
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("config %s line %d: %s must be a mapping of %s", name, n.Line, describe(path), strings.Join(allowedKeys(t), ", "))
@@ -119,6 +123,22 @@ func checkKeys(name string, n *yaml.Node, t reflect.Type, path string) error {
 		if err := checkKeys(name, v, field.Type, join(path, k.Value)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkValue decodes one value on its own, so that a value of the wrong type
+// is reported with its key: decoding the whole document names only the line.
+func checkValue(name string, n *yaml.Node, t reflect.Type, path string) error {
+	v := reflect.New(t)
+	if err := n.Decode(v.Interface()); err != nil {
+		msg := strings.TrimPrefix(cleanDecodeError(err), fmt.Sprintf("line %d: ", n.Line))
+		return fmt.Errorf("config %s line %d: %s: %s", name, n.Line, path, msg)
+	}
+	// yaml truncates 1.5 to 1 for an integer; a fraction is a typo, not a size.
+	var f float64
+	if v.Elem().CanUint() && n.ShortTag() == "!!float" && n.Decode(&f) == nil && f != math.Trunc(f) {
+		return fmt.Errorf("config %s line %d: %s: %s is not a whole number", name, n.Line, path, n.Value)
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ func Load(opts Options, log *zap.Logger) (*Probes, error) {
 	if err := checkKernel(); err != nil {
 		return nil, err
 	}
+	if err := checkPrivilege(); err != nil {
+		return nil, err
+	}
 	modes := []string{"tp_btf", "raw_tracepoint"}
 	if opts.Attach != "" {
 		modes = []string{opts.Attach}
@@ -83,7 +86,7 @@ func Load(opts Options, log *zap.Logger) (*Probes, error) {
 		if firstErr == nil {
 			firstErr = err
 		}
-		log.Warn("attach mode failed, trying the next", zap.String("mode", mode), zap.Error(err))
+		log.Debug("attach mode failed, trying the next", zap.String("mode", mode), zap.Error(err))
 	}
 	return nil, firstErr
 }
@@ -139,9 +142,12 @@ func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil && spec.Programs[renameProgram] != nil {
 		// task_rename needs bpf_task_pt_regs (Linux 5.15): run without it.
-		log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
 		delete(spec.Programs, renameProgram)
-		coll, err = ebpf.NewCollection(spec)
+		var retryErr error
+		if coll, retryErr = ebpf.NewCollection(spec); retryErr == nil {
+			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
+			err = nil
+		}
 	}
 	if err != nil {
 		return nil, describeLoadError(err)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what sysobsd's build (run) or tests (test) need on Debian 12.
+# Skips apt-get when everything is already there.
+set -euo pipefail
+what=${1:-test}
+
+need_go() {
+	if ! command -v go >/dev/null 2>&1; then
+		echo "install-deps: Go ≥1.26 is needed at /usr/local/go (or on PATH); Debian 12's golang-go is too old" >&2
+		exit 1
+	fi
+}
+
+packages=()
+case "$what" in
+run) ;;
+test) packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git) ;;
+*) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+need_go
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-deps: missing Debian packages: ${missing[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
