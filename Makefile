@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X $(VERSIONPKG).Version=$(VERSION) -X $(VERSIONPKG).Revision
 GOFILES   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum \
              internal/loader/sysobsd_x86_bpfel.o internal/loader/sysobsd_arm64_bpfel.o internal/config/default.yml
 
-.PHONY: all build run test deps deps-run check unit-test generate check-generate bench clean
+.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench clean
 
 all: build
 
@@ -56,6 +56,11 @@ generate: deps
 check-generate: generate
 	@git diff --exit-code --stat -- internal/loader/ || \
 	  { echo "committed BPF objects differ from 'make generate': run it and commit"; exit 1; }
+
+# Boots Debian 12's 6.1 kernel under qemu (TCG) and runs the BPF and
+# exact-count tests there: verifier rejections on older kernels fail here.
+kernel-test:
+	test/kernel/run.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

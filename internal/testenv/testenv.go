@@ -40,10 +40,17 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// WorkloadEnv names a prebuilt workload binary, for machines without gcc
+// (the kernel-test VM).
+const WorkloadEnv = "SYSOBSD_WORKLOAD"
+
 // BuildWorkload compiles test/workload/workload.c statically into dir and
 // returns its path. Static, so the libc adds no openat or write of its own.
 func BuildWorkload(t testing.TB, dir string) string {
 	t.Helper()
+	if prebuilt := os.Getenv(WorkloadEnv); prebuilt != "" {
+		return prebuilt
+	}
 	out := filepath.Join(dir, "workload")
 	src := filepath.Join(RepoRoot(), "test", "workload", "workload.c")
 	cmd := exec.Command("gcc", "-O2", "-static", "-pthread", "-o", out, src)
