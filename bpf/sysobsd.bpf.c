@@ -8,9 +8,11 @@
  *                    exec generation and syscall; errors by errno; latency.
  *   *_raw            the same two on raw tracepoints, for kernels where
  *                    tp_btf cannot attach.
- *   process_fork, process_exec, task_rename, process_exit
+ *   process_fork, process_exec, task_rename, cgroup_attach, process_exit
  *                    lifecycle records on the ring buffer, so the daemon knows
- *                    each process's name and when its entries can be folded.
+ *                    each process's name and cgroup, and when its entries can
+ *                    be folded; with a process filter set, they also decide
+ *                    whether the process is counted (process_listed).
  *
  * Maps
  *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns}
@@ -22,6 +24,11 @@
  *   start_times      task storage: entry time of the thread's current syscall
  *   lifecycle        ring buffer of struct lifecycle_event
  *   drops            per-CPU array of loss counters, indexed by enum drop_reason
+ *   filter_settings  one entry: which filters are on (all off by default)
+ *   filter_pids, filter_comms, filter_cgroup_ids, filter_cgroup_names
+ *                    what the config includes or excludes (MATCH_* bits)
+ *   process_listed   tgids whose verdict differs from the filter's default
+ *   syscall_allowed  per [abi][nr]: 1 if counted while the syscall filter is on
  *
  * A reader may assume: a call is counted once, at exit, in exactly one of
  * syscall_stats or overflow_stats; every way a count, a latency or a record
@@ -52,7 +59,8 @@ enum drop_reason {
 	DROP_ERRORS_MAP_FULL = 2,   /* an error counted in overflow_errors instead of its process */
 	DROP_NO_START_TIME = 3,     /* a call counted without its duration: its entry was not seen */
 	DROP_START_STORAGE = 4,     /* task storage refused an entry time (memory or busy) */
-	DROP_REASONS = 5,
+	DROP_LISTED_MAP_FULL = 5,   /* a process's filter verdict not stored: it gets the default */
+	DROP_REASONS = 6,
 };
 
 enum lifecycle_kind {
@@ -60,7 +68,26 @@ enum lifecycle_kind {
 	LIFECYCLE_EXEC = 2,   /* exec_id is the new generation, comm the new name */
 	LIFECYCLE_RENAME = 3, /* prctl(PR_SET_NAME) or /proc/PID/comm on a leader */
 	LIFECYCLE_EXIT = 4,   /* the last thread of the process has exited */
+	LIFECYCLE_CGROUP = 5, /* the process moved to another cgroup2 cgroup */
 };
+
+enum process_filter {
+	FILTER_OFF = 0,
+	FILTER_ONLY_LISTED = 1,   /* include lists set: only listed processes are counted */
+	FILTER_EXCEPT_LISTED = 2, /* exclude lists only: listed processes are not counted */
+};
+
+/* Bits of a filter map's value. */
+#define MATCH_INCLUDE 1
+#define MATCH_EXCLUDE 2
+
+/* Dimensions of include_mask. */
+#define DIM_PID 1
+#define DIM_COMM 2
+#define DIM_CGROUP 4
+
+#define CGROUP_NAME_LEN 64
+#define CGROUP_DEPTH 8 /* ancestors checked against the cgroup filters */
 
 struct syscall_key {
 	u32 tgid;
@@ -91,7 +118,15 @@ struct lifecycle_event {
 	u32 tgid;
 	u32 exec_id;
 	u32 pad;
+	u64 cgroup_id;
 	char comm[COMM_LEN];
+};
+
+struct filter_settings_value {
+	u32 process_filter; /* enum process_filter */
+	u32 include_mask;   /* DIM_* with an include list: a counted process matches each */
+	u32 syscall_filter; /* 1: only syscalls marked in syscall_allowed are counted */
+	u32 pad;
 };
 
 /* Set by the loader before load; the verifier prunes what they switch off. */
@@ -152,10 +187,61 @@ struct {
 	__type(value, u64);
 } drops SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct filter_settings_value);
+} filter_settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, u8);
+} filter_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[COMM_LEN]);
+	__type(value, u8);
+} filter_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u64);
+	__type(value, u8);
+} filter_cgroup_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[CGROUP_NAME_LEN]);
+	__type(value, u8);
+} filter_cgroup_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u32);
+	__type(value, u8);
+} process_listed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ABIS *NR_SLOTS);
+	__type(key, u32);
+	__type(value, u8);
+} syscall_allowed SEC(".maps");
+
 /* Force BTF for the types user space decodes (bpf2go -type). */
 const struct lifecycle_event *unused_lifecycle_event __attribute__((unused));
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum lifecycle_kind *unused_lifecycle_kind __attribute__((unused));
+const enum process_filter *unused_process_filter __attribute__((unused));
+const struct filter_settings_value *unused_filter_settings __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -236,6 +322,29 @@ static __always_inline void record_error(struct syscall_key *key, long ret)
 	bpf_map_update_elem(&overflow_errors, &ekey, &one, BPF_NOEXIST);
 }
 
+/* Filters cost an inlined array lookup and two branches while all are off. */
+static __always_inline bool process_filtered_out(struct filter_settings_value *fs, u32 tgid)
+{
+	bool listed;
+
+	if (!fs || fs->process_filter == FILTER_OFF)
+		return false;
+	listed = bpf_map_lookup_elem(&process_listed, &tgid) != NULL;
+	return listed != (fs->process_filter == FILTER_ONLY_LISTED);
+}
+
+static __always_inline bool syscall_filtered_out(struct filter_settings_value *fs, u16 abi, long nr)
+{
+	u32 slot;
+	u8 *allowed;
+
+	if (!fs || !fs->syscall_filter)
+		return false;
+	slot = array_slot(abi, nr);
+	allowed = bpf_map_lookup_elem(&syscall_allowed, &slot);
+	return !allowed || !*allowed;
+}
+
 /* A new task's first return from fork/clone is not a call of its own: the
  * parent's return counts the call once, as strace does. */
 static __always_inline bool is_fork_child_return(u16 abi, long nr)
@@ -255,17 +364,21 @@ static __always_inline void count_exit(long nr, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct syscall_stats_value *stats;
+	struct filter_settings_value *fs;
 	struct syscall_key key;
 	u64 ns = 0;
-	u32 slot;
+	u32 slot = 0;
 
 	key.tgid = task->tgid;
 	if (key.tgid == self_tgid)
 		return;
+	fs = bpf_map_lookup_elem(&filter_settings, &slot);
 	key.exec_id = (u32)task->self_exec_id;
 	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	key.abi = task_abi(task);
 	if (ret == 0 && is_fork_child_return(key.abi, nr))
+		return;
+	if (process_filtered_out(fs, key.tgid) || syscall_filtered_out(fs, key.abi, nr))
 		return;
 
 	if (measure_latency) {
@@ -312,9 +425,12 @@ static __always_inline void count_exit(long nr, long ret)
 static __always_inline void stamp_enter(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	u32 zero = 0;
 	u64 *start;
 
 	if (task->tgid == self_tgid)
+		return;
+	if (process_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), task->tgid))
 		return;
 	start = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!start) {
@@ -364,6 +480,71 @@ int sys_exit_raw(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
+}
+
+static __always_inline u8 filter_match(void *map, void *key)
+{
+	u8 *m = bpf_map_lookup_elem(map, key);
+	return m ? *m : 0;
+}
+
+/* Decides, when a process starts, execs, renames or moves, whether it is
+ * counted, so that the per-syscall path needs one lookup by tgid. The daemon
+ * applies the same rules to the processes that were running before it. */
+static __always_inline void evaluate_process(struct task_struct *task, const char *comm)
+{
+	char name[COMM_LEN] = {};
+	struct filter_settings_value *fs;
+	struct cgroup *cg;
+	u32 zero = 0, tgid;
+	u8 m, included = 0, excluded = 0, one = 1;
+	bool counted, listed;
+
+	fs = bpf_map_lookup_elem(&filter_settings, &zero);
+	if (!fs || fs->process_filter == FILTER_OFF)
+		return;
+	tgid = BPF_CORE_READ(task, tgid);
+
+	m = filter_match(&filter_pids, &tgid);
+	if (m & MATCH_INCLUDE)
+		included |= DIM_PID;
+	excluded |= m & MATCH_EXCLUDE;
+
+	bpf_probe_read_kernel_str(name, sizeof(name), comm);
+	m = filter_match(&filter_comms, name);
+	if (m & MATCH_INCLUDE)
+		included |= DIM_COMM;
+	excluded |= m & MATCH_EXCLUDE;
+
+	/* A cgroup filter matches the cgroup or any ancestor, by id or by name
+	 * (units by name: a restarted unit's new cgroup still matches). */
+	cg = task_cgroup(task);
+	for (int i = 0; i < CGROUP_DEPTH && cg; i++) {
+		char cname[CGROUP_NAME_LEN] = {};
+		u64 id = BPF_CORE_READ(cg, kn, id);
+
+		m = filter_match(&filter_cgroup_ids, &id);
+		bpf_probe_read_kernel_str(cname, sizeof(cname), BPF_CORE_READ(cg, kn, name));
+		m |= filter_match(&filter_cgroup_names, cname);
+		if (m & MATCH_INCLUDE)
+			included |= DIM_CGROUP;
+		excluded |= m & MATCH_EXCLUDE;
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+	}
+
+	counted = (included & fs->include_mask) == fs->include_mask && !excluded;
+	listed = fs->process_filter == FILTER_ONLY_LISTED ? counted : !counted;
+	if (!listed) {
+		bpf_map_delete_elem(&process_listed, &tgid);
+		return;
+	}
+	if (bpf_map_update_elem(&process_listed, &tgid, &one, BPF_ANY) != 0)
+		count_drop(DROP_LISTED_MAP_FULL);
+}
+
 static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, const char *comm)
 {
 	struct lifecycle_event *ev;
@@ -377,6 +558,7 @@ static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, c
 	ev->tgid = BPF_CORE_READ(task, tgid);
 	ev->exec_id = (u32)BPF_CORE_READ(task, self_exec_id);
 	ev->pad = 0;
+	ev->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), comm);
 	bpf_ringbuf_submit(ev, 0);
 }
@@ -387,6 +569,7 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	/* Threads count toward their process: only new thread groups matter. */
 	if (child->pid != child->tgid || child->tgid == self_tgid)
 		return 0;
+	evaluate_process(child, child->comm);
 	send_lifecycle(LIFECYCLE_FORK, child, child->comm);
 	return 0;
 }
@@ -396,6 +579,7 @@ int BPF_PROG(process_exec, struct task_struct *task)
 {
 	if (task->tgid == self_tgid)
 		return 0;
+	evaluate_process(task, task->comm);
 	send_lifecycle(LIFECYCLE_EXEC, task, task->comm);
 	return 0;
 }
@@ -428,7 +612,19 @@ int BPF_PROG(task_rename, struct task_struct *task, const char *comm)
 		return 0;
 	if (current_is_in_execve())
 		return 0;
+	evaluate_process(task, comm);
 	send_lifecycle(LIFECYCLE_RENAME, task, comm);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task)
+{
+	/* Fires for every hierarchy; only a move on cgroup2 changes attribution. */
+	if (task->pid != task->tgid || task->tgid == self_tgid || task_cgroup(task) != dst)
+		return 0;
+	evaluate_process(task, task->comm);
+	send_lifecycle(LIFECYCLE_CGROUP, task, task->comm);
 	return 0;
 }
 
@@ -436,13 +632,15 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *task)
 {
 	struct task_struct *leader;
+	u32 tgid = task->tgid;
 
-	if (task->tgid == self_tgid)
+	if (tgid == self_tgid)
 		return 0;
 	/* signal->live drops before this tracepoint: 0 means the last thread. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	leader = task->group_leader;
+	bpf_map_delete_elem(&process_listed, &tgid);
 	send_lifecycle(LIFECYCLE_EXIT, task, leader->comm);
 	return 0;
 }

@@ -50,12 +50,31 @@ struct signal_struct {
 	atomic_t live; /* threads not yet exited: 0 once the whole group is gone */
 };
 
+struct kernfs_node {
+	const char *name;
+	u64 id; /* the cgroup id: bpf_get_current_cgroup_id(), the cgroup2 directory's inode */
+};
+
+struct cgroup_subsys_state {
+	struct cgroup_subsys_state *parent;
+};
+
+struct cgroup {
+	struct cgroup_subsys_state self; /* first member: a css pointer is its cgroup */
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup on the cgroup2 hierarchy */
+};
+
 struct task_struct {
 	struct thread_info thread_info;
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
+	struct css_set *cgroups;
 	char comm[16];
 	u64 self_exec_id; /* incremented by every exec: splits counts before and after */
 };

@@ -190,8 +190,8 @@ func TestDaemonServesExactCountsForAShortLivedProcess(t *testing.T) {
 	}
 	exitedAt := time.Now()
 	want := map[string]float64{
-		fmt.Sprintf(`sysobsd_syscalls_total{comm=%q,syscall="write"}`, comm):                        n + k,
-		fmt.Sprintf(`sysobsd_syscalls_total{comm=%q,syscall="openat"}`, comm):                       m + 2,
+		fmt.Sprintf(`sysobsd_syscalls_total{comm=%q,syscall="write"}`, comm):                       n + k,
+		fmt.Sprintf(`sysobsd_syscalls_total{comm=%q,syscall="openat"}`, comm):                      m + 2,
 		fmt.Sprintf(`sysobsd_syscall_errors_total{comm=%q,errno="ENOENT",syscall="openat"}`, comm): m,
 		fmt.Sprintf(`sysobsd_syscall_errors_total{comm=%q,errno="ENOSPC",syscall="write"}`, comm):  k,
 	}

@@ -21,6 +21,7 @@ const (
 	Exec   = Kind(loader.LifecycleExec)
 	Rename = Kind(loader.LifecycleRename)
 	Exit   = Kind(loader.LifecycleExit)
+	Cgroup = Kind(loader.LifecycleCgroup)
 )
 
 func (k Kind) String() string {
@@ -33,6 +34,8 @@ func (k Kind) String() string {
 		return "rename"
 	case Exit:
 		return "exit"
+	case Cgroup:
+		return "cgroup"
 	}
 	return fmt.Sprintf("kind_%d", uint32(k))
 }
@@ -42,7 +45,9 @@ type Lifecycle struct {
 	Kind   Kind
 	TGID   uint32
 	ExecID uint32 // the exec generation the record is about
-	Comm   string // the process name from then on (at exit: its last name)
+	// CgroupID is the process's cgroup2 cgroup when the record was sent.
+	CgroupID uint64
+	Comm     string // the process name from then on (at exit: its last name)
 }
 
 // lifecycleSize is the C struct's size; records are never shorter.
@@ -57,16 +62,17 @@ func DecodeLifecycle(raw []byte) (Lifecycle, error) {
 		return Lifecycle{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortRecord, len(raw), lifecycleSize)
 	}
 	ev := Lifecycle{
-		Kind:   Kind(binary.NativeEndian.Uint32(raw[0:4])),
-		TGID:   binary.NativeEndian.Uint32(raw[4:8]),
-		ExecID: binary.NativeEndian.Uint32(raw[8:12]),
+		Kind:     Kind(binary.NativeEndian.Uint32(raw[0:4])),
+		TGID:     binary.NativeEndian.Uint32(raw[4:8]),
+		ExecID:   binary.NativeEndian.Uint32(raw[8:12]),
+		CgroupID: binary.NativeEndian.Uint64(raw[16:24]),
 	}
-	comm := raw[16:32]
+	comm := raw[24:40]
 	if i := bytes.IndexByte(comm, 0); i >= 0 {
 		comm = comm[:i]
 	}
-	ev.Comm = strings.ToValidUTF8(string(comm), "\uFFFD") // label values must be UTF-8
-	if ev.Kind < Fork || ev.Kind > Exit {
+	ev.Comm = strings.ToValidUTF8(string(comm), "?") // label values must be UTF-8; "?" as ps shows it
+	if ev.Kind < Fork || ev.Kind > Cgroup {
 		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
 	}
 	return ev, nil

@@ -60,8 +60,12 @@ func (t *ProcessTable) Scan() error {
 func (t *ProcessTable) Apply(ev Lifecycle) {
 	switch ev.Kind {
 	case Fork:
-		// A new thread group: a reused tgid starts afresh.
-		t.live[ev.TGID] = &process{base: ev.Comm}
+		// A new thread group: a reused tgid starts afresh. Its generation is
+		// named as well, so that an exited process of the same tgid, not
+		// yet folded, cannot lend it its base name.
+		p := &process{base: ev.Comm}
+		p.name(ev.ExecID, ev.Comm)
+		t.live[ev.TGID] = p
 	case Exec, Rename:
 		t.liveProcess(ev.TGID).name(ev.ExecID, ev.Comm)
 	case Exit:
@@ -111,20 +115,19 @@ func (p *process) name(execID uint32, comm string) {
 // Name returns the name of a process generation, and false when no record
 // and no /proc entry tell it.
 func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
-	if p, ok := t.exited[tgid]; ok {
+	// A tgid can be exited and live at once (reused before the fold): a
+	// generation's own record wins over either process's base name.
+	exited, live := t.exited[tgid], t.live[tgid]
+	for _, p := range [...]*process{exited, live} {
+		if p == nil {
+			continue
+		}
 		if n, ok := p.gens[execID]; ok {
 			return n, true
-		}
-		if p.base != "" {
-			return p.base, true
 		}
 	}
-	p, ok := t.live[tgid]
-	if ok {
-		if n, ok := p.gens[execID]; ok {
-			return n, true
-		}
-		if p.base != "" {
+	for _, p := range [...]*process{exited, live} {
+		if p != nil && p.base != "" {
 			return p.base, true
 		}
 	}
@@ -133,11 +136,11 @@ func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 	if !found {
 		return "", false
 	}
-	if p == nil {
-		p = &process{}
-		t.live[tgid] = p
+	if live == nil {
+		live = &process{}
+		t.live[tgid] = live
 	}
-	p.base = comm
+	live.base = comm
 	return comm, true
 }
 
@@ -171,5 +174,5 @@ func (t *ProcessTable) readComm(tgid uint32) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	return strings.ToValidUTF8(string(bytes.TrimSuffix(b, []byte("\n"))), "\uFFFD"), true
+	return strings.ToValidUTF8(string(bytes.TrimSuffix(b, []byte("\n"))), "?"), true
 }

@@ -36,6 +36,9 @@ type Options struct {
 	// Attach forces "tp_btf" or "raw_tracepoint" for the syscall hooks;
 	// empty tries tp_btf first.
 	Attach string
+	// Prepare runs after the lifecycle programs are attached and before the
+	// syscall hooks are: the place to set filters and scan running processes.
+	Prepare func(*Probes) error
 }
 
 // DefaultOptions are what the embedded default config asks for.
@@ -129,7 +132,7 @@ func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
 	if mode == "raw_tracepoint" {
 		enter, exit = "sys_enter_raw", "sys_exit_raw"
 	}
-	want := map[string]bool{exit: true, "process_fork": true, "process_exec": true, "process_exit": true}
+	want := map[string]bool{exit: true, "process_fork": true, "process_exec": true, "process_exit": true, "cgroup_attach": true}
 	if opts.Latency {
 		want[enter] = true
 	}
@@ -162,25 +165,27 @@ func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
 		coll.Close()
 	}
 
-	// Exit before enter: a call whose entry is stamped but whose exit is not
-	// hooked yet would only be counted as missing its start, never twice.
-	order := []string{exit}
+	// Lifecycle first, so that Prepare's scan of running processes misses no
+	// process; then exit before enter: a call whose entry is stamped but whose
+	// exit is not hooked yet is only counted as missing its start.
+	lifecycle := []string{"process_fork", "process_exec", "process_exit", "cgroup_attach"}
+	syscalls := []string{exit}
 	if opts.Latency {
-		order = append(order, enter)
+		syscalls = append(syscalls, enter)
 	}
-	order = append(order, "process_fork", "process_exec", "process_exit")
-	for _, name := range order {
-		prog := coll.Programs[name]
-		l, err := attach(prog, mode, name)
+	fail := func(err error) (*Probes, error) {
+		p.detach()
+		closeColl()
+		p.Maps.Close()
+		return nil, err
+	}
+	for _, name := range lifecycle {
+		l, err := attach(coll.Programs[name], mode, name)
 		if err != nil {
-			p.detach()
-			closeColl()
-			p.Maps.Close()
-			return nil, err
+			return fail(err)
 		}
 		p.links = append(p.links, l)
 	}
-
 	if prog := coll.Programs[renameProgram]; prog != nil {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
@@ -189,6 +194,18 @@ func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
 			p.links = append(p.links, l)
 			p.RenamesTracked = true
 		}
+	}
+	if opts.Prepare != nil {
+		if err := opts.Prepare(p); err != nil {
+			return fail(err)
+		}
+	}
+	for _, name := range syscalls {
+		l, err := attach(coll.Programs[name], mode, name)
+		if err != nil {
+			return fail(err)
+		}
+		p.links = append(p.links, l)
 	}
 	// Keep programs alive through their links only.
 	closeColl()
@@ -217,13 +234,13 @@ func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
 }
 
 func describeLoadError(err error) error {
-	if isPermission(err) {
-		return permissionError("load BPF", err)
-	}
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
 		// The whole log names the instruction the verifier refused.
 		return fmt.Errorf("load BPF: the kernel's verifier rejected a program; please report with this log: %+v", verr)
+	}
+	if isPermission(err) {
+		return permissionError("load BPF", err)
 	}
 	return fmt.Errorf("load BPF: %w", err)
 }

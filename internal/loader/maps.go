@@ -23,6 +23,7 @@ const (
 	LifecycleExec   = uint32(sysobsdLifecycleKindLIFECYCLE_EXEC)
 	LifecycleRename = uint32(sysobsdLifecycleKindLIFECYCLE_RENAME)
 	LifecycleExit   = uint32(sysobsdLifecycleKindLIFECYCLE_EXIT)
+	LifecycleCgroup = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP)
 )
 
 // Sizes the BPF programs were built with.
@@ -39,6 +40,7 @@ var DropReasons = []string{
 	sysobsdDropReasonDROP_ERRORS_MAP_FULL: "errors_map_full",
 	sysobsdDropReasonDROP_NO_START_TIME:   "no_start_time",
 	sysobsdDropReasonDROP_START_STORAGE:   "start_storage_unavailable",
+	sysobsdDropReasonDROP_LISTED_MAP_FULL: "listed_map_full",
 }
 
 // Counts are one key's calls and nanoseconds, summed over CPUs.

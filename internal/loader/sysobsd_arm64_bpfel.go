@@ -21,7 +21,8 @@ const (
 	sysobsdDropReasonDROP_ERRORS_MAP_FULL sysobsdDropReason = 2
 	sysobsdDropReasonDROP_NO_START_TIME   sysobsdDropReason = 3
 	sysobsdDropReasonDROP_START_STORAGE   sysobsdDropReason = 4
-	sysobsdDropReasonDROP_REASONS         sysobsdDropReason = 5
+	sysobsdDropReasonDROP_LISTED_MAP_FULL sysobsdDropReason = 5
+	sysobsdDropReasonDROP_REASONS         sysobsdDropReason = 6
 )
 
 type sysobsdErrnoKey struct {
@@ -33,18 +34,27 @@ type sysobsdErrnoKey struct {
 	Err    uint32
 }
 
+type sysobsdFilterSettingsValue struct {
+	_             structs.HostLayout
+	ProcessFilter uint32
+	IncludeMask   uint32
+	SyscallFilter uint32
+	Pad           uint32
+}
+
 type sysobsdLatencyHistValue struct {
 	_       structs.HostLayout
 	Buckets [40]uint64
 }
 
 type sysobsdLifecycleEvent struct {
-	_      structs.HostLayout
-	Kind   uint32
-	Tgid   uint32
-	ExecId uint32
-	Pad    uint32
-	Comm   [16]int8
+	_        structs.HostLayout
+	Kind     uint32
+	Tgid     uint32
+	ExecId   uint32
+	Pad      uint32
+	CgroupId uint64
+	Comm     [16]int8
 }
 
 type sysobsdLifecycleKind uint32
@@ -54,6 +64,15 @@ const (
 	sysobsdLifecycleKindLIFECYCLE_EXEC   sysobsdLifecycleKind = 2
 	sysobsdLifecycleKindLIFECYCLE_RENAME sysobsdLifecycleKind = 3
 	sysobsdLifecycleKindLIFECYCLE_EXIT   sysobsdLifecycleKind = 4
+	sysobsdLifecycleKindLIFECYCLE_CGROUP sysobsdLifecycleKind = 5
+)
+
+type sysobsdProcessFilter uint32
+
+const (
+	sysobsdProcessFilterFILTER_OFF           sysobsdProcessFilter = 0
+	sysobsdProcessFilterFILTER_ONLY_LISTED   sysobsdProcessFilter = 1
+	sysobsdProcessFilterFILTER_EXCEPT_LISTED sysobsdProcessFilter = 2
 )
 
 type sysobsdSyscallKey struct {
@@ -75,13 +94,21 @@ type sysobsdSyscallStatsValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sysobsdMapDrops                = "drops"
+	sysobsdMapFilterCgroupIds      = "filter_cgroup_ids"
+	sysobsdMapFilterCgroupNames    = "filter_cgroup_names"
+	sysobsdMapFilterComms          = "filter_comms"
+	sysobsdMapFilterPids           = "filter_pids"
+	sysobsdMapFilterSettings       = "filter_settings"
 	sysobsdMapLatencyHist          = "latency_hist"
 	sysobsdMapLifecycle            = "lifecycle"
 	sysobsdMapOverflowErrors       = "overflow_errors"
 	sysobsdMapOverflowStats        = "overflow_stats"
+	sysobsdMapProcessListed        = "process_listed"
 	sysobsdMapStartTimes           = "start_times"
+	sysobsdMapSyscallAllowed       = "syscall_allowed"
 	sysobsdMapSyscallErrors        = "syscall_errors"
 	sysobsdMapSyscallStats         = "syscall_stats"
+	sysobsdProgCgroupAttach        = "cgroup_attach"
 	sysobsdProgProcessExec         = "process_exec"
 	sysobsdProgProcessExit         = "process_exit"
 	sysobsdProgProcessFork         = "process_fork"
@@ -93,8 +120,10 @@ const (
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
+	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
 	sysobsdVarUnusedLifecycleKind  = "unused_lifecycle_kind"
+	sysobsdVarUnusedProcessFilter  = "unused_process_filter"
 )
 
 // loadSysobsd returns the embedded CollectionSpec for sysobsd.
@@ -139,28 +168,36 @@ type sysobsdSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdProgramSpecs struct {
-	ProcessExec *ebpf.ProgramSpec `ebpf:"process_exec"`
-	ProcessExit *ebpf.ProgramSpec `ebpf:"process_exit"`
-	ProcessFork *ebpf.ProgramSpec `ebpf:"process_fork"`
-	SysEnter    *ebpf.ProgramSpec `ebpf:"sys_enter"`
-	SysEnterRaw *ebpf.ProgramSpec `ebpf:"sys_enter_raw"`
-	SysExit     *ebpf.ProgramSpec `ebpf:"sys_exit"`
-	SysExitRaw  *ebpf.ProgramSpec `ebpf:"sys_exit_raw"`
-	TaskRename  *ebpf.ProgramSpec `ebpf:"task_rename"`
+	CgroupAttach *ebpf.ProgramSpec `ebpf:"cgroup_attach"`
+	ProcessExec  *ebpf.ProgramSpec `ebpf:"process_exec"`
+	ProcessExit  *ebpf.ProgramSpec `ebpf:"process_exit"`
+	ProcessFork  *ebpf.ProgramSpec `ebpf:"process_fork"`
+	SysEnter     *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysEnterRaw  *ebpf.ProgramSpec `ebpf:"sys_enter_raw"`
+	SysExit      *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	SysExitRaw   *ebpf.ProgramSpec `ebpf:"sys_exit_raw"`
+	TaskRename   *ebpf.ProgramSpec `ebpf:"task_rename"`
 }
 
 // sysobsdMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdMapSpecs struct {
-	Drops          *ebpf.MapSpec `ebpf:"drops"`
-	LatencyHist    *ebpf.MapSpec `ebpf:"latency_hist"`
-	Lifecycle      *ebpf.MapSpec `ebpf:"lifecycle"`
-	OverflowErrors *ebpf.MapSpec `ebpf:"overflow_errors"`
-	OverflowStats  *ebpf.MapSpec `ebpf:"overflow_stats"`
-	StartTimes     *ebpf.MapSpec `ebpf:"start_times"`
-	SyscallErrors  *ebpf.MapSpec `ebpf:"syscall_errors"`
-	SyscallStats   *ebpf.MapSpec `ebpf:"syscall_stats"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	FilterCgroupIds   *ebpf.MapSpec `ebpf:"filter_cgroup_ids"`
+	FilterCgroupNames *ebpf.MapSpec `ebpf:"filter_cgroup_names"`
+	FilterComms       *ebpf.MapSpec `ebpf:"filter_comms"`
+	FilterPids        *ebpf.MapSpec `ebpf:"filter_pids"`
+	FilterSettings    *ebpf.MapSpec `ebpf:"filter_settings"`
+	LatencyHist       *ebpf.MapSpec `ebpf:"latency_hist"`
+	Lifecycle         *ebpf.MapSpec `ebpf:"lifecycle"`
+	OverflowErrors    *ebpf.MapSpec `ebpf:"overflow_errors"`
+	OverflowStats     *ebpf.MapSpec `ebpf:"overflow_stats"`
+	ProcessListed     *ebpf.MapSpec `ebpf:"process_listed"`
+	StartTimes        *ebpf.MapSpec `ebpf:"start_times"`
+	SyscallAllowed    *ebpf.MapSpec `ebpf:"syscall_allowed"`
+	SyscallErrors     *ebpf.MapSpec `ebpf:"syscall_errors"`
+	SyscallStats      *ebpf.MapSpec `ebpf:"syscall_stats"`
 }
 
 // sysobsdVariableSpecs contains global variables before they are loaded into the kernel.
@@ -170,8 +207,10 @@ type sysobsdVariableSpecs struct {
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.VariableSpec `ebpf:"unused_lifecycle_kind"`
+	UnusedProcessFilter  *ebpf.VariableSpec `ebpf:"unused_process_filter"`
 }
 
 // sysobsdObjects contains all objects after they have been loaded into the kernel.
@@ -194,24 +233,38 @@ func (o *sysobsdObjects) Close() error {
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdMaps struct {
-	Drops          *ebpf.Map `ebpf:"drops"`
-	LatencyHist    *ebpf.Map `ebpf:"latency_hist"`
-	Lifecycle      *ebpf.Map `ebpf:"lifecycle"`
-	OverflowErrors *ebpf.Map `ebpf:"overflow_errors"`
-	OverflowStats  *ebpf.Map `ebpf:"overflow_stats"`
-	StartTimes     *ebpf.Map `ebpf:"start_times"`
-	SyscallErrors  *ebpf.Map `ebpf:"syscall_errors"`
-	SyscallStats   *ebpf.Map `ebpf:"syscall_stats"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	FilterCgroupIds   *ebpf.Map `ebpf:"filter_cgroup_ids"`
+	FilterCgroupNames *ebpf.Map `ebpf:"filter_cgroup_names"`
+	FilterComms       *ebpf.Map `ebpf:"filter_comms"`
+	FilterPids        *ebpf.Map `ebpf:"filter_pids"`
+	FilterSettings    *ebpf.Map `ebpf:"filter_settings"`
+	LatencyHist       *ebpf.Map `ebpf:"latency_hist"`
+	Lifecycle         *ebpf.Map `ebpf:"lifecycle"`
+	OverflowErrors    *ebpf.Map `ebpf:"overflow_errors"`
+	OverflowStats     *ebpf.Map `ebpf:"overflow_stats"`
+	ProcessListed     *ebpf.Map `ebpf:"process_listed"`
+	StartTimes        *ebpf.Map `ebpf:"start_times"`
+	SyscallAllowed    *ebpf.Map `ebpf:"syscall_allowed"`
+	SyscallErrors     *ebpf.Map `ebpf:"syscall_errors"`
+	SyscallStats      *ebpf.Map `ebpf:"syscall_stats"`
 }
 
 func (m *sysobsdMaps) Close() error {
 	return _SysobsdClose(
 		m.Drops,
+		m.FilterCgroupIds,
+		m.FilterCgroupNames,
+		m.FilterComms,
+		m.FilterPids,
+		m.FilterSettings,
 		m.LatencyHist,
 		m.Lifecycle,
 		m.OverflowErrors,
 		m.OverflowStats,
+		m.ProcessListed,
 		m.StartTimes,
+		m.SyscallAllowed,
 		m.SyscallErrors,
 		m.SyscallStats,
 	)
@@ -224,26 +277,30 @@ type sysobsdVariables struct {
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.Variable `ebpf:"unused_lifecycle_kind"`
+	UnusedProcessFilter  *ebpf.Variable `ebpf:"unused_process_filter"`
 }
 
 // sysobsdPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdPrograms struct {
-	ProcessExec *ebpf.Program `ebpf:"process_exec"`
-	ProcessExit *ebpf.Program `ebpf:"process_exit"`
-	ProcessFork *ebpf.Program `ebpf:"process_fork"`
-	SysEnter    *ebpf.Program `ebpf:"sys_enter"`
-	SysEnterRaw *ebpf.Program `ebpf:"sys_enter_raw"`
-	SysExit     *ebpf.Program `ebpf:"sys_exit"`
-	SysExitRaw  *ebpf.Program `ebpf:"sys_exit_raw"`
-	TaskRename  *ebpf.Program `ebpf:"task_rename"`
+	CgroupAttach *ebpf.Program `ebpf:"cgroup_attach"`
+	ProcessExec  *ebpf.Program `ebpf:"process_exec"`
+	ProcessExit  *ebpf.Program `ebpf:"process_exit"`
+	ProcessFork  *ebpf.Program `ebpf:"process_fork"`
+	SysEnter     *ebpf.Program `ebpf:"sys_enter"`
+	SysEnterRaw  *ebpf.Program `ebpf:"sys_enter_raw"`
+	SysExit      *ebpf.Program `ebpf:"sys_exit"`
+	SysExitRaw   *ebpf.Program `ebpf:"sys_exit_raw"`
+	TaskRename   *ebpf.Program `ebpf:"task_rename"`
 }
 
 func (p *sysobsdPrograms) Close() error {
 	return _SysobsdClose(
+		p.CgroupAttach,
 		p.ProcessExec,
 		p.ProcessExit,
 		p.ProcessFork,

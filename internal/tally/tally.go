@@ -70,7 +70,7 @@ type Kernel interface {
 type Processes interface {
 	Name(tgid, execID uint32) (string, bool)
 	Exited(tgid uint32) bool
-	Forget(tgid uint32)
+	ForgetExited()
 	MarkGone(tgid uint32)
 }
 
@@ -81,6 +81,17 @@ type attribution struct {
 	comm     string
 	base     loader.Counts
 	exported loader.Counts
+}
+
+// foldedCalls and foldedErrors are what a dead entry adds to the totals.
+type foldedCalls struct {
+	key    SeriesKey
+	counts loader.Counts
+}
+
+type foldedErrors struct {
+	key ErrorKey
+	n   uint64
 }
 
 // Tally is not safe for concurrent use; the Engine serializes it.
@@ -105,7 +116,14 @@ type Tally struct {
 	// scratch, reused between syncs
 	deadStats  []loader.SyscallKey
 	deadErrors []loader.ErrnoKey
+	// what each dead entry adds to the folded totals once it is deleted
+	deadCalls  []foldedCalls
+	deadErrnos []foldedErrors
 	exitedSeen map[uint32]struct{}
+	// unnamed holds the processes whose entries the last sync could not
+	// name: the sweep checks them too, or a process whose fork and exit
+	// records were both lost would keep its entries, uncounted, forever.
+	unnamed map[uint32]struct{}
 }
 
 // New returns an empty tally over kernel and procs.
@@ -120,6 +138,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		liveErrors:   make(map[loader.ErrnoKey]*attribution),
 		syscalls:     make(map[Syscall]struct{}),
 		exitedSeen:   make(map[uint32]struct{}),
+		unnamed:      make(map[uint32]struct{}),
 		sweepEvery:   30 * time.Second,
 		now:          time.Now,
 	}
@@ -148,9 +167,10 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			Histograms: make(map[Syscall]loader.Histogram),
 		}
 	}
-	t.deadStats = t.deadStats[:0]
-	t.deadErrors = t.deadErrors[:0]
+	t.deadStats, t.deadCalls = t.deadStats[:0], t.deadCalls[:0]
+	t.deadErrors, t.deadErrnos = t.deadErrors[:0], t.deadErrnos[:0]
 	clear(t.exitedSeen)
+	clear(t.unnamed)
 	liveTGIDs := make(map[uint32]struct{})
 
 	err := t.kernel.ReadStats(func(k loader.SyscallKey, v loader.Counts) {
@@ -163,12 +183,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			addCounts(t.folded, SeriesKey{old, sc}, c)
 		})
 		if a == nil {
+			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
 		if t.procs.Exited(k.Tgid) {
-			addCounts(t.folded, SeriesKey{a.comm, sc}, sub(v, a.base))
-			delete(t.live, k)
+			// Folded only once deleted: after a failed sync, the entry
+			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
+			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.comm, sc}, sub(v, a.base)})
 			t.exitedSeen[k.Tgid] = struct{}{}
 			return
 		}
@@ -188,21 +210,21 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		v := loader.Counts{Calls: n}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
 		a := attribute(t.procs, t.liveErrors, k, k.Tgid, k.ExecId, func(old string, c loader.Counts) {
-			t.foldedErrors[ErrorKey{SeriesKey{old, sc}, k.Err}] += c.Calls
+			addErrors(t.foldedErrors, ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
 		})
 		if a == nil {
+			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
 		key := ErrorKey{SeriesKey{a.comm, sc}, k.Err}
 		if t.procs.Exited(k.Tgid) {
-			t.foldedErrors[key] += n - a.base.Calls
-			delete(t.liveErrors, k)
 			t.deadErrors = append(t.deadErrors, k)
+			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
 			t.exitedSeen[k.Tgid] = struct{}{}
 			return
 		}
 		if scrape {
-			snap.Errors[key] += n - a.base.Calls
+			addErrors(snap.Errors, key, n-a.base.Calls)
 			a.exported = v
 		}
 	})
@@ -214,13 +236,23 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	if err := t.kernel.DeleteStats(t.deadStats); err != nil {
 		return nil, err
 	}
+	for i, k := range t.deadStats {
+		addCounts(t.folded, t.deadCalls[i].key, t.deadCalls[i].counts)
+		delete(t.live, k)
+	}
 	if err := t.kernel.DeleteErrors(t.deadErrors); err != nil {
 		return nil, err
 	}
-	for tgid := range t.exitedSeen {
-		t.procs.Forget(tgid)
-		t.foldedProcesses++
+	for i, k := range t.deadErrors {
+		addErrors(t.foldedErrors, t.deadErrnos[i].key, t.deadErrnos[i].n)
+		delete(t.liveErrors, k)
 	}
+	t.foldedProcesses += uint64(len(t.exitedSeen))
+	// Every exited process's entries were read and deleted above, so all
+	// are done with, also those that had none (no calls counted, or all in
+	// the overflow counters): forgetting only those seen would keep them,
+	// and the engine folding every tick for them, forever.
+	t.procs.ForgetExited()
 	if !scrape {
 		return nil, nil
 	}
@@ -291,23 +323,40 @@ func (t *Tally) sweepLostExits() {
 	}
 	t.lastSweep = t.now()
 	checked := make(map[uint32]bool)
-	for k := range t.live {
-		if _, done := checked[k.Tgid]; done || t.procs.Exited(k.Tgid) {
-			continue
+	check := func(tgid uint32) {
+		if _, done := checked[tgid]; done || t.procs.Exited(tgid) {
+			return
 		}
-		alive := t.alive(k.Tgid)
-		checked[k.Tgid] = alive
+		alive := t.alive(tgid)
+		checked[tgid] = alive
 		if !alive {
-			t.procs.MarkGone(k.Tgid)
+			t.procs.MarkGone(tgid)
 		}
+	}
+	for k := range t.live {
+		check(k.Tgid)
+	}
+	for tgid := range t.unnamed {
+		check(tgid)
 	}
 }
 
+// addCounts and addErrors add nothing for zero, so that a name a process
+// had without calls (renamed again before any) gets no series.
 func addCounts[K comparable](m map[K]loader.Counts, k K, v loader.Counts) {
+	if v == (loader.Counts{}) {
+		return
+	}
 	c := m[k]
 	c.Calls += v.Calls
 	c.NS += v.NS
 	m[k] = c
+}
+
+func addErrors(m map[ErrorKey]uint64, k ErrorKey, n uint64) {
+	if n != 0 {
+		m[k] += n
+	}
 }
 
 func sub(a, b loader.Counts) loader.Counts {

@@ -1,0 +1,970 @@
+package tally
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/loader"
+)
+
+// Syscalls used in the tests (x86_64 and i386 numbers).
+var (
+	read     = Syscall{ABI: 0, NR: 0}
+	write    = Syscall{ABI: 0, NR: 1}
+	openat   = Syscall{ABI: 0, NR: 257}
+	read32   = Syscall{ABI: 1, NR: 3}
+	execve   = Syscall{ABI: 0, NR: 59}
+	enoent   = uint32(2)
+	eacces   = uint32(13)
+	errFaked = errors.New("faked map read failure")
+)
+
+// fakeKernel is loader.Maps in memory: per-process counters that only grow
+// until deleted, overflow counters, histograms and drops.
+type fakeKernel struct {
+	stats        map[loader.SyscallKey]loader.Counts
+	errs         map[loader.ErrnoKey]uint64
+	overflow     map[Syscall]loader.Counts
+	overflowErrs map[loader.ErrnoKey]uint64
+	hists        map[Syscall]loader.Histogram
+	drops        []uint64
+
+	deletedStats  []loader.SyscallKey
+	deletedErrors []loader.ErrnoKey
+	histReads     []Syscall
+	failMethod    string // name of the method that fails with errFaked
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{
+		stats:        make(map[loader.SyscallKey]loader.Counts),
+		errs:         make(map[loader.ErrnoKey]uint64),
+		overflow:     make(map[Syscall]loader.Counts),
+		overflowErrs: make(map[loader.ErrnoKey]uint64),
+		hists:        make(map[Syscall]loader.Histogram),
+		drops:        []uint64{1, 2, 3, 4, 5},
+	}
+}
+
+func statsKey(tgid, execID uint32, sc Syscall) loader.SyscallKey {
+	return loader.SyscallKey{Tgid: tgid, ExecId: execID, Nr: sc.NR, Abi: sc.ABI}
+}
+
+func errnoKey(tgid, execID uint32, sc Syscall, errno uint32) loader.ErrnoKey {
+	return loader.ErrnoKey{Tgid: tgid, ExecId: execID, Nr: sc.NR, Abi: sc.ABI, Err: errno}
+}
+
+// call counts n calls taking ns nanoseconds in all, as sys_exit does.
+func (k *fakeKernel) call(tgid, execID uint32, sc Syscall, n, ns uint64) {
+	key := statsKey(tgid, execID, sc)
+	c := k.stats[key]
+	c.Calls += n
+	c.NS += ns
+	k.stats[key] = c
+}
+
+// fail counts n calls that returned -errno.
+func (k *fakeKernel) fail(tgid, execID uint32, sc Syscall, errno uint32, n uint64) {
+	k.errs[errnoKey(tgid, execID, sc, errno)] += n
+}
+
+func (k *fakeKernel) failing(method string) error {
+	if k.failMethod == method {
+		return fmt.Errorf("%s: %w", method, errFaked)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadStats(fn func(loader.SyscallKey, loader.Counts)) error {
+	if err := k.failing("ReadStats"); err != nil {
+		return err
+	}
+	for key, c := range k.stats {
+		fn(key, c)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadErrors(fn func(loader.ErrnoKey, uint64)) error {
+	if err := k.failing("ReadErrors"); err != nil {
+		return err
+	}
+	for key, n := range k.errs {
+		fn(key, n)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadOverflowStats(fn func(abi, nr uint16, c loader.Counts)) error {
+	if err := k.failing("ReadOverflowStats"); err != nil {
+		return err
+	}
+	for sc, c := range k.overflow {
+		fn(sc.ABI, sc.NR, c)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadOverflowErrors(fn func(loader.ErrnoKey, uint64)) error {
+	if err := k.failing("ReadOverflowErrors"); err != nil {
+		return err
+	}
+	for key, n := range k.overflowErrs {
+		fn(key, n)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadHistogram(abi, nr uint16) (loader.Histogram, error) {
+	if err := k.failing("ReadHistogram"); err != nil {
+		return loader.Histogram{}, err
+	}
+	sc := Syscall{ABI: abi, NR: nr}
+	k.histReads = append(k.histReads, sc)
+	return k.hists[sc], nil
+}
+
+func (k *fakeKernel) ReadDrops() ([]uint64, error) {
+	if err := k.failing("ReadDrops"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(k.drops), nil
+}
+
+// DeleteStats fails on a missing key, like BPF_MAP_DELETE_BATCH.
+func (k *fakeKernel) DeleteStats(keys []loader.SyscallKey) error {
+	if err := k.failing("DeleteStats"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if _, ok := k.stats[key]; !ok {
+			return fmt.Errorf("delete stats %+v: key does not exist", key)
+		}
+		delete(k.stats, key)
+		k.deletedStats = append(k.deletedStats, key)
+	}
+	return nil
+}
+
+func (k *fakeKernel) DeleteErrors(keys []loader.ErrnoKey) error {
+	if err := k.failing("DeleteErrors"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if _, ok := k.errs[key]; !ok {
+			return fmt.Errorf("delete errors %+v: key does not exist", key)
+		}
+		delete(k.errs, key)
+		k.deletedErrors = append(k.deletedErrors, key)
+	}
+	return nil
+}
+
+// harness is a tally over a fake kernel and a real process table whose
+// /proc is a temporary directory.
+type harness struct {
+	t        *testing.T
+	kernel   *fakeKernel
+	procs    *events.ProcessTable
+	procRoot string
+	tally    *Tally
+}
+
+func newHarness(t *testing.T, alive func(uint32) bool) *harness {
+	h := &harness{t: t, kernel: newFakeKernel(), procRoot: t.TempDir()}
+	h.procs = events.NewProcessTable(h.procRoot)
+	h.tally = New(h.kernel, h.procs, alive)
+	return h
+}
+
+func (h *harness) record(kind events.Kind, tgid, execID uint32, comm string) {
+	h.procs.Apply(events.Lifecycle{Kind: kind, TGID: tgid, ExecID: execID, Comm: comm})
+}
+
+// procComm makes /proc/<tgid>/comm say comm.
+func (h *harness) procComm(tgid uint32, comm string) {
+	h.t.Helper()
+	dir := filepath.Join(h.procRoot, fmt.Sprint(tgid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) snapshot() *Snapshot {
+	h.t.Helper()
+	snap, err := h.tally.Snapshot()
+	if err != nil {
+		h.t.Fatalf("Snapshot() = %v", err)
+	}
+	return snap
+}
+
+func (h *harness) fold() {
+	h.t.Helper()
+	if err := h.tally.Fold(); err != nil {
+		h.t.Fatalf("Fold() = %v", err)
+	}
+}
+
+func series(comm string, sc Syscall) SeriesKey { return SeriesKey{Comm: comm, Syscall: sc} }
+
+func errSeries(comm string, sc Syscall, errno uint32) ErrorKey {
+	return ErrorKey{SeriesKey: series(comm, sc), Errno: errno}
+}
+
+func counts(calls, ns uint64) loader.Counts { return loader.Counts{Calls: calls, NS: ns} }
+
+func checkCalls(t *testing.T, step string, got, want map[SeriesKey]loader.Counts) {
+	t.Helper()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: Calls =\n%s\nwant\n%s", step, formatMap(got), formatMap(want))
+	}
+}
+
+func checkErrors(t *testing.T, step string, got, want map[ErrorKey]uint64) {
+	t.Helper()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: Errors =\n%s\nwant\n%s", step, formatMap(got), formatMap(want))
+	}
+}
+
+func formatMap[K comparable, V any](m map[K]V) string {
+	var lines []string
+	for k, v := range m {
+		lines = append(lines, fmt.Sprintf("  %+v: %+v", k, v))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+func sortedKeys[K any](keys []K, cmpKey func(a, b K) int) []K {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, cmpKey)
+	return keys
+}
+
+func cmpStatsKey(a, b loader.SyscallKey) int {
+	return cmp.Or(cmp.Compare(a.Tgid, b.Tgid), cmp.Compare(a.ExecId, b.ExecId), cmp.Compare(a.Abi, b.Abi), cmp.Compare(a.Nr, b.Nr))
+}
+
+func cmpErrnoKey(a, b loader.ErrnoKey) int {
+	return cmp.Or(cmp.Compare(a.Tgid, b.Tgid), cmp.Compare(a.ExecId, b.ExecId), cmp.Compare(a.Abi, b.Abi), cmp.Compare(a.Nr, b.Nr), cmp.Compare(a.Err, b.Err))
+}
+
+func TestCountsSummedPerCommAndSyscall(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "nginx")
+	h.record(events.Fork, 11, 1, "nginx")
+	h.record(events.Fork, 20, 4, "postgres")
+	h.kernel.call(10, 1, read, 10, 1000)
+	h.kernel.call(11, 1, read, 5, 500)
+	h.kernel.call(10, 1, write, 3, 30)
+	h.kernel.call(20, 4, read, 7, 70)
+	h.kernel.call(20, 4, read32, 2, 20) // another ABI is another series here
+	h.kernel.fail(10, 1, openat, enoent, 2)
+	h.kernel.fail(11, 1, openat, enoent, 3)
+	h.kernel.fail(11, 1, openat, eacces, 1)
+	h.kernel.hists[read] = loader.Histogram{10: 4, 12: 1}
+
+	snap := h.snapshot()
+	checkCalls(t, "snapshot", snap.Calls, map[SeriesKey]loader.Counts{
+		series("nginx", read):      counts(15, 1500),
+		series("nginx", write):     counts(3, 30),
+		series("postgres", read):   counts(7, 70),
+		series("postgres", read32): counts(2, 20),
+	})
+	checkErrors(t, "snapshot", snap.Errors, map[ErrorKey]uint64{
+		errSeries("nginx", openat, enoent): 5,
+		errSeries("nginx", openat, eacces): 1,
+	})
+	if snap.StatsEntries != 5 || snap.ErrorsEntries != 3 {
+		t.Errorf("entries = %d stats, %d errors; want 5, 3", snap.StatsEntries, snap.ErrorsEntries)
+	}
+	if snap.Processes != 3 {
+		t.Errorf("Processes = %d, want 3", snap.Processes)
+	}
+	if snap.FoldedProcesses != 0 {
+		t.Errorf("FoldedProcesses = %d, want 0", snap.FoldedProcesses)
+	}
+	if !slices.Equal(snap.Drops, []uint64{1, 2, 3, 4, 5}) {
+		t.Errorf("Drops = %v, want [1 2 3 4 5]", snap.Drops)
+	}
+	// A histogram for every syscall seen in the stats map, none for the
+	// errors map alone (openat made no stats entry here).
+	wantHists := map[Syscall]loader.Histogram{read: {10: 4, 12: 1}, write: {}, read32: {}}
+	if !maps.Equal(snap.Histograms, wantHists) {
+		t.Errorf("Histograms = %v, want %v", snap.Histograms, wantHists)
+	}
+	if len(h.kernel.deletedStats)+len(h.kernel.deletedErrors) != 0 {
+		t.Errorf("live processes' entries deleted: %v %v", h.kernel.deletedStats, h.kernel.deletedErrors)
+	}
+}
+
+func TestSnapshotIsOwnedByTheCaller(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "a")
+	h.kernel.call(10, 1, read, 1, 1)
+	first := h.snapshot()
+	first.Calls[series("a", read)] = counts(1000, 1000)
+	first.Drops[0] = 1000
+	h.kernel.call(10, 1, read, 1, 1)
+	second := h.snapshot()
+	checkCalls(t, "second", second.Calls, map[SeriesKey]loader.Counts{series("a", read): counts(2, 2)})
+	if second.Drops[0] != 1 {
+		t.Errorf("Drops[0] = %d after the caller changed the first snapshot, want 1", second.Drops[0])
+	}
+}
+
+func TestFoldMovesExitedProcessToLastingTotals(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "curl")
+	h.record(events.Fork, 11, 1, "curl")
+	h.kernel.call(10, 1, read, 4, 40)
+	h.kernel.call(10, 1, openat, 2, 20)
+	h.kernel.call(11, 1, read, 1, 10)
+	h.kernel.fail(10, 1, openat, enoent, 1)
+	h.kernel.fail(10, 1, openat, eacces, 1)
+	h.kernel.fail(11, 1, openat, enoent, 7)
+
+	before := h.snapshot()
+	h.kernel.call(10, 1, read, 1, 10) // its last call, after the scrape
+	h.record(events.Exit, 10, 1, "curl")
+	h.fold()
+
+	wantDeletedStats := []loader.SyscallKey{statsKey(10, 1, read), statsKey(10, 1, openat)}
+	if got := sortedKeys(h.kernel.deletedStats, cmpStatsKey); !slices.Equal(got, sortedKeys(wantDeletedStats, cmpStatsKey)) {
+		t.Errorf("deleted stats %+v, want %+v", got, wantDeletedStats)
+	}
+	wantDeletedErrors := []loader.ErrnoKey{errnoKey(10, 1, openat, enoent), errnoKey(10, 1, openat, eacces)}
+	if got := sortedKeys(h.kernel.deletedErrors, cmpErrnoKey); !slices.Equal(got, sortedKeys(wantDeletedErrors, cmpErrnoKey)) {
+		t.Errorf("deleted errors %+v, want %+v", got, wantDeletedErrors)
+	}
+	if len(h.kernel.stats) != 1 || len(h.kernel.errs) != 1 {
+		t.Errorf("kernel keeps %d stats and %d errors entries, want 1 and 1 (process 11's)", len(h.kernel.stats), len(h.kernel.errs))
+	}
+	if h.procs.Exited(10) || h.procs.ExitedCount() != 0 {
+		t.Errorf("process 10 not forgotten after its fold")
+	}
+
+	after := h.snapshot()
+	wantCalls := map[SeriesKey]loader.Counts{
+		series("curl", read):   counts(6, 60),
+		series("curl", openat): counts(2, 20),
+	}
+	checkCalls(t, "after fold", after.Calls, wantCalls)
+	checkErrors(t, "after fold", after.Errors, map[ErrorKey]uint64{
+		errSeries("curl", openat, enoent): 8,
+		errSeries("curl", openat, eacces): 1,
+	})
+	checkNonDecreasing(t, "fold", before, after)
+	if after.FoldedProcesses != 1 {
+		t.Errorf("FoldedProcesses = %d, want 1", after.FoldedProcesses)
+	}
+	if after.Processes != 1 {
+		t.Errorf("Processes = %d, want 1", after.Processes)
+	}
+	if after.StatsEntries != 1 || after.ErrorsEntries != 1 {
+		t.Errorf("entries = %d, %d after fold; want 1, 1", after.StatsEntries, after.ErrorsEntries)
+	}
+
+	// The totals last: more folds and snapshots do not count them again.
+	h.fold()
+	checkCalls(t, "again", h.snapshot().Calls, wantCalls)
+}
+
+func TestSnapshotFoldsToo(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "a")
+	h.kernel.call(10, 1, read, 3, 3)
+	h.record(events.Exit, 10, 1, "a")
+	snap := h.snapshot()
+	checkCalls(t, "snapshot", snap.Calls, map[SeriesKey]loader.Counts{series("a", read): counts(3, 3)})
+	if len(h.kernel.stats) != 0 || snap.FoldedProcesses != 1 || snap.Processes != 0 {
+		t.Errorf("after a snapshot: %d kernel entries, %d folded, %d processes; want 0, 1, 0",
+			len(h.kernel.stats), snap.FoldedProcesses, snap.Processes)
+	}
+	// The entry count is the map's fill when it was read, before the delete.
+	if snap.StatsEntries != 1 {
+		t.Errorf("StatsEntries = %d, want 1", snap.StatsEntries)
+	}
+}
+
+func TestShortLivedProcessCountedExactly(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 1, 1, "init")
+	h.kernel.call(1, 1, read, 1, 1)
+	h.snapshot()
+
+	// Born, busy and gone between two scrapes.
+	h.record(events.Fork, 500, 3, "date")
+	h.kernel.call(500, 3, read, 17, 170)
+	h.kernel.call(500, 3, write, 1, 9)
+	h.kernel.fail(500, 3, openat, enoent, 4)
+	h.record(events.Exit, 500, 3, "date")
+
+	snap := h.snapshot()
+	checkCalls(t, "after", snap.Calls, map[SeriesKey]loader.Counts{
+		series("init", read):  counts(1, 1),
+		series("date", read):  counts(17, 170),
+		series("date", write): counts(1, 9),
+	})
+	checkErrors(t, "after", snap.Errors, map[ErrorKey]uint64{errSeries("date", openat, enoent): 4})
+	if len(h.kernel.stats) != 1 || len(h.kernel.errs) != 0 {
+		t.Errorf("kernel keeps %d stats and %d errors entries, want 1 and 0", len(h.kernel.stats), len(h.kernel.errs))
+	}
+}
+
+func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 7, 1, "bash")
+	h.kernel.call(7, 1, read, 4, 40)
+	h.record(events.Exec, 7, 2, "python3")
+	h.kernel.call(7, 2, execve, 1, 1000) // execve returns in the new generation
+	h.kernel.call(7, 2, read, 10, 100)
+	h.kernel.fail(7, 1, openat, enoent, 1)
+	h.kernel.fail(7, 2, openat, enoent, 2)
+
+	want := map[SeriesKey]loader.Counts{
+		series("bash", read):      counts(4, 40),
+		series("python3", execve): counts(1, 1000),
+		series("python3", read):   counts(10, 100),
+	}
+	wantErrors := map[ErrorKey]uint64{
+		errSeries("bash", openat, enoent):    1,
+		errSeries("python3", openat, enoent): 2,
+	}
+	snap := h.snapshot()
+	checkCalls(t, "live", snap.Calls, want)
+	checkErrors(t, "live", snap.Errors, wantErrors)
+	if snap.Processes != 1 {
+		t.Errorf("Processes = %d, want 1 (two generations of one process)", snap.Processes)
+	}
+
+	h.record(events.Exit, 7, 2, "python3")
+	snap = h.snapshot()
+	checkCalls(t, "exited", snap.Calls, want)
+	checkErrors(t, "exited", snap.Errors, wantErrors)
+	if len(h.kernel.deletedStats) != 3 || len(h.kernel.deletedErrors) != 2 {
+		t.Errorf("deleted %d stats and %d errors entries, want 3 and 2", len(h.kernel.deletedStats), len(h.kernel.deletedErrors))
+	}
+}
+
+func TestRenameAfterSnapshot(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 9, 1, "worker")
+	h.kernel.call(9, 1, read, 10, 100)
+	h.kernel.fail(9, 1, openat, enoent, 1)
+	steps := []struct {
+		name       string
+		act        func()
+		wantCalls  map[SeriesKey]loader.Counts
+		wantErrors map[ErrorKey]uint64
+	}{
+		{"before rename", func() {},
+			map[SeriesKey]loader.Counts{series("worker", read): counts(10, 100)},
+			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 1}},
+		{"renamed", func() {
+			h.kernel.call(9, 1, read, 5, 50)
+			h.kernel.fail(9, 1, openat, enoent, 2)
+			h.record(events.Rename, 9, 1, "worker-1")
+			h.kernel.call(9, 1, read, 3, 30)
+		}, map[SeriesKey]loader.Counts{series("worker", read): counts(10, 100), series("worker-1", read): counts(8, 80)},
+			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 1, errSeries("worker-1", openat, enoent): 2}},
+		{"more under the new name", func() { h.kernel.call(9, 1, read, 2, 20) },
+			map[SeriesKey]loader.Counts{series("worker", read): counts(10, 100), series("worker-1", read): counts(10, 100)},
+			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 1, errSeries("worker-1", openat, enoent): 2}},
+		{"renamed back, seen by a fold first", func() {
+			h.kernel.call(9, 1, read, 1, 10)
+			h.record(events.Rename, 9, 1, "worker")
+			h.fold()
+			h.kernel.call(9, 1, read, 4, 40)
+			h.kernel.fail(9, 1, openat, enoent, 5)
+		}, map[SeriesKey]loader.Counts{series("worker", read): counts(15, 150), series("worker-1", read): counts(10, 100)},
+			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 6, errSeries("worker-1", openat, enoent): 2}},
+		{"exits under a third name", func() {
+			h.kernel.call(9, 1, read, 1, 10)
+			h.record(events.Exit, 9, 1, "done")
+		}, map[SeriesKey]loader.Counts{series("worker", read): counts(15, 150), series("worker-1", read): counts(10, 100), series("done", read): counts(1, 10)},
+			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 6, errSeries("worker-1", openat, enoent): 2}},
+	}
+	var prev *Snapshot
+	for _, s := range steps {
+		s.act()
+		var kernelCalls, kernelErrors uint64
+		for _, c := range h.kernel.stats {
+			kernelCalls += c.Calls
+		}
+		for _, n := range h.kernel.errs {
+			kernelErrors += n
+		}
+		snap := h.snapshot()
+		checkCalls(t, s.name, snap.Calls, s.wantCalls)
+		checkErrors(t, s.name, snap.Errors, s.wantErrors)
+		if calls, errs := sumCalls(snap).Calls, sumErrors(snap); calls != kernelCalls || errs != kernelErrors {
+			t.Errorf("%s: series sum to %d calls and %d errors, the kernel has %d and %d", s.name, calls, errs, kernelCalls, kernelErrors)
+		}
+		if prev != nil {
+			checkNonDecreasing(t, s.name, prev, snap)
+		}
+		prev = snap
+	}
+}
+
+// checkNonDecreasing fails if a series of prev is missing or lower in next.
+func checkNonDecreasing(t *testing.T, step string, prev, next *Snapshot) {
+	t.Helper()
+	for k, p := range prev.Calls {
+		n, ok := next.Calls[k]
+		if !ok || n.Calls < p.Calls || n.NS < p.NS {
+			t.Errorf("%s: series %+v went from %+v to %+v (present: %v)", step, k, p, n, ok)
+		}
+	}
+	for k, p := range prev.Errors {
+		if n, ok := next.Errors[k]; !ok || n < p {
+			t.Errorf("%s: error series %+v went from %d to %d (present: %v)", step, k, p, n, ok)
+		}
+	}
+}
+
+func sumCalls(s *Snapshot) loader.Counts {
+	var sum loader.Counts
+	for _, c := range s.Calls {
+		sum.Calls += c.Calls
+		sum.NS += c.NS
+	}
+	return sum
+}
+
+func sumErrors(s *Snapshot) uint64 {
+	var sum uint64
+	for _, n := range s.Errors {
+		sum += n
+	}
+	return sum
+}
+
+// TestCountersNeverGoBackwards drives random process lives (forks with
+// reused tgids and shared exec ids, execs, renames, exits, lost fork and exit
+// records) and checks at every snapshot that no series decreased and that
+// the series add up to exactly what the kernel counted, less what belongs to
+// live processes that cannot be named yet.
+func TestCountersNeverGoBackwards(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			runRandomLives(t, seed, 3000)
+		})
+	}
+}
+
+type simProcess struct {
+	execID uint32
+	comm   string
+}
+
+func runRandomLives(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	dead := make(map[uint32]bool)
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 10 * time.Second
+
+	names := []string{"a", "b", "c", "d", "e"}
+	syscalls := []Syscall{read, write, openat, read32}
+	errnos := []uint32{enoent, eacces}
+	live := make(map[uint32]*simProcess)
+	var total loader.Counts
+	var totalErrors uint64
+	var prev *Snapshot
+
+	liveTGID := func() (uint32, *simProcess, bool) {
+		if len(live) == 0 {
+			return 0, nil, false
+		}
+		tgids := slices.Sorted(maps.Keys(live))
+		tgid := tgids[rng.IntN(len(tgids))]
+		return tgid, live[tgid], true
+	}
+	// hidden is what the kernel holds for live generations nothing names
+	// yet: a snapshot leaves them out until a record, /proc or the sweep
+	// names them.
+	hidden := func() (loader.Counts, uint64) {
+		var c loader.Counts
+		var e uint64
+		for k, v := range h.kernel.stats {
+			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.Exited(k.Tgid) {
+				c.Calls += v.Calls
+				c.NS += v.NS
+			}
+		}
+		for k, n := range h.kernel.errs {
+			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.Exited(k.Tgid) {
+				e += n
+			}
+		}
+		return c, e
+	}
+	check := func(step int) {
+		t.Helper()
+		clock.t = clock.t.Add(time.Duration(rng.IntN(12)) * time.Second)
+		snap := h.snapshot()
+		hiddenCalls, hiddenErrors := hidden()
+		if got, want := sumCalls(snap), sub(total, hiddenCalls); got != want {
+			t.Fatalf("step %d: series sum to %+v, want %+v (%+v counted, %+v not named yet)", step, got, want, total, hiddenCalls)
+		}
+		if got, want := sumErrors(snap), totalErrors-hiddenErrors; got != want {
+			t.Fatalf("step %d: error series sum to %d, want %d (%d counted, %d not named yet)", step, got, want, totalErrors, hiddenErrors)
+		}
+		if prev != nil {
+			checkNonDecreasing(t, fmt.Sprint("step ", step), prev, snap)
+			if t.Failed() {
+				t.FailNow()
+			}
+		}
+		prev = snap
+	}
+
+	for step := range steps {
+		switch r := rng.IntN(100); {
+		case r < 55: // calls
+			if tgid, p, ok := liveTGID(); ok {
+				n := uint64(rng.IntN(5) + 1)
+				ns := n * uint64(rng.IntN(1000))
+				h.kernel.call(tgid, p.execID, syscalls[rng.IntN(len(syscalls))], n, ns)
+				total.Calls += n
+				total.NS += ns
+			}
+		case r < 65: // failed calls
+			if tgid, p, ok := liveTGID(); ok {
+				n := uint64(rng.IntN(3) + 1)
+				h.kernel.fail(tgid, p.execID, syscalls[rng.IntN(len(syscalls))], errnos[rng.IntN(len(errnos))], n)
+				totalErrors += n
+			}
+		case r < 72: // fork, on a tgid that may wait for its fold; its record may be lost
+			tgid := uint32(rng.IntN(6) + 100)
+			if _, ok := live[tgid]; ok {
+				continue
+			}
+			p := &simProcess{execID: uint32(rng.IntN(3)), comm: names[rng.IntN(len(names))]}
+			live[tgid] = p
+			dead[tgid] = false
+			if rng.IntN(10) > 0 {
+				h.record(events.Fork, tgid, p.execID, p.comm)
+			}
+		case r < 77: // exec
+			if tgid, p, ok := liveTGID(); ok {
+				p.execID++
+				p.comm = names[rng.IntN(len(names))]
+				h.record(events.Exec, tgid, p.execID, p.comm)
+			}
+		case r < 82: // rename
+			if tgid, p, ok := liveTGID(); ok {
+				p.comm = names[rng.IntN(len(names))]
+				h.record(events.Rename, tgid, p.execID, p.comm)
+			}
+		case r < 90: // exit; its record may be lost
+			if tgid, p, ok := liveTGID(); ok {
+				if rng.IntN(10) > 0 {
+					h.record(events.Exit, tgid, p.execID, p.comm)
+				}
+				delete(live, tgid)
+				dead[tgid] = true
+			}
+		case r < 94:
+			h.fold()
+		default:
+			check(step)
+		}
+	}
+	for tgid, p := range live {
+		h.record(events.Exit, tgid, p.execID, p.comm)
+		dead[tgid] = true
+	}
+	// Two sweeps: the first finds the entries nothing named, the second
+	// marks their processes gone.
+	for range 2 {
+		clock.t = clock.t.Add(10 * time.Second)
+		h.snapshot()
+	}
+	check(steps)
+	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 {
+		t.Errorf("after every process exited, the kernel keeps %d stats and %d errors entries", len(h.kernel.stats), len(h.kernel.errs))
+	}
+	if n := h.procs.ExitedCount(); n != 0 {
+		t.Errorf("after the last fold, %d exited processes wait", n)
+	}
+}
+
+func TestOverflowCountedUnderOther(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "busy")
+	h.kernel.call(10, 1, read, 1, 10)
+	h.kernel.overflow[read] = counts(100, 1000)
+	h.kernel.overflow[openat] = counts(5, 50)
+	h.kernel.overflowErrs[errnoKey(0, 0, openat, enoent)] = 3
+	h.kernel.overflowErrs[errnoKey(0, 0, read32, eacces)] = 2
+
+	snap := h.snapshot()
+	checkCalls(t, "overflow", snap.Calls, map[SeriesKey]loader.Counts{
+		series("busy", read):      counts(1, 10),
+		series(OtherComm, read):   counts(100, 1000),
+		series(OtherComm, openat): counts(5, 50),
+	})
+	checkErrors(t, "overflow", snap.Errors, map[ErrorKey]uint64{
+		errSeries(OtherComm, openat, enoent): 3,
+		errSeries(OtherComm, read32, eacces): 2,
+	})
+	if _, ok := snap.Histograms[openat]; !ok {
+		t.Error("no histogram for a syscall seen only in the overflow counters")
+	}
+	if snap.StatsEntries != 1 || snap.ErrorsEntries != 0 {
+		t.Errorf("entries = %d, %d; overflow slots are not per-process entries", snap.StatsEntries, snap.ErrorsEntries)
+	}
+	if len(h.kernel.deletedStats) != 0 {
+		t.Errorf("overflow counters deleted: %v", h.kernel.deletedStats)
+	}
+}
+
+func TestExitedProcessWithoutNameCountedUnderUnknown(t *testing.T) {
+	h := newHarness(t, nil)
+	// No record and no /proc entry: its fork and exit records were lost.
+	h.kernel.call(66, 2, read, 9, 90)
+	h.kernel.fail(66, 2, openat, enoent, 1)
+	h.procs.MarkGone(66)
+
+	snap := h.snapshot()
+	checkCalls(t, "unknown", snap.Calls, map[SeriesKey]loader.Counts{series(UnknownComm, read): counts(9, 90)})
+	checkErrors(t, "unknown", snap.Errors, map[ErrorKey]uint64{errSeries(UnknownComm, openat, enoent): 1})
+	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 || h.procs.Exited(66) {
+		t.Errorf("unnamed exited process not folded: %d stats, %d errors entries left, exited %v",
+			len(h.kernel.stats), len(h.kernel.errs), h.procs.Exited(66))
+	}
+}
+
+func TestUnnameableLiveProcessSkippedUntilNamed(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 1, 1, "init")
+	h.kernel.call(1, 1, read, 1, 1)
+	// Process 70's fork record is still in flight and /proc does not have it.
+	h.kernel.call(70, 3, read, 4, 40)
+	h.kernel.fail(70, 3, openat, enoent, 1)
+
+	snap := h.snapshot()
+	checkCalls(t, "unnamed", snap.Calls, map[SeriesKey]loader.Counts{series("init", read): counts(1, 1)})
+	checkErrors(t, "unnamed", snap.Errors, map[ErrorKey]uint64{})
+	if snap.Processes != 1 {
+		t.Errorf("Processes = %d, want 1", snap.Processes)
+	}
+	if len(h.kernel.stats) != 2 || len(h.kernel.errs) != 1 {
+		t.Errorf("an unnamed live process's entries were deleted")
+	}
+
+	h.kernel.call(70, 3, read, 1, 10)
+	h.procComm(70, "late")
+	snap = h.snapshot()
+	checkCalls(t, "named", snap.Calls, map[SeriesKey]loader.Counts{
+		series("init", read): counts(1, 1),
+		series("late", read): counts(5, 50),
+	})
+	checkErrors(t, "named", snap.Errors, map[ErrorKey]uint64{errSeries("late", openat, enoent): 1})
+}
+
+// fakeClock is the tally's now.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestSweepMarksDeadProcessesGone(t *testing.T) {
+	dead := make(map[uint32]bool)
+	asked := make(map[uint32]int)
+	h := newHarness(t, func(tgid uint32) bool {
+		asked[tgid]++
+		return !dead[tgid]
+	})
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 10 * time.Second
+
+	h.record(events.Fork, 80, 1, "dying")
+	h.record(events.Fork, 81, 1, "living")
+	h.record(events.Fork, 82, 1, "exiting")
+	h.kernel.call(80, 1, read, 2, 20)
+	h.kernel.call(80, 1, write, 1, 10) // two entries, one question
+	h.kernel.call(81, 1, read, 3, 30)
+	h.kernel.call(82, 1, read, 1, 10)
+	h.kernel.fail(80, 1, openat, enoent, 1)
+	h.snapshot() // first sync sweeps an empty tally
+
+	// 80's exit record is lost; 82's arrives.
+	dead[80], dead[82] = true, true
+	h.record(events.Exit, 82, 1, "exiting")
+	clock.t = clock.t.Add(5 * time.Second)
+	h.snapshot()
+	if len(asked) != 0 {
+		t.Errorf("swept before sweepEvery passed: asked %v", asked)
+	}
+	if _, ok := h.kernel.stats[statsKey(80, 1, read)]; !ok {
+		t.Fatal("process 80 folded before a sweep found it dead")
+	}
+
+	clock.t = clock.t.Add(5 * time.Second)
+	snap := h.snapshot()
+	if asked[80] != 1 || asked[81] != 1 || asked[82] != 0 {
+		t.Errorf("alive asked %v; want once each for 80 and 81, never for the exited 82", asked)
+	}
+	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{
+		series("dying", read):   counts(2, 20),
+		series("dying", write):  counts(1, 10),
+		series("living", read):  counts(3, 30),
+		series("exiting", read): counts(1, 10),
+	})
+	checkErrors(t, "swept", snap.Errors, map[ErrorKey]uint64{errSeries("dying", openat, enoent): 1})
+	for _, k := range []loader.SyscallKey{statsKey(80, 1, read), statsKey(80, 1, write)} {
+		if _, ok := h.kernel.stats[k]; ok {
+			t.Errorf("dead process's entry %+v still in the kernel", k)
+		}
+	}
+	if len(h.kernel.errs) != 0 {
+		t.Errorf("dead process's errors entries still in the kernel: %v", h.kernel.errs)
+	}
+	if h.procs.Exited(80) || !h.procs.Known(81) {
+		t.Errorf("after the sweep: Exited(80) = %v, Known(81) = %v", h.procs.Exited(80), h.procs.Known(81))
+	}
+	if snap.FoldedProcesses != 2 {
+		t.Errorf("FoldedProcesses = %d, want 2", snap.FoldedProcesses)
+	}
+}
+
+func TestSweepDisabledWithoutAlive(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 80, 1, "a")
+	h.kernel.call(80, 1, read, 1, 1)
+	h.tally.sweepEvery = 0
+	h.snapshot()
+	h.snapshot()
+	if h.procs.Exited(80) {
+		t.Error("process marked gone with no alive func")
+	}
+}
+
+func TestExitedProcessWithoutEntriesIsForgotten(t *testing.T) {
+	h := newHarness(t, nil)
+	// One exits before any call of its own was counted (fork, then _exit);
+	// the other's calls all went to the overflow counters (map full).
+	h.record(events.Fork, 30, 1, "quick")
+	h.record(events.Exit, 30, 1, "quick")
+	h.record(events.Fork, 31, 1, "crowded")
+	h.kernel.overflow[read] = counts(4, 40)
+	h.record(events.Exit, 31, 1, "crowded")
+	h.fold()
+	if n := h.procs.ExitedCount(); n != 0 {
+		t.Errorf("ExitedCount() = %d after a fold, want 0", n)
+	}
+	snap := h.snapshot()
+	if snap.FoldedProcesses != 0 {
+		t.Errorf("FoldedProcesses = %d, want 0: no counts were folded", snap.FoldedProcesses)
+	}
+	checkCalls(t, "overflow", snap.Calls, map[SeriesKey]loader.Counts{series(OtherComm, read): counts(4, 40)})
+}
+
+func TestDeadUnnamedProcessSweptUnderUnknown(t *testing.T) {
+	dead := map[uint32]bool{90: true}
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 10 * time.Second
+	// Both of 90's records were lost, and it was gone before /proc was read.
+	h.kernel.call(90, 1, read, 6, 60)
+	h.kernel.fail(90, 1, openat, enoent, 2)
+
+	snap := h.snapshot()
+	checkCalls(t, "unnamed", snap.Calls, map[SeriesKey]loader.Counts{})
+
+	clock.t = clock.t.Add(10 * time.Second)
+	snap = h.snapshot()
+	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{series(UnknownComm, read): counts(6, 60)})
+	checkErrors(t, "swept", snap.Errors, map[ErrorKey]uint64{errSeries(UnknownComm, openat, enoent): 2})
+	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 {
+		t.Errorf("dead unnamed process's entries still in the kernel: %v %v", h.kernel.stats, h.kernel.errs)
+	}
+}
+
+// A tgid reused before the exited process was folded: the fold takes the
+// new process's entries too (the tgid is exited), each under its own name.
+func TestReusedTGIDBeforeFold(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 40, 2, "old")
+	h.kernel.call(40, 2, read, 3, 30)
+	h.record(events.Exit, 40, 2, "old")
+	h.record(events.Fork, 40, 5, "new")
+	h.kernel.call(40, 5, read, 4, 40)
+	h.record(events.Exec, 40, 6, "newer")
+	h.kernel.call(40, 6, read, 5, 50)
+
+	snap := h.snapshot()
+	want := map[SeriesKey]loader.Counts{
+		series("old", read):   counts(3, 30),
+		series("new", read):   counts(4, 40),
+		series("newer", read): counts(5, 50),
+	}
+	checkCalls(t, "fold", snap.Calls, want)
+	if !h.procs.Known(40) || h.procs.Exited(40) {
+		t.Errorf("after the fold: Known(40) = %v, Exited(40) = %v; want the new process live", h.procs.Known(40), h.procs.Exited(40))
+	}
+
+	h.kernel.call(40, 6, read, 1, 10) // the entry comes back from zero
+	want[series("newer", read)] = counts(6, 60)
+	snap2 := h.snapshot()
+	checkCalls(t, "after", snap2.Calls, want)
+	checkNonDecreasing(t, "after", snap, snap2)
+}
+
+// A sync that fails part way (a map read or delete error) must leave the
+// tally so that the next one counts every exited entry exactly once.
+func TestFailedSyncDoesNotCountTwice(t *testing.T) {
+	for _, method := range []string{"ReadStats", "ReadErrors", "DeleteStats", "DeleteErrors",
+		"ReadOverflowStats", "ReadOverflowErrors", "ReadHistogram", "ReadDrops"} {
+		t.Run(method, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.record(events.Fork, 1, 1, "a")
+			h.kernel.call(1, 1, read, 5, 50)
+			h.kernel.fail(1, 1, openat, enoent, 2)
+			h.snapshot()
+			h.kernel.call(1, 1, read, 1, 10)
+			h.kernel.fail(1, 1, openat, enoent, 1)
+			h.record(events.Rename, 1, 1, "b")
+			h.record(events.Exit, 1, 1, "b")
+
+			h.kernel.failMethod = method
+			if snap, err := h.tally.Snapshot(); !errors.Is(err, errFaked) || snap != nil {
+				t.Fatalf("Snapshot() = %v, %v; want nil and the faked error", snap, err)
+			}
+			h.kernel.failMethod = ""
+			snap := h.snapshot()
+			checkCalls(t, "retry", snap.Calls, map[SeriesKey]loader.Counts{
+				series("a", read): counts(5, 50),
+				series("b", read): counts(1, 10),
+			})
+			checkErrors(t, "retry", snap.Errors, map[ErrorKey]uint64{
+				errSeries("a", openat, enoent): 2,
+				errSeries("b", openat, enoent): 1,
+			})
+			if len(h.kernel.stats)+len(h.kernel.errs) != 0 {
+				t.Errorf("entries left after the retry: %v %v", h.kernel.stats, h.kernel.errs)
+			}
+		})
+	}
+}
