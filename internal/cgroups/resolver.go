@@ -1,0 +1,167 @@
+package cgroups
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// defaultMinRewalk bounds how often unknown ids make the Resolver walk the whole tree.
+const defaultMinRewalk = time.Second
+
+// Resolver maps cgroup ids to paths relative to the mount ("/system.slice/nginx.service";
+// the root is "/"). A cgroup's id is the inode number of its directory in cgroup2fs, which
+// on 64-bit kernels equals the kernel's cgroup id (kernfs node id); on 32-bit kernels the
+// two differ and no id resolves. Safe for concurrent use.
+type Resolver struct {
+	mount     string
+	minRewalk time.Duration // tests shorten or lengthen it
+
+	walkMu sync.Mutex // one walk at a time; taken before mu, so lookups that hit never wait for a walk
+
+	mu       sync.RWMutex
+	paths    map[uint64]string
+	lastWalk time.Time
+}
+
+// NewResolver returns a Resolver for the cgroup2 hierarchy mounted at mount (see
+// FindMount). It walks the tree on the first Path call that misses.
+func NewResolver(mount string) *Resolver {
+	return &Resolver{
+		mount:     filepath.Clean(mount),
+		minRewalk: defaultMinRewalk,
+		paths:     make(map[uint64]string),
+	}
+}
+
+// Path returns the cgroup's path. On a cache miss it re-walks the tree, at most once per
+// minRewalk (1 s): ids the kernel reports for cgroups that never resolve (already removed,
+// or outside the mount) would otherwise cost a walk each; further misses within that time
+// return false. Ids whose cgroup was removed stay cached until Forget, so counts taken just
+// before the removal still get their path.
+func (r *Resolver) Path(id uint64) (string, bool) {
+	if p, ok := r.cached(id); ok {
+		return p, true
+	}
+
+	r.walkMu.Lock()
+	defer r.walkMu.Unlock()
+	// Another caller may have walked while this one waited.
+	r.mu.RLock()
+	p, ok := r.paths[id]
+	last := r.lastWalk
+	r.mu.RUnlock()
+	if ok {
+		return p, true
+	}
+	if !last.IsZero() && time.Since(last) < r.minRewalk {
+		return "", false
+	}
+
+	found := walk(r.mount)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for walkedID, walkedPath := range found {
+		r.paths[walkedID] = walkedPath
+	}
+	r.lastWalk = time.Now()
+	p, ok = r.paths[id]
+	return p, ok
+}
+
+func (r *Resolver) cached(id uint64) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.paths[id]
+	return p, ok
+}
+
+// ID stats a path (relative to the mount, or absolute under it) and returns its id.
+func (r *Resolver) ID(path string) (uint64, error) {
+	abs := path
+	if abs != r.mount && !strings.HasPrefix(abs, r.mount+"/") {
+		abs = filepath.Join(r.mount, path)
+	}
+	abs = filepath.Clean(abs)
+	rel, ok := relative(r.mount, abs)
+	if !ok {
+		return 0, fmt.Errorf("cgroup %q: not under the cgroup2 mount %s", path, r.mount)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %q: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return 0, fmt.Errorf("cgroup %q: %s is not a directory, so not a cgroup", path, abs)
+	}
+	id := inode(fi)
+
+	r.mu.Lock()
+	r.paths[id] = rel
+	r.mu.Unlock()
+	return id, nil
+}
+
+// Forget drops cached ids not in keep (called periodically by the daemon with the ids
+// still in use). keep runs under the Resolver's lock: it must not call the Resolver.
+func (r *Resolver) Forget(keep func(id uint64) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.paths {
+		if !keep(id) {
+			delete(r.paths, id)
+		}
+	}
+}
+
+// walk maps the id of every cgroup under mount to its path. Cgroups come and go during
+// the walk; one that vanishes (ENOENT) or cannot be read is skipped with its subtree, so
+// one bad directory does not cost all the others.
+func walk(mount string) map[uint64]string {
+	found := make(map[uint64]string)
+	// The callback returns no errors, so neither does WalkDir.
+	_ = filepath.WalkDir(mount, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return skip(d)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return fs.SkipDir
+		}
+		if rel, ok := relative(mount, path); ok {
+			found[inode(fi)] = rel
+		}
+		return nil
+	})
+	return found
+}
+
+// skip leaves out a directory's subtree, and nothing for files (cgroupfs's interface files)
+// or the unreadable mount itself (d nil).
+func skip(d fs.DirEntry) error {
+	if d != nil && d.IsDir() {
+		return fs.SkipDir
+	}
+	return nil
+}
+
+// relative turns a path under mount into a cgroup path: "/" for the mount itself.
+func relative(mount, path string) (string, bool) {
+	rel, err := filepath.Rel(mount, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	if rel == "." {
+		return "/", true
+	}
+	return "/" + filepath.ToSlash(rel), true
+}
+
+func inode(fi fs.FileInfo) uint64 {
+	return fi.Sys().(*syscall.Stat_t).Ino
+}

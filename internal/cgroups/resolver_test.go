@@ -1,0 +1,268 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTree makes cgroup-like directories (and an interface file in each, as cgroupfs
+// has) under a temp dir; their inode numbers stand in for cgroup ids.
+func fakeTree(t *testing.T, dirs ...string) string {
+	t.Helper()
+	mount := t.TempDir()
+	for _, d := range dirs {
+		mkdir(t, mount, d)
+	}
+	if err := os.WriteFile(filepath.Join(mount, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return mount
+}
+
+func mkdir(t *testing.T, mount, dir string) uint64 {
+	t.Helper()
+	p := filepath.Join(mount, dir)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return inodeOf(t, p)
+}
+
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inode(fi)
+}
+
+var fakeCgroups = []string{
+	"/system.slice",
+	"/system.slice/nginx.service",
+	"/system.slice/nginx.service/worker",
+	"/system.slice/with space.service",
+	"/user.slice/user-1000.slice/session-2.scope",
+	"/kubepods/burstable/pod" + podUID + "/" + ctr,
+}
+
+func TestPathOfEveryCgroup(t *testing.T) {
+	mount := fakeTree(t, fakeCgroups...)
+	r := NewResolver(mount)
+	want := map[uint64]string{inodeOf(t, mount): "/"}
+	for _, d := range fakeCgroups {
+		want[inodeOf(t, filepath.Join(mount, d))] = d
+	}
+	want[inodeOf(t, filepath.Join(mount, "user.slice"))] = "/user.slice"
+	want[inodeOf(t, filepath.Join(mount, "user.slice/user-1000.slice"))] = "/user.slice/user-1000.slice"
+
+	for id, path := range want {
+		got, ok := r.Path(id)
+		if !ok || got != path {
+			t.Errorf("Path(%d) = %q, %v; want %q", id, got, ok, path)
+		}
+	}
+	// Interface files are not cgroups.
+	file := inodeOf(t, filepath.Join(mount, "system.slice/cgroup.procs"))
+	if got, ok := r.Path(file); ok {
+		t.Errorf("Path(inode of cgroup.procs) = %q; files are not cgroups", got)
+	}
+}
+
+func TestNewCgroupFoundOnNextMissAfterMinRewalk(t *testing.T) {
+	mount := fakeTree(t, "/system.slice")
+	r := NewResolver(mount)
+	r.minRewalk = time.Hour
+	if _, ok := r.Path(inodeOf(t, filepath.Join(mount, "system.slice"))); !ok {
+		t.Fatal("first walk missed /system.slice")
+	}
+
+	id := mkdir(t, mount, "/system.slice/late.service")
+	if got, ok := r.Path(id); ok {
+		t.Fatalf("Path(new) = %q within minRewalk of the last walk; want a miss without a walk", got)
+	}
+	r.minRewalk = 0
+	if got, ok := r.Path(id); !ok || got != "/system.slice/late.service" {
+		t.Errorf("Path(new) = %q, %v after minRewalk; want /system.slice/late.service", got, ok)
+	}
+}
+
+func TestFirstMissWalksEvenWithLongMinRewalk(t *testing.T) {
+	mount := fakeTree(t, "/a.service")
+	r := NewResolver(mount)
+	r.minRewalk = time.Hour
+	if got, ok := r.Path(inodeOf(t, filepath.Join(mount, "a.service"))); !ok || got != "/a.service" {
+		t.Errorf("Path = %q, %v; want /a.service", got, ok)
+	}
+}
+
+func TestRemovedCgroupStaysCachedUntilForget(t *testing.T) {
+	mount := fakeTree(t, "/system.slice/gone.service")
+	r := NewResolver(mount)
+	r.minRewalk = 0
+	id := inodeOf(t, filepath.Join(mount, "system.slice/gone.service"))
+	if _, ok := r.Path(id); !ok {
+		t.Fatal("Path missed a cgroup that exists")
+	}
+	if err := os.RemoveAll(filepath.Join(mount, "system.slice/gone.service")); err != nil {
+		t.Fatal(err)
+	}
+	r.Path(1 << 62) // a miss: re-walks the tree, which no longer has gone.service
+	if got, ok := r.Path(id); !ok || got != "/system.slice/gone.service" {
+		t.Errorf("Path(removed) = %q, %v; want it cached until Forget", got, ok)
+	}
+	r.Forget(func(uint64) bool { return false })
+	if got, ok := r.Path(id); ok {
+		t.Errorf("Path(removed) = %q after Forget; want a miss", got)
+	}
+}
+
+func TestForgetKeepsWhatKeepSays(t *testing.T) {
+	mount := fakeTree(t, "/keep.service", "/drop.service")
+	r := NewResolver(mount)
+	keep := inodeOf(t, filepath.Join(mount, "keep.service"))
+	drop := inodeOf(t, filepath.Join(mount, "drop.service"))
+	r.Path(keep) // walk
+	r.Forget(func(id uint64) bool { return id == keep })
+
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if got := r.paths[keep]; got != "/keep.service" {
+		t.Errorf("cache[keep] = %q, want /keep.service", got)
+	}
+	if got, ok := r.paths[drop]; ok {
+		t.Errorf("cache[drop] = %q, want it forgotten", got)
+	}
+	if len(r.paths) != 1 {
+		t.Errorf("cache holds %d ids after Forget, want 1: %v", len(r.paths), r.paths)
+	}
+}
+
+func TestIDOfRelativeAndAbsolutePaths(t *testing.T) {
+	mount := fakeTree(t, "/system.slice/nginx.service")
+	r := NewResolver(mount)
+	want := inodeOf(t, filepath.Join(mount, "system.slice/nginx.service"))
+	for _, path := range []string{
+		"/system.slice/nginx.service",
+		"system.slice/nginx.service",
+		"/system.slice/nginx.service/",
+		filepath.Join(mount, "system.slice/nginx.service"),
+	} {
+		got, err := r.ID(path)
+		if err != nil || got != want {
+			t.Errorf("ID(%q) = %d, %v; want %d", path, got, err, want)
+		}
+	}
+	if got, err := r.ID("/"); err != nil || got != inodeOf(t, mount) {
+		t.Errorf("ID(/) = %d, %v; want the mount's inode %d", got, err, inodeOf(t, mount))
+	}
+	// ID fills the cache: no walk needed.
+	r.minRewalk = time.Hour
+	r.lastWalk = time.Now()
+	if got, ok := r.Path(want); !ok || got != "/system.slice/nginx.service" {
+		t.Errorf("Path(ID(...)) = %q, %v; want /system.slice/nginx.service from the cache", got, ok)
+	}
+}
+
+func TestIDErrorsNameThePath(t *testing.T) {
+	mount := fakeTree(t, "/system.slice")
+	r := NewResolver(mount)
+	tests := []struct {
+		path     string
+		notExist bool
+	}{
+		{"/system.slice/missing.service", true},
+		{"/system.slice/cgroup.procs", false}, // a file, not a cgroup
+		{"/../outside", false},
+		{"../../etc", false},
+	}
+	for _, tt := range tests {
+		_, err := r.ID(tt.path)
+		if err == nil {
+			t.Errorf("ID(%q) succeeded", tt.path)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.path) {
+			t.Errorf("ID(%q): error %q does not name the path", tt.path, err)
+		}
+		if errors.Is(err, fs.ErrNotExist) != tt.notExist {
+			t.Errorf("ID(%q): errors.Is(%v, fs.ErrNotExist) = %v, want %v", tt.path, err, !tt.notExist, tt.notExist)
+		}
+	}
+}
+
+// TestConcurrentPathWhileCgroupsComeAndGo runs lookups, walks, ID and Forget together
+// under -race, while cgroups appear and vanish mid-walk.
+func TestConcurrentPathWhileCgroupsComeAndGo(t *testing.T) {
+	mount := fakeTree(t, fakeCgroups...)
+	r := NewResolver(mount)
+	r.minRewalk = 0
+	stable := map[uint64]string{}
+	for _, d := range fakeCgroups {
+		stable[inodeOf(t, filepath.Join(mount, d))] = d
+	}
+
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Add(1)
+	go func() {
+		defer churn.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			dir := filepath.Join(mount, "churn.slice", fmt.Sprintf("c%d.scope", i%8), "sub")
+			os.MkdirAll(dir, 0o755)
+			os.RemoveAll(filepath.Dir(dir))
+		}
+	}()
+
+	var lookups sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		lookups.Add(1)
+		go func() {
+			defer lookups.Done()
+			for i := 0; i < 100; i++ {
+				switch {
+				case g == 0 && i%10 == 0:
+					r.Forget(func(uint64) bool { return false }) // the next lookups walk again
+				case g == 1:
+					if _, err := r.ID("/system.slice/nginx.service"); err != nil {
+						t.Error(err)
+						return
+					}
+				default:
+					r.Path(uint64(1<<40 + i)) // unknown: walks
+				}
+				for id, want := range stable {
+					if got, ok := r.Path(id); !ok || got != want {
+						t.Errorf("Path(%d) = %q, %v during churn; want %q", id, got, ok, want)
+						return
+					}
+				}
+			}
+		}()
+	}
+	lookups.Wait()
+	close(stop)
+	churn.Wait()
+}
+
+func TestMissingMountResolvesNothing(t *testing.T) {
+	r := NewResolver(filepath.Join(t.TempDir(), "no-such-mount"))
+	if got, ok := r.Path(1); ok {
+		t.Errorf("Path(1) = %q on a missing mount; want a miss", got)
+	}
+}
