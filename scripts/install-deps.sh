@@ -14,7 +14,11 @@ need_go() {
 packages=()
 case "$what" in
 run) ;;
-test) packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git) ;;
+test)
+	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git)
+	# 32-bit workloads for the compat-ABI test.
+	[ "$(dpkg --print-architecture)" = amd64 ] && packages+=(gcc-multilib)
+	;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 need_go

@@ -3,32 +3,22 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/internal/config"
-	"github.com/sysobsd/sysobsd/internal/loader"
-	"github.com/sysobsd/sysobsd/internal/metrics"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
-	"github.com/sysobsd/sysobsd/internal/tally"
 )
 
 // defaultListenAddress is clear of the exhausted 9100–9999 exporter range
@@ -59,6 +49,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	config.SyscallKnown = func(name string) bool {
+		_, native := syscalls.Host().Number(syscalls.Native, name)
+		_, compat := syscalls.Host().Number(syscalls.Compat, name)
+		return native || compat
+	}
 	cfg, err := config.Load(opts.configFile)
 	if err != nil {
 		return fail(err)
@@ -157,102 +152,4 @@ func checkWeb(flags *web.FlagConfig) error {
 		l.Close()
 	}
 	return nil
-}
-
-func serve(opts options, cfg config.Config, log *zap.Logger) error {
-	loadOpts := loader.DefaultOptions()
-	loadOpts.Latency = cfg.Latency
-	loadOpts.StatsEntries = cfg.Maps.StatsEntries
-	loadOpts.ErrorsEntries = cfg.Maps.ErrorsEntries
-	loadOpts.RingBufferBytes = cfg.Maps.RingBufferBytes
-	if opts.attachMode != "auto" {
-		loadOpts.Attach = opts.attachMode
-	}
-	probes, err := loader.Load(loadOpts, log)
-	if err != nil {
-		return err
-	}
-	defer probes.Close()
-	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Bool("latency", cfg.Latency), zap.Bool("renames_tracked", probes.RenamesTracked))
-
-	engine, err := tally.NewEngine(&probes.Maps, "/proc", log)
-	if err != nil {
-		return err
-	}
-	engine.FoldEvery = cfg.FoldInterval
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	engineDone := make(chan error, 1)
-	go func() { engineDone <- engine.Run(ctx) }()
-
-	registry := prometheus.NewRegistry()
-	statsCap, errorsCap := probes.Capacity()
-	registry.MustRegister(
-		metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log),
-		versioncollector.NewCollector("sysobsd"),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log))
-	if err != nil {
-		return err
-	}
-	serverDone := make(chan error, 1)
-	go func() { serverDone <- server.Serve() }()
-
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
-
-	var serveErr error
-wait:
-	for {
-		select {
-		case sig := <-signals:
-			if sig == syscall.SIGHUP {
-				reload(opts.configFile, cfg, log)
-				continue
-			}
-			log.Info("stopping", zap.Stringer("signal", sig))
-			break wait
-		case err := <-serverDone:
-			serveErr = fmt.Errorf("serve HTTP: %w", err)
-			break wait
-		case err := <-engineDone:
-			if err != nil {
-				serveErr = err
-			} else {
-				serveErr = errors.New("engine stopped unexpectedly")
-			}
-			engineDone <- nil
-			break wait
-		}
-	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		log.Warn("HTTP shutdown", zap.Error(err))
-	}
-	cancel()
-	<-engineDone
-	if err := probes.Close(); err != nil {
-		log.Warn("detach", zap.Error(err))
-	}
-	log.Info("detached")
-	return serveErr
-}
-
-// reload re-reads the configuration on SIGHUP. What it may change takes
-// effect; map sizes and latency are fixed at start.
-func reload(path string, current config.Config, log *zap.Logger) {
-	next, err := config.Load(path)
-	if err != nil {
-		log.Error("reload: keeping the running configuration", zap.Error(err))
-		return
-	}
-	if next != current {
-		log.Warn("reload: latency, fold_interval and maps take effect at the next start", zap.String("config", describeConfig(path)))
-		return
-	}
-	log.Info("reload: configuration unchanged", zap.String("config", describeConfig(path)))
 }

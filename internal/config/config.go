@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +30,51 @@ type Config struct {
 	Latency      bool          `yaml:"latency"`
 	FoldInterval time.Duration `yaml:"fold_interval"`
 	Maps         Maps          `yaml:"maps"`
+	// Labels are the process labels of the counters.
+	Labels []string `yaml:"labels"`
+	// HistogramLabels are the labels of the latency histogram.
+	HistogramLabels []string    `yaml:"histogram_labels"`
+	Cardinality     Cardinality `yaml:"cardinality"`
+	Filters         Filters     `yaml:"filters"`
 }
+
+// Cardinality bounds the series sysobsd exports.
+type Cardinality struct {
+	MaxSeries   int           `yaml:"max_series"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Filters choose what is counted, in the kernel.
+type Filters struct {
+	Include Match `yaml:"include"`
+	Exclude Match `yaml:"exclude"`
+}
+
+// Match lists what a filter matches. Within a list any entry matches; an
+// include filter needs a match in every list it sets.
+type Match struct {
+	PIDs     []uint32 `yaml:"pids"`
+	Comms    []string `yaml:"comms"`
+	Cgroups  []string `yaml:"cgroups"`
+	Units    []string `yaml:"units"`
+	Syscalls []string `yaml:"syscalls"`
+}
+
+// Empty reports whether the match lists nothing.
+func (m Match) Empty() bool {
+	return len(m.PIDs)+len(m.Comms)+len(m.Cgroups)+len(m.Units)+len(m.Syscalls) == 0
+}
+
+// LabelNames are the labels the counters may carry.
+var LabelNames = []string{"comm", "unit", "container", "cgroup", "pid"}
+
+// HistogramLabelNames are the labels the histogram may carry: per-process
+// histograms would cost a second hash update on every syscall.
+var HistogramLabelNames = []string{"syscall"}
+
+// SyscallKnown reports whether a name is a syscall on this host's tables;
+// set by the daemon (syscalls.Host), nil accepts any name.
+var SyscallKnown func(name string) bool
 
 // Maps sizes the kernel maps.
 type Maps struct {
@@ -186,11 +231,19 @@ func cleanDecodeError(err error) string {
 	return msg
 }
 
-// lineOf finds the line of a dotted key path in the document (0 if absent).
+// lineOf finds the line of a dotted key path in the document (0 if absent);
+// a segment may index a list: "labels[1]".
 func lineOf(root *yaml.Node, path string) int {
 	n := root
 	line := 0
-	for _, key := range strings.Split(path, ".") {
+	for _, seg := range strings.Split(path, ".") {
+		key, index := seg, -1
+		if open := strings.IndexByte(seg, '['); open >= 0 && strings.HasSuffix(seg, "]") {
+			key = seg[:open]
+			if i, err := strconv.Atoi(seg[open+1 : len(seg)-1]); err == nil {
+				index = i
+			}
+		}
 		if n.Kind != yaml.MappingNode {
 			return line
 		}
@@ -205,6 +258,10 @@ func lineOf(root *yaml.Node, path string) int {
 		}
 		if !found {
 			return 0
+		}
+		if index >= 0 && n.Kind == yaml.SequenceNode && index < len(n.Content) {
+			n = n.Content[index]
+			line = n.Line
 		}
 	}
 	return line
@@ -230,6 +287,72 @@ func (c Config) validate(name string, root *yaml.Node) error {
 	rb := c.Maps.RingBufferBytes
 	if rb < 4096 || rb > 1<<30 || rb&(rb-1) != 0 {
 		return bad("maps.ring_buffer_bytes", "%d must be a power of two from 4096 to 1073741824", rb)
+	}
+	if err := checkList(bad, "labels", c.Labels, LabelNames); err != nil {
+		return err
+	}
+	if err := checkList(bad, "histogram_labels", c.HistogramLabels, HistogramLabelNames); err != nil {
+		return err
+	}
+	if c.Cardinality.MaxSeries < 1 || c.Cardinality.MaxSeries > 10_000_000 {
+		return bad("cardinality.max_series", "%d is out of range; allowed: 1 to 10000000", c.Cardinality.MaxSeries)
+	}
+	if c.Cardinality.IdleTimeout != 0 && c.Cardinality.IdleTimeout < time.Minute {
+		return bad("cardinality.idle_timeout", "%s is too short; allowed: 0 (never) or at least 1m", c.Cardinality.IdleTimeout)
+	}
+	for _, f := range []struct {
+		path string
+		m    Match
+	}{{"filters.include", c.Filters.Include}, {"filters.exclude", c.Filters.Exclude}} {
+		if err := f.m.validate(bad, f.path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type badFunc func(path, format string, args ...any) error
+
+func checkList(bad badFunc, path string, values, allowed []string) error {
+	seen := make(map[string]bool)
+	for i, v := range values {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		if !slices.Contains(allowed, v) {
+			return bad(at, "unknown label %q; allowed: %s", v, strings.Join(allowed, ", "))
+		}
+		if seen[v] {
+			return bad(at, "label %q given twice", v)
+		}
+		seen[v] = true
+	}
+	return nil
+}
+
+func (m Match) validate(bad badFunc, path string) error {
+	for i, pid := range m.PIDs {
+		if pid == 0 {
+			return bad(fmt.Sprintf("%s.pids[%d]", path, i), "0 is not a process id")
+		}
+	}
+	for i, comm := range m.Comms {
+		if comm == "" || len(comm) > 15 {
+			return bad(fmt.Sprintf("%s.comms[%d]", path, i), "%q must be 1 to 15 bytes, as the kernel keeps it", comm)
+		}
+	}
+	for i, cg := range m.Cgroups {
+		if !strings.HasPrefix(cg, "/") {
+			return bad(fmt.Sprintf("%s.cgroups[%d]", path, i), "%q must be a path from the cgroup2 root, starting with /", cg)
+		}
+	}
+	for i, unit := range m.Units {
+		if unit == "" || len(unit) > 63 || strings.Contains(unit, "/") {
+			return bad(fmt.Sprintf("%s.units[%d]", path, i), "%q must be a unit's cgroup name (as systemd escapes it), 1 to 63 bytes, no /", unit)
+		}
+	}
+	for i, name := range m.Syscalls {
+		if SyscallKnown != nil && !SyscallKnown(name) {
+			return bad(fmt.Sprintf("%s.syscalls[%d]", path, i), "unknown syscall %q on this architecture", name)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,10 +23,17 @@ var documented = Config{
 		ErrorsEntries:   16384,
 		RingBufferBytes: 262144,
 	},
+	Labels:          []string{"comm"},
+	HistogramLabels: []string{"syscall"},
+	Cardinality:     Cardinality{MaxSeries: 20000, IdleTimeout: 15 * time.Minute},
+	Filters: Filters{
+		Include: Match{PIDs: []uint32{}, Comms: []string{}, Cgroups: []string{}, Units: []string{}, Syscalls: []string{}},
+		Exclude: Match{PIDs: []uint32{}, Comms: []string{}, Cgroups: []string{}, Units: []string{}, Syscalls: []string{}},
+	},
 }
 
 func TestDefaultIsTheDocumentedConfig(t *testing.T) {
-	if got := Default(); got != documented {
+	if got := Default(); !reflect.DeepEqual(got, documented) {
 		t.Errorf("Default() = %+v, want %+v", got, documented)
 	}
 	// The embedded file is what `sysobsd` prints as its default: it must
@@ -34,7 +42,7 @@ func TestDefaultIsTheDocumentedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse(DefaultYAML()) = %v", err)
 	}
-	if got != documented {
+	if !reflect.DeepEqual(got, documented) {
 		t.Errorf("parse(DefaultYAML()) = %+v, want %+v", got, documented)
 	}
 }
@@ -44,7 +52,7 @@ func TestDefaultYAMLIsACopy(t *testing.T) {
 	for i := range b {
 		b[i] = '!'
 	}
-	if got := Default(); got != documented {
+	if got := Default(); !reflect.DeepEqual(got, documented) {
 		t.Errorf("after scribbling on DefaultYAML(), Default() = %+v", got)
 	}
 }
@@ -63,7 +71,7 @@ func TestEmptyDocumentsGiveTheDefaults(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q) = %v", doc, err)
 			}
-			if got != documented {
+			if !reflect.DeepEqual(got, documented) {
 				t.Errorf("Parse(%q) = %+v, want the defaults %+v", doc, got, documented)
 			}
 		})
@@ -102,7 +110,17 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 			c.Maps.ErrorsEntries = 2048
 		})},
 		{"everything", "latency: false\nfold_interval: 2s\nmaps:\n  stats_entries: 2048\n  errors_entries: 4096\n  ring_buffer_bytes: 8192\n",
-			Config{Latency: false, FoldInterval: 2 * time.Second, Maps: Maps{StatsEntries: 2048, ErrorsEntries: 4096, RingBufferBytes: 8192}}},
+			with(func(c *Config) {
+				c.Latency, c.FoldInterval = false, 2*time.Second
+				c.Maps = Maps{StatsEntries: 2048, ErrorsEntries: 4096, RingBufferBytes: 8192}
+			})},
+		{"labels and filters", "labels: [comm, unit, pid]\ncardinality:\n  max_series: 10\n  idle_timeout: 0s\nfilters:\n  exclude:\n    comms: [sshd]\n    syscalls: [futex]\n",
+			with(func(c *Config) {
+				c.Labels = []string{"comm", "unit", "pid"}
+				c.Cardinality = Cardinality{MaxSeries: 10}
+				c.Filters.Exclude.Comms = []string{"sshd"}
+				c.Filters.Exclude.Syscalls = []string{"futex"}
+			})},
 		{"trailing document end", "latency: false\n...\n", with(func(c *Config) { c.Latency = false })},
 	}
 	for _, tt := range tests {
@@ -111,7 +129,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q) = %v", tt.doc, err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Parse(%q) =\n  %+v, want\n  %+v", tt.doc, got, tt.want)
 			}
 		})
@@ -121,7 +139,9 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 // TestBadConfigErrorsNameFileLineAndKey checks that every rejected config
 // says where (file and line) and what (the key, or the YAML problem).
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
-	const topKeys = "allowed: fold_interval, latency, maps"
+	SyscallKnown = func(name string) bool { return name == "futex" || name == "read" }
+	t.Cleanup(func() { SyscallKnown = nil })
+	const topKeys = "allowed: cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"
 	const mapsKeys = "allowed: errors_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
@@ -130,6 +150,28 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		// want are substrings of the message: the key path and the reason.
 		want []string
 	}{
+		// Labels, cardinality and filters.
+		{"unknown label", "labels: [comm, host]\n", 1, []string{"labels[1]", `unknown label "host"`, "allowed: comm, unit, container, cgroup, pid"}},
+		{"unknown label on its own line", "labels:\n  - comm\n  - hostname\n", 3, []string{"labels[1]", `unknown label "hostname"`}},
+		{"label twice", "labels: [comm, comm]\n", 1, []string{"labels[1]", `label "comm" given twice`}},
+		{"labels not a list", "labels: comm\n", 1, []string{"labels"}},
+		{"process label on the histogram", "histogram_labels: [syscall, comm]\n", 1, []string{"histogram_labels[1]", `unknown label "comm"`, "allowed: syscall"}},
+		{"zero series cap", "cardinality:\n  max_series: 0\n", 2, []string{"cardinality.max_series", "0 is out of range"}},
+		{"negative series cap", "cardinality:\n  max_series: -5\n", 2, []string{"cardinality.max_series"}},
+		{"idle timeout too short", "cardinality:\n  idle_timeout: 10s\n", 2, []string{"cardinality.idle_timeout", "too short"}},
+		{"idle timeout not a duration", "cardinality:\n  idle_timeout: soon\n", 2, []string{"cardinality.idle_timeout"}},
+		{"unknown cardinality key", "cardinality:\n  max: 5\n", 2, []string{`unknown key "max" in key cardinality`, "allowed: idle_timeout, max_series"}},
+		{"unknown filter side", "filters:\n  only:\n    comms: [a]\n", 2, []string{`unknown key "only" in key filters`, "allowed: exclude, include"}},
+		{"unknown filter list", "filters:\n  exclude:\n    users: [root]\n", 3, []string{`unknown key "users" in key filters.exclude`, "allowed: cgroups, comms, pids, syscalls, units"}},
+		{"pid zero", "filters:\n  include:\n    pids: [1, 0]\n", 3, []string{"filters.include.pids[1]", "0 is not a process id"}},
+		{"pid negative", "filters:\n  include:\n    pids: [-1]\n", 3, []string{"filters.include.pids"}},
+		{"comm too long", "filters:\n  exclude:\n    comms: [abcdefghijklmnopq]\n", 3, []string{"filters.exclude.comms[0]", "1 to 15 bytes"}},
+		{"empty comm", "filters:\n  exclude:\n    comms: ['']\n", 3, []string{"filters.exclude.comms[0]"}},
+		{"relative cgroup path", "filters:\n  include:\n    cgroups: [system.slice]\n", 3, []string{"filters.include.cgroups[0]", "starting with /"}},
+		{"unit with a slash", "filters:\n  exclude:\n    units: [system.slice/nginx.service]\n", 3, []string{"filters.exclude.units[0]", "no /"}},
+		{"filters not a mapping", "filters: [comms]\n", 1, []string{"filters must be a mapping"}},
+		{"unknown syscall", "filters:\n  exclude:\n    syscalls: [read, futexx]\n", 3, []string{"filters.exclude.syscalls[1]", `unknown syscall "futexx"`}},
+
 		// Unknown keys, with the keys allowed at that place.
 		{"unknown top-level key", "bogus: 1\n", 1, []string{`unknown key "bogus" in the top level`, topKeys}},
 		{"unknown key after comments", "# sysobsd\n\nlatency: true\nfold_intervall: 1s\n", 4, []string{`unknown key "fold_intervall"`, topKeys}},
@@ -178,8 +220,8 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate section", "maps:\n  stats_entries: 2048\nmaps:\n  errors_entries: 2048\n", 3, []string{`key "maps" given twice in the top level`}},
 
 		// Wrong shapes.
-		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of fold_interval, latency, maps"}},
-		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of fold_interval, latency, maps"}},
+		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"}},
+		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"}},
 		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},
@@ -203,7 +245,7 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse(%q) = %+v, want an error", tt.doc, cfg)
 			}
-			if cfg != (Config{}) {
+			if !reflect.DeepEqual(cfg, Config{}) {
 				t.Errorf("Parse(%q) returned %+v with its error, want the zero Config", tt.doc, cfg)
 			}
 			msg := err.Error()
@@ -233,7 +275,7 @@ func TestLoad(t *testing.T) {
 
 	t.Run("empty path is the defaults", func(t *testing.T) {
 		got, err := Load("")
-		if err != nil || got != documented {
+		if err != nil || !reflect.DeepEqual(got, documented) {
 			t.Errorf("Load(\"\") = %+v, %v; want the defaults", got, err)
 		}
 	})
@@ -241,7 +283,7 @@ func TestLoad(t *testing.T) {
 		got, err := Load(good)
 		want := documented
 		want.FoldInterval = 5 * time.Second
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("Load(%s) = %+v, %v; want %+v", good, got, err, want)
 		}
 	})
@@ -336,7 +378,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted config %+v does not parse back from\n%s: %v", cfg, out, err)
 		}
-		if again != cfg {
+		if !reflect.DeepEqual(again, cfg) {
 			t.Fatalf("round trip: %+v became %+v", cfg, again)
 		}
 	})

@@ -13,6 +13,9 @@ import (
 // engine goroutine owns it.
 type ProcessTable struct {
 	procRoot string
+	// CgroupOf finds the cgroup of a process that no record told about
+	// (running before the daemon); nil when cgroups are not labelled.
+	CgroupOf func(tgid uint32) (uint64, bool)
 	live     map[uint32]*process
 	// exited processes keep their names until their counts are folded.
 	exited map[uint32]*process
@@ -23,6 +26,9 @@ type process struct {
 	// at fork, or in /proc for processes older than the daemon.
 	base string
 	gens map[uint32]string // exec_id → name, from exec, rename and exit records
+	// cgroup is the cgroup2 id from the latest record (or the scan).
+	cgroup      uint64
+	cgroupKnown bool
 }
 
 // NewProcessTable reads names it has no record for from procRoot (/proc).
@@ -50,7 +56,9 @@ func (t *ProcessTable) Scan() error {
 			continue
 		}
 		if comm, ok := t.readComm(uint32(tgid)); ok {
-			t.live[uint32(tgid)] = &process{base: comm}
+			p := &process{base: comm}
+			t.learnCgroup(p, uint32(tgid))
+			t.live[uint32(tgid)] = p
 		}
 	}
 	return nil
@@ -65,12 +73,19 @@ func (t *ProcessTable) Apply(ev Lifecycle) {
 		// yet folded, cannot lend it its base name.
 		p := &process{base: ev.Comm}
 		p.name(ev.ExecID, ev.Comm)
+		p.cgroup, p.cgroupKnown = ev.CgroupID, true
 		t.live[ev.TGID] = p
 	case Exec, Rename:
-		t.liveProcess(ev.TGID).name(ev.ExecID, ev.Comm)
+		p := t.liveProcess(ev.TGID)
+		p.name(ev.ExecID, ev.Comm)
+		p.cgroup, p.cgroupKnown = ev.CgroupID, true
+	case Cgroup:
+		p := t.liveProcess(ev.TGID)
+		p.cgroup, p.cgroupKnown = ev.CgroupID, true
 	case Exit:
 		p := t.liveProcess(ev.TGID)
 		p.name(ev.ExecID, ev.Comm)
+		p.cgroup, p.cgroupKnown = ev.CgroupID, true
 		delete(t.live, ev.TGID)
 		if old, ok := t.exited[ev.TGID]; ok {
 			// Exited twice before a fold (tgid reused): keep both's names.
@@ -142,6 +157,27 @@ func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 	}
 	live.base = comm
 	return comm, true
+}
+
+// CgroupID returns the process's cgroup2 id, and false when nothing tells it.
+func (t *ProcessTable) CgroupID(tgid uint32) (uint64, bool) {
+	for _, p := range [...]*process{t.exited[tgid], t.live[tgid]} {
+		if p != nil && p.cgroupKnown {
+			return p.cgroup, true
+		}
+	}
+	if p := t.live[tgid]; p != nil {
+		t.learnCgroup(p, tgid)
+		return p.cgroup, p.cgroupKnown
+	}
+	return 0, false
+}
+
+func (t *ProcessTable) learnCgroup(p *process, tgid uint32) {
+	if t.CgroupOf == nil || p.cgroupKnown {
+		return
+	}
+	p.cgroup, p.cgroupKnown = t.CgroupOf(tgid)
 }
 
 // Exited reports whether the process's exit was seen and its counts are

@@ -5,6 +5,8 @@ package metrics
 import (
 	"context"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,13 +29,28 @@ const (
 	lastBucket  = 34
 )
 
+// processDescs are the per-process metrics' descriptors for one label set.
+type processDescs struct {
+	calls, errors, seconds *prometheus.Desc
+}
+
+func newProcessDescs(set tally.LabelSet) processDescs {
+	labels := set.Names()
+	withSyscall := append(slices.Clone(labels), "syscall")
+	withErrno := append(slices.Clone(withSyscall), "errno")
+	return processDescs{
+		calls: prometheus.NewDesc("sysobsd_syscalls_total",
+			"System calls completed, counted at exit.", withSyscall, nil),
+		errors: prometheus.NewDesc("sysobsd_syscall_errors_total",
+			"System calls that returned -errno.", withErrno, nil),
+		seconds: prometheus.NewDesc("sysobsd_syscall_seconds_total",
+			"Time spent inside system calls, from entry to exit.", withSyscall, nil),
+	}
+}
+
 var (
-	callsDesc = prometheus.NewDesc("sysobsd_syscalls_total",
-		"System calls completed, counted at exit.", []string{"comm", "syscall"}, nil)
-	errorsDesc = prometheus.NewDesc("sysobsd_syscall_errors_total",
-		"System calls that returned -errno.", []string{"comm", "syscall", "errno"}, nil)
-	secondsDesc = prometheus.NewDesc("sysobsd_syscall_seconds_total",
-		"Time spent inside system calls, from entry to exit.", []string{"comm", "syscall"}, nil)
+	seriesOverflowDesc = prometheus.NewDesc("sysobsd_series_overflow_total",
+		"Label sets summed into the overflow series (labels \"~other\") of sysobsd_<metric>_total because it reached its series cap.", []string{"metric"}, nil)
 	durationDesc = prometheus.NewDesc("sysobsd_syscall_duration_seconds",
 		"Latency of system calls, host-wide.", []string{"syscall"}, nil)
 	dropsDesc = prometheus.NewDesc("sysobsd_drops_total",
@@ -55,6 +72,8 @@ var (
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
+	mu       sync.Mutex
+	descs    map[tally.LabelSet]processDescs
 	source   Source
 	names    *syscalls.Table
 	capacity [2]uint32 // stats, errors
@@ -74,17 +93,33 @@ func NewCollector(source Source, names *syscalls.Table, statsCapacity, errorsCap
 	}
 }
 
-// Describe sends every descriptor.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{callsDesc, errorsDesc, secondsDesc, durationDesc, dropsDesc,
-		mapEntriesDesc, mapCapacityDesc, processesDesc, foldedDesc, decodeErrorsDesc, scrapeErrorDesc} {
-		ch <- d
+// Describe sends nothing: the collector is unchecked, since a SIGHUP can
+// change the labels of the per-process metrics.
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *Collector) descsFor(set tally.LabelSet) processDescs {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.descs[set]
+	if !ok {
+		if c.descs == nil {
+			c.descs = make(map[tally.LabelSet]processDescs)
+		}
+		d = newProcessDescs(set)
+		c.descs[set] = d
 	}
+	return d
 }
 
-type nameKey struct{ comm, syscall string }
+type nameKey struct {
+	labels  tally.Labels
+	syscall string
+}
 
-type errnoKey struct{ comm, syscall, errno string }
+type errnoKey struct {
+	nameKey
+	errno string
+}
 
 // Collect takes a snapshot and emits it as const metrics. Syscalls of
 // different ABIs with the same name are one series.
@@ -99,26 +134,42 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 0)
 
+	descs := c.descsFor(snap.LabelSet)
 	calls := make(map[nameKey]loader.Counts, len(snap.Calls))
 	for k, v := range snap.Calls {
-		nk := nameKey{k.Comm, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}
+		nk := nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}
 		sum := calls[nk]
 		sum.Calls += v.Calls
 		sum.NS += v.NS
 		calls[nk] = sum
 	}
+	values := func(l tally.Labels, extra ...string) []string {
+		return append(l.Values(snap.LabelSet), extra...)
+	}
 	for k, v := range calls {
-		c.emit(ch, callsDesc, prometheus.CounterValue, float64(v.Calls), k.comm, k.syscall)
-		c.emit(ch, secondsDesc, prometheus.CounterValue, float64(v.NS)/1e9, k.comm, k.syscall)
+		c.emit(ch, descs.calls, prometheus.CounterValue, float64(v.Calls), values(k.labels, k.syscall)...)
+		c.emit(ch, descs.seconds, prometheus.CounterValue, float64(v.NS)/1e9, values(k.labels, k.syscall)...)
 	}
 
 	errs := make(map[errnoKey]uint64, len(snap.Errors))
 	for k, v := range snap.Errors {
-		errs[errnoKey{k.Comm, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR)), syscalls.ErrnoName(k.Errno)}] += v
+		errs[errnoKey{nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}, syscalls.ErrnoName(k.Errno)}] += v
 	}
 	for k, v := range errs {
-		c.emit(ch, errorsDesc, prometheus.CounterValue, float64(v), k.comm, k.syscall, k.errno)
+		c.emit(ch, descs.errors, prometheus.CounterValue, float64(v), values(k.labels, k.syscall, k.errno)...)
 	}
+
+	// The overflow series of the series cap: every label "~other".
+	other := tally.Labels{Comm: tally.OtherComm, Unit: tally.OtherComm, Container: tally.OtherComm, Cgroup: tally.OtherComm, PID: tally.OtherComm}
+	if snap.CallsSeriesOverflows > 0 {
+		c.emit(ch, descs.calls, prometheus.CounterValue, float64(snap.CallsOther.Calls), values(other, tally.OtherComm)...)
+		c.emit(ch, descs.seconds, prometheus.CounterValue, float64(snap.CallsOther.NS)/1e9, values(other, tally.OtherComm)...)
+	}
+	if snap.ErrorsSeriesOverflows > 0 {
+		c.emit(ch, descs.errors, prometheus.CounterValue, float64(snap.ErrorsOther), values(other, tally.OtherComm, tally.OtherComm)...)
+	}
+	c.emit(ch, seriesOverflowDesc, prometheus.CounterValue, float64(snap.CallsSeriesOverflows), "syscalls")
+	c.emit(ch, seriesOverflowDesc, prometheus.CounterValue, float64(snap.ErrorsSeriesOverflows), "syscall_errors")
 
 	c.collectHistograms(ch, snap)
 
@@ -155,9 +206,9 @@ func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.S
 	}
 	// The sum of durations is the per-process seconds of the same calls:
 	// only calls with a measured duration add nanoseconds to either.
-	for k, v := range snap.Calls {
-		if h := hists[c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))]; h != nil {
-			h.ns += v.NS
+	for sc, ns := range snap.SyscallNS {
+		if h := hists[c.names.Name(syscalls.ABI(sc.ABI), uint32(sc.NR))]; h != nil {
+			h.ns += ns
 		}
 	}
 	for name, h := range hists {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
@@ -33,6 +34,8 @@ type Engine struct {
 
 type request struct {
 	scrape bool
+	// change, if set, runs on the engine goroutine (a reload).
+	change func(*Tally)
 	reply  chan result
 }
 
@@ -44,17 +47,41 @@ type result struct {
 // ErrStopped is returned by Snapshot once the engine has stopped.
 var ErrStopped = errors.New("sysobsd engine stopped")
 
+// EngineOptions shape what the engine exports.
+type EngineOptions struct {
+	Labels LabelSet
+	Limits Limits
+	// Cgroups resolves cgroup ids for the unit, container and cgroup labels;
+	// nil when cgroup2 is not mounted.
+	Cgroups *cgroups.Resolver
+}
+
 // NewEngine reads maps' counters and lifecycle ring buffer; procRoot is /proc.
-func NewEngine(maps *loader.Maps, procRoot string, log *zap.Logger) (*Engine, error) {
+func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.Logger) (*Engine, error) {
 	reader, err := events.NewReader(maps.Lifecycle())
 	if err != nil {
 		return nil, err
 	}
 	procs := events.NewProcessTable(procRoot)
+	var resolver Cgroups
+	if opts.Cgroups != nil {
+		resolver = opts.Cgroups
+		procs.CgroupOf = func(tgid uint32) (uint64, bool) {
+			path, err := cgroups.ForPID(procRoot, int(tgid))
+			if err != nil {
+				return 0, false
+			}
+			id, err := opts.Cgroups.ID(path)
+			return id, err == nil
+		}
+	}
+	t := New(maps, procs, processAlive)
+	t.SetLabels(opts.Labels, resolver)
+	t.SetLimits(opts.Limits)
 	return &Engine{
 		reader:    reader,
 		procs:     procs,
-		tally:     New(maps, procs, processAlive),
+		tally:     t,
 		log:       log,
 		requests:  make(chan request, 16),
 		done:      make(chan struct{}),
@@ -121,6 +148,11 @@ func (e *Engine) serve() {
 	for {
 		select {
 		case req := <-e.requests:
+			if req.change != nil {
+				req.change(e.tally)
+				req.reply <- result{}
+				continue
+			}
 			if !req.scrape {
 				if e.procs.ExitedCount() > 0 {
 					if err := e.tally.Fold(); err != nil {
@@ -140,9 +172,22 @@ func (e *Engine) serve() {
 	}
 }
 
+// Reconfigure changes the labels and limits without losing a count.
+func (e *Engine) Reconfigure(ctx context.Context, labels LabelSet, limits Limits) error {
+	_, err := e.do(ctx, request{change: func(t *Tally) {
+		t.SetLabels(labels, t.labeler.cgroups)
+		t.SetLimits(limits)
+	}})
+	return err
+}
+
 // Snapshot drains the ring buffer, folds, and returns every series' totals.
 func (e *Engine) Snapshot(ctx context.Context) (*Snapshot, error) {
-	req := request{scrape: true, reply: make(chan result, 1)}
+	return e.do(ctx, request{scrape: true})
+}
+
+func (e *Engine) do(ctx context.Context, req request) (*Snapshot, error) {
+	req.reply = make(chan result, 1)
 	select {
 	case e.requests <- req:
 	case <-ctx.Done():

@@ -11,13 +11,33 @@ import (
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
-// Comm values for counts that have no process name of their own.
+// Label values for counts that have no process of their own.
 const (
-	// OtherComm holds calls the kernel could not key by process (map full).
+	// OtherComm labels calls the kernel could not key by process (map full),
+	// and the overflow series of the series cap.
 	OtherComm = "~other"
-	// UnknownComm holds counts of a process that exited unseen by any record.
+	// UnknownComm labels counts of a process that exited unseen by any record.
 	UnknownComm = "~unknown"
 )
+
+var (
+	otherLabels   = Labels{Comm: OtherComm, Unit: OtherComm, Container: OtherComm, Cgroup: OtherComm, PID: OtherComm}
+	unknownLabels = Labels{Comm: UnknownComm, Unit: UnknownComm, Container: UnknownComm, Cgroup: UnknownComm, PID: UnknownComm}
+)
+
+// Limits bound what the tally keeps and exports.
+type Limits struct {
+	// MaxSeries caps the series of each per-process metric; label sets
+	// beyond it are summed into one overflow series.
+	MaxSeries int
+	// IdleTimeout drops the series of label sets whose totals have not
+	// changed for that long and that no running process contributes to
+	// (0: never), bounding memory under process churn with a pid label.
+	IdleTimeout time.Duration
+}
+
+// DefaultLimits suit a busy host.
+var DefaultLimits = Limits{MaxSeries: 20000, IdleTimeout: 15 * time.Minute}
 
 // Syscall is one syscall of one ABI.
 type Syscall struct {
@@ -27,7 +47,7 @@ type Syscall struct {
 
 // SeriesKey is one exported label set of the per-process counters.
 type SeriesKey struct {
-	Comm string
+	Labels
 	Syscall
 }
 
@@ -42,7 +62,18 @@ type Snapshot struct {
 	Calls      map[SeriesKey]loader.Counts
 	Errors     map[ErrorKey]uint64
 	Histograms map[Syscall]loader.Histogram
-	Drops      []uint64 // indexed like loader.DropReasons
+	// SyscallNS is the time spent per syscall over all processes: the
+	// histograms' sums.
+	SyscallNS map[Syscall]uint64
+	// LabelSet is the process labels of Calls and Errors.
+	LabelSet LabelSet
+	// CallsOther and ErrorsOther are the overflow series of the series cap
+	// (every label "~other"); Overflows count the label sets sent there.
+	CallsOther            loader.Counts
+	ErrorsOther           uint64
+	CallsSeriesOverflows  uint64
+	ErrorsSeriesOverflows uint64
+	Drops                 []uint64 // indexed like loader.DropReasons
 	// Fill of the per-process kernel maps when the snapshot was taken.
 	StatsEntries, ErrorsEntries int
 	// Processes is how many running processes have counts in the kernel.
@@ -65,10 +96,11 @@ type Kernel interface {
 	DeleteErrors([]loader.ErrnoKey) error
 }
 
-// Processes names process generations and says which have exited
-// (events.ProcessTable).
+// Processes names process generations, knows their cgroups and says which
+// have exited (events.ProcessTable).
 type Processes interface {
 	Name(tgid, execID uint32) (string, bool)
+	CgroupID(tgid uint32) (uint64, bool)
 	Exited(tgid uint32) bool
 	ForgetExited()
 	MarkGone(tgid uint32)
@@ -76,9 +108,9 @@ type Processes interface {
 
 // attribution is what a live kernel entry has been exported as: counts up to
 // base belong to earlier names (already in the folded totals), counts from
-// base on to comm. exported is the value the last scrape showed.
+// base on to labels. exported is the value the last scrape showed.
 type attribution struct {
-	comm     string
+	labels   Labels
 	base     loader.Counts
 	exported loader.Counts
 }
@@ -107,6 +139,13 @@ type Tally struct {
 	live         map[loader.SyscallKey]*attribution
 	liveErrors   map[loader.ErrnoKey]*attribution
 	syscalls     map[Syscall]struct{} // every syscall ever seen, for histograms
+
+	labeler     labeler
+	limits      Limits
+	callsCap    *seriesCap[SeriesKey, loader.Counts]
+	errorsCap   *seriesCap[ErrorKey, uint64]
+	touched     map[SeriesKey]time.Time // when each folded total last changed
+	touchedErrs map[ErrorKey]time.Time
 
 	foldedProcesses uint64
 	lastSweep       time.Time
@@ -141,7 +180,57 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		unnamed:      make(map[uint32]struct{}),
 		sweepEvery:   30 * time.Second,
 		now:          time.Now,
+		labeler:      labeler{set: LabelSet(LabelComm)},
+		limits:       DefaultLimits,
+		callsCap:     newSeriesCap[SeriesKey, loader.Counts](),
+		errorsCap:    newSeriesCap[ErrorKey, uint64](),
+		touched:      make(map[SeriesKey]time.Time),
+		touchedErrs:  make(map[ErrorKey]time.Time),
 	}
+}
+
+// SetLimits changes the series cap and idle timeout from the next snapshot.
+func (t *Tally) SetLimits(l Limits) { t.limits = l }
+
+// SetLabels changes the process labels of the counters without losing a
+// count: what the last scrape exported is frozen under the old labels, and
+// the lasting totals are carried over to the new label set (a label the old
+// set lacked is "" on them).
+func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
+	if set == t.labeler.set && cgroups == t.labeler.cgroups {
+		return
+	}
+	for k, a := range t.live {
+		addCounts(t.folded, SeriesKey{a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, sub(a.exported, a.base))
+		a.base = a.exported
+	}
+	for k, a := range t.liveErrors {
+		addErrors(t.foldedErrors, ErrorKey{SeriesKey{a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.exported.Calls-a.base.Calls)
+		a.base = a.exported
+	}
+	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
+	for k, v := range t.folded {
+		k.Labels = k.Labels.project(set)
+		addCounts(folded, k, v)
+	}
+	foldedErrors := make(map[ErrorKey]uint64, len(t.foldedErrors))
+	for k, v := range t.foldedErrors {
+		k.Labels = k.Labels.project(set)
+		addErrors(foldedErrors, k, v)
+	}
+	t.folded, t.foldedErrors = folded, foldedErrors
+	now := t.now()
+	clear(t.touched)
+	clear(t.touchedErrs)
+	for k := range t.folded {
+		t.touched[k] = now
+	}
+	for k := range t.foldedErrors {
+		t.touchedErrs[k] = now
+	}
+	t.callsCap.reset()
+	t.errorsCap.reset()
+	t.labeler = labeler{set: set, cgroups: cgroups}
 }
 
 // Fold moves the counts of exited processes into the lasting totals and
@@ -179,8 +268,8 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
 		t.syscalls[sc] = struct{}{}
-		a := attribute(t.procs, t.live, k, k.Tgid, k.ExecId, func(old string, c loader.Counts) {
-			addCounts(t.folded, SeriesKey{old, sc}, c)
+		a := attribute(t, t.live, k, k.Tgid, k.ExecId, func(old Labels, c loader.Counts) {
+			t.foldCalls(SeriesKey{old, sc}, c)
 		})
 		if a == nil {
 			t.unnamed[k.Tgid] = struct{}{}
@@ -190,13 +279,13 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
-			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.comm, sc}, sub(v, a.base)})
+			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.labels, sc}, sub(v, a.base)})
 			t.exitedSeen[k.Tgid] = struct{}{}
 			return
 		}
 		liveTGIDs[k.Tgid] = struct{}{}
 		if scrape {
-			addCounts(snap.Calls, SeriesKey{a.comm, sc}, sub(v, a.base))
+			addCounts(snap.Calls, SeriesKey{a.labels, sc}, sub(v, a.base))
 			a.exported = v
 		}
 	})
@@ -209,14 +298,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		v := loader.Counts{Calls: n}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		a := attribute(t.procs, t.liveErrors, k, k.Tgid, k.ExecId, func(old string, c loader.Counts) {
-			addErrors(t.foldedErrors, ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
+		a := attribute(t, t.liveErrors, k, k.Tgid, k.ExecId, func(old Labels, c loader.Counts) {
+			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
 		})
 		if a == nil {
 			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
-		key := ErrorKey{SeriesKey{a.comm, sc}, k.Err}
+		key := ErrorKey{SeriesKey{a.labels, sc}, k.Err}
 		if t.procs.Exited(k.Tgid) {
 			t.deadErrors = append(t.deadErrors, k)
 			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
@@ -237,14 +326,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		return nil, err
 	}
 	for i, k := range t.deadStats {
-		addCounts(t.folded, t.deadCalls[i].key, t.deadCalls[i].counts)
+		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
 		delete(t.live, k)
 	}
 	if err := t.kernel.DeleteErrors(t.deadErrors); err != nil {
 		return nil, err
 	}
 	for i, k := range t.deadErrors {
-		addErrors(t.foldedErrors, t.deadErrnos[i].key, t.deadErrnos[i].n)
+		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
 		delete(t.liveErrors, k)
 	}
 	t.foldedProcesses += uint64(len(t.exitedSeen))
@@ -266,13 +355,13 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	err = t.kernel.ReadOverflowStats(func(abi, nr uint16, c loader.Counts) {
 		sc := Syscall{ABI: abi, NR: nr}
 		t.syscalls[sc] = struct{}{}
-		addCounts(snap.Calls, SeriesKey{OtherComm, sc}, c)
+		addCounts(snap.Calls, SeriesKey{otherLabels.project(t.labeler.set), sc}, c)
 	})
 	if err != nil {
 		return nil, err
 	}
 	err = t.kernel.ReadOverflowErrors(func(k loader.ErrnoKey, n uint64) {
-		snap.Errors[ErrorKey{SeriesKey{OtherComm, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}] += n
+		snap.Errors[ErrorKey{SeriesKey{otherLabels.project(t.labeler.set), Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}] += n
 	})
 	if err != nil {
 		return nil, err
@@ -287,33 +376,95 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	if snap.Drops, err = t.kernel.ReadDrops(); err != nil {
 		return nil, err
 	}
+	t.limitSeries(snap)
 	snap.Processes = len(liveTGIDs)
 	snap.FoldedProcesses = t.foldedProcesses
 	return snap, nil
 }
 
 // attribute returns the live entry's attribution, creating it or following
-// a rename; on a rename, freeze hands what was exported under the old name
-// to the folded totals. It returns nil for an entry whose process cannot be
-// named yet (its records are still in flight): it is exported once they arrive.
-func attribute[K comparable](procs Processes, live map[K]*attribution, k K, tgid, execID uint32, freeze func(oldComm string, exported loader.Counts)) *attribution {
-	comm, ok := procs.Name(tgid, execID)
+// a rename or a move to another cgroup; freeze hands what was exported
+// under the old labels to the folded totals. It returns nil for an entry
+// whose process cannot be named yet (its records are still in flight): it
+// is exported once they arrive.
+func attribute[K comparable](t *Tally, live map[K]*attribution, k K, tgid, execID uint32, freeze func(old Labels, exported loader.Counts)) *attribution {
+	labels, ok := t.labeler.labels(t.procs, tgid, execID)
 	if !ok {
-		if !procs.Exited(tgid) {
+		if !t.procs.Exited(tgid) {
 			return nil
 		}
-		comm = UnknownComm
+		labels = unknownLabels.project(t.labeler.set)
 	}
 	a := live[k]
 	if a == nil {
-		a = &attribution{comm: comm}
+		a = &attribution{labels: labels}
 		live[k] = a
-	} else if a.comm != comm {
-		freeze(a.comm, sub(a.exported, a.base))
-		a.base, a.comm = a.exported, comm
+	} else if a.labels != labels {
+		freeze(a.labels, sub(a.exported, a.base))
+		a.base, a.labels = a.exported, labels
 	}
 	return a
 }
+
+// foldCalls and foldErrors add to the lasting totals and note when.
+func (t *Tally) foldCalls(k SeriesKey, v loader.Counts) {
+	if v == (loader.Counts{}) {
+		return
+	}
+	addCounts(t.folded, k, v)
+	t.touched[k] = t.now()
+}
+
+func (t *Tally) foldErrors(k ErrorKey, n uint64) {
+	if n == 0 {
+		return
+	}
+	addErrors(t.foldedErrors, k, n)
+	t.touchedErrs[k] = t.now()
+}
+
+// limitSeries drops idle label sets and applies the series cap to a
+// snapshot whose Calls and Errors hold every label set.
+func (t *Tally) limitSeries(snap *Snapshot) {
+	snap.LabelSet = t.labeler.set
+	snap.SyscallNS = make(map[Syscall]uint64)
+	for k, v := range snap.Calls {
+		snap.SyscallNS[k.Syscall] += v.NS
+	}
+	if idle := t.limits.IdleTimeout; idle > 0 {
+		cutoff := t.now().Add(-idle)
+		for k, when := range t.touched {
+			if when.Before(cutoff) && snap.Calls[k] == t.folded[k] {
+				t.callsCap.evict(k, t.folded[k], plusCounts)
+				delete(snap.Calls, k)
+				delete(t.folded, k)
+				delete(t.touched, k)
+			}
+		}
+		for k, when := range t.touchedErrs {
+			if when.Before(cutoff) && snap.Errors[k] == t.foldedErrors[k] {
+				t.errorsCap.evict(k, t.foldedErrors[k], plusErrors)
+				delete(snap.Errors, k)
+				delete(t.foldedErrors, k)
+				delete(t.touchedErrs, k)
+			}
+		}
+	}
+	max := t.limits.MaxSeries
+	if max <= 0 {
+		max = int(^uint(0) >> 1)
+	}
+	snap.Calls, snap.CallsOther = t.callsCap.apply(snap.Calls, max, plusCounts, compareSeries)
+	snap.Errors, snap.ErrorsOther = t.errorsCap.apply(snap.Errors, max, plusErrors, compareErrors)
+	snap.CallsSeriesOverflows = t.callsCap.Overflows
+	snap.ErrorsSeriesOverflows = t.errorsCap.Overflows
+}
+
+func plusCounts(a, b loader.Counts) loader.Counts {
+	return loader.Counts{Calls: a.Calls + b.Calls, NS: a.NS + b.NS}
+}
+
+func plusErrors(a, b uint64) uint64 { return a + b }
 
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.

@@ -60,6 +60,25 @@ func BuildWorkload(t testing.TB, dir string) string {
 	return out
 }
 
+// BuildWorkload32 compiles the workload as a 32-bit (i386) static program,
+// for the compat-ABI tests; amd64 only (Debian: gcc-multilib).
+func BuildWorkload32(t testing.TB, dir string) string {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("32-bit compat workloads are built on amd64 only")
+	}
+	if prebuilt := os.Getenv(WorkloadEnv + "32"); prebuilt != "" {
+		return prebuilt
+	}
+	out := filepath.Join(dir, "workload32")
+	src := filepath.Join(RepoRoot(), "test", "workload", "workload.c")
+	cmd := exec.Command("gcc", "-m32", "-O2", "-static", "-pthread", "-o", out, src)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		Skip(t, "cannot build the 32-bit workload (Debian: gcc-multilib): "+err.Error()+": "+string(msg))
+	}
+	return out
+}
+
 // Eventually polls cond every 10 ms until it holds or timeout passes.
 func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

@@ -19,6 +19,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sysobsd/sysobsd/internal/cgroups"
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
@@ -35,20 +38,38 @@ type harness struct {
 	workload string
 }
 
-func start(t *testing.T, mutate func(*loader.Options)) *harness {
+// setup is what a test changes from the defaults.
+type setup struct {
+	load    func(*loader.Options)
+	filters config.Filters
+	labels  []string // default: comm
+	limits  *tally.Limits
+}
+
+func start(t *testing.T, s setup) *harness {
 	t.Helper()
 	testenv.RequireRoot(t)
 	workload := testenv.BuildWorkload(t, t.TempDir())
 	opts := loader.DefaultOptions()
-	if mutate != nil {
-		mutate(&opts)
+	if s.load != nil {
+		s.load(&opts)
 	}
+	resolver := cgroupResolver(t)
+	f, err := filter.Compile(s.filters, syscalls.Host(), resolver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, "/proc") }
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	probes, err := loader.Load(opts, log)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	engine, err := tally.NewEngine(&probes.Maps, "/proc", log)
+	engineOpts := tally.EngineOptions{Labels: labelSet(s.labels), Limits: tally.DefaultLimits, Cgroups: resolver}
+	if s.limits != nil {
+		engineOpts.Limits = *s.limits
+	}
+	engine, err := tally.NewEngine(&probes.Maps, "/proc", engineOpts, log)
 	if err != nil {
 		probes.Close()
 		t.Fatalf("engine: %v", err)
@@ -69,6 +90,28 @@ func start(t *testing.T, mutate func(*loader.Options)) *harness {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log))
 	return &harness{t: t, probes: probes, engine: engine, registry: registry, workload: workload}
+}
+
+func labelSet(names []string) tally.LabelSet {
+	if names == nil {
+		names = []string{"comm"}
+	}
+	var set tally.LabelSet
+	for _, n := range names {
+		set |= tally.LabelSet(tally.LabelNames[n])
+	}
+	return set
+}
+
+// cgroupResolver finds this host's cgroup2 mount (/sys/fs/cgroup, or
+// /sys/fs/cgroup/unified on hybrid hosts).
+func cgroupResolver(t *testing.T) *cgroups.Resolver {
+	t.Helper()
+	mount, err := cgroups.FindMount("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	return cgroups.NewResolver(mount)
 }
 
 // scrape gathers every sample as `name{k="v",...}` → value; histograms
@@ -159,7 +202,7 @@ func seconds(comm, syscall string) string {
 // The done-when case of the core issue: a short-lived static program that
 // names itself, writes, fails openat and fills /dev/full.
 func TestShortLivedProcessCountedExactly(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	const n, m, k = 1000, 7, 13
 	comm := uniqueComm("short")
 	h.run("basic", comm, fmt.Sprint(n), fmt.Sprint(m), fmt.Sprint(k))
@@ -203,7 +246,7 @@ func waitNoKernelEntries(t *testing.T, h *harness) {
 }
 
 func TestThreadsCountTowardTheirProcess(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	const threads, each = 8, 5000
 	comm := uniqueComm("thr")
 	h.run("threads", comm, fmt.Sprint(threads), fmt.Sprint(each))
@@ -214,7 +257,7 @@ func TestThreadsCountTowardTheirProcess(t *testing.T) {
 }
 
 func TestExecSplitsCountsBetweenNames(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	before := uniqueComm("bef")
 	after := uniqueComm("aft")
 	link := filepath.Join(t.TempDir(), after)
@@ -233,7 +276,7 @@ func TestExecSplitsCountsBetweenNames(t *testing.T) {
 }
 
 func TestSleepTimedWithinFivePercent(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	const ms = 300
 	comm := uniqueComm("slp")
 	h.run("sleep", comm, fmt.Sprint(ms))
@@ -250,7 +293,7 @@ func TestSleepTimedWithinFivePercent(t *testing.T) {
 // A live process is exported while it runs, and folding it at exit neither
 // loses nor repeats a call.
 func TestLiveProcessCountedBeforeAndAfterExit(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	comm := uniqueComm("live")
 	cmd := exec.Command(h.workload, "spin", comm, "500")
 	stdin, err := cmd.StdinPipe()
@@ -270,7 +313,7 @@ func TestLiveProcessCountedBeforeAndAfterExit(t *testing.T) {
 }
 
 func TestRawTracepointFallbackCountsExactly(t *testing.T) {
-	h := start(t, func(o *loader.Options) { o.Attach = "raw_tracepoint" })
+	h := start(t, setup{load: func(o *loader.Options) { o.Attach = "raw_tracepoint" }})
 	if h.probes.AttachMode != "raw_tracepoint" {
 		t.Fatalf("attach mode %q", h.probes.AttachMode)
 	}
@@ -284,7 +327,7 @@ func TestRawTracepointFallbackCountsExactly(t *testing.T) {
 }
 
 func TestLatencyOffCountsCallsAndErrorsOnly(t *testing.T) {
-	h := start(t, func(o *loader.Options) { o.Latency = false })
+	h := start(t, setup{load: func(o *loader.Options) { o.Latency = false }})
 	comm := uniqueComm("nolat")
 	h.run("basic", comm, "100", "3", "5")
 	got := h.expect(2*time.Second, map[string]float64{
@@ -302,7 +345,7 @@ func TestLatencyOffCountsCallsAndErrorsOnly(t *testing.T) {
 
 // Many short processes at once: each one's calls arrive exactly, under its name.
 func TestManyShortLivedProcessesExact(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, setup{})
 	const procs = 200
 	prefix := uniqueComm("many")
 	want := make(map[string]float64)

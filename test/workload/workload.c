@@ -12,6 +12,9 @@
  *   workload getppid-only M     M getppid calls under the exec'd name.
  *   workload sleep NAME MS      one nanosleep of MS milliseconds.
  *   workload spin NAME N        N getppid calls, then waits for stdin to close.
+ *   workload gated NAME N       for each byte read from stdin, N getppid calls;
+ *                               exits when stdin closes. Lets a test move the
+ *                               process or reload the daemon between rounds.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -106,6 +109,19 @@ static int spin(const char *name, long n)
 	return 0;
 }
 
+static int gated(const char *name, long n)
+{
+	char buf[1];
+	name_self(name);
+	while (read(0, buf, 1) > 0) {
+		getppid_n(n);
+		/* Tell the test this round is done. */
+		if (write(1, "k", 1) != 1)
+			return 2;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 6 && strcmp(argv[1], "basic") == 0)
@@ -120,6 +136,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]));
+	if (argc >= 4 && strcmp(argv[1], "gated") == 0)
+		return gated(argv[2], atol(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "spin") == 0)
 		return spin(argv[2], atol(argv[3]));
 	fprintf(stderr, "usage: see the comment at the top of workload.c\n");

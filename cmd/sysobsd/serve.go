@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"reflect"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"go.uber.org/zap"
+
+	"github.com/sysobsd/sysobsd/internal/cgroups"
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/metrics"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/tally"
+)
+
+const procRoot = "/proc"
+
+// settings are what a config means for a running daemon; a SIGHUP swaps them.
+type settings struct {
+	labels tally.LabelSet
+	limits tally.Limits
+	filter *filter.Filter
+}
+
+func settingsFrom(cfg config.Config, resolver *cgroups.Resolver) (settings, error) {
+	var s settings
+	for _, name := range cfg.Labels {
+		s.labels |= tally.LabelSet(tally.LabelNames[name])
+	}
+	needsCgroups := s.labels&tally.LabelSet(tally.LabelUnit|tally.LabelContainer|tally.LabelCgroup) != 0 ||
+		len(cfg.Filters.Include.Cgroups)+len(cfg.Filters.Exclude.Cgroups) > 0
+	if needsCgroups && resolver == nil {
+		return s, errors.New("config asks for unit, container or cgroup labels or cgroup filters, but no cgroup2 is mounted; mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) or drop them from the config")
+	}
+	s.limits = tally.Limits{MaxSeries: cfg.Cardinality.MaxSeries, IdleTimeout: cfg.Cardinality.IdleTimeout}
+	f, err := filter.Compile(cfg.Filters, syscalls.Host(), resolver)
+	if err != nil {
+		return s, err
+	}
+	s.filter = f
+	return s, nil
+}
+
+func serve(opts options, cfg config.Config, log *zap.Logger) error {
+	var resolver *cgroups.Resolver
+	if mount, err := cgroups.FindMount(procRoot + "/self/mountinfo"); err == nil {
+		resolver = cgroups.NewResolver(mount)
+	} else {
+		log.Warn("no cgroup2: unit, container and cgroup labels are unavailable", zap.Error(err))
+	}
+	current, err := settingsFrom(cfg, resolver)
+	if err != nil {
+		return err
+	}
+	for _, path := range current.filter.Unresolved {
+		log.Warn("filtered cgroup does not exist (yet); it is looked up again at SIGHUP", zap.String("cgroup", path))
+	}
+
+	loadOpts := loader.DefaultOptions()
+	loadOpts.Latency = cfg.Latency
+	loadOpts.StatsEntries = cfg.Maps.StatsEntries
+	loadOpts.ErrorsEntries = cfg.Maps.ErrorsEntries
+	loadOpts.RingBufferBytes = cfg.Maps.RingBufferBytes
+	if opts.attachMode != "auto" {
+		loadOpts.Attach = opts.attachMode
+	}
+	// Filters are in place before the first syscall is counted.
+	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, current.filter, procRoot) }
+	probes, err := loader.Load(loadOpts, log)
+	if err != nil {
+		return err
+	}
+	defer probes.Close()
+	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Bool("latency", cfg.Latency),
+		zap.Bool("renames_tracked", probes.RenamesTracked), zap.Strings("labels", current.labels.Names()))
+
+	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{
+		Labels: current.labels, Limits: current.limits, Cgroups: resolver,
+	}, log)
+	if err != nil {
+		return err
+	}
+	engine.FoldEvery = cfg.FoldInterval
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(ctx) }()
+
+	registry := prometheus.NewRegistry()
+	statsCap, errorsCap := probes.Capacity()
+	registry.MustRegister(
+		metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log),
+		versioncollector.NewCollector("sysobsd"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log))
+	if err != nil {
+		return err
+	}
+	serverDone := make(chan error, 1)
+	go func() { serverDone <- server.Serve() }()
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(signals)
+
+	var serveErr error
+wait:
+	for {
+		select {
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				cfg, current = reload(ctx, opts.configFile, cfg, current, probes, engine, resolver, log)
+				continue
+			}
+			log.Info("stopping", zap.Stringer("signal", sig))
+			break wait
+		case err := <-serverDone:
+			serveErr = fmt.Errorf("serve HTTP: %w", err)
+			break wait
+		case err := <-engineDone:
+			serveErr = err
+			if serveErr == nil {
+				serveErr = errors.New("engine stopped unexpectedly")
+			}
+			engineDone <- nil
+			break wait
+		}
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		log.Warn("HTTP shutdown", zap.Error(err))
+	}
+	cancel()
+	<-engineDone
+	if err := probes.Close(); err != nil {
+		log.Warn("detach", zap.Error(err))
+	}
+	log.Info("detached")
+	return serveErr
+}
+
+// reload re-reads the configuration on SIGHUP: labels, limits and filters
+// take effect without losing a count; latency, fold_interval and map sizes
+// need a restart. A bad file keeps the running configuration.
+func reload(ctx context.Context, path string, running config.Config, current settings,
+	probes *loader.Probes, engine *tally.Engine, resolver *cgroups.Resolver, log *zap.Logger) (config.Config, settings) {
+	next, err := config.Load(path)
+	if err == nil {
+		var s settings
+		if s, err = settingsFrom(next, resolver); err == nil {
+			if err = filter.Apply(&probes.Maps, s.filter, procRoot); err == nil {
+				err = engine.Reconfigure(ctx, s.labels, s.limits)
+			}
+			if err == nil {
+				if next.Latency != running.Latency || next.FoldInterval != running.FoldInterval || !reflect.DeepEqual(next.Maps, running.Maps) {
+					log.Warn("reload: latency, fold_interval and maps take effect at the next start")
+				}
+				log.Info("reloaded", zap.String("config", describeConfig(path)), zap.Strings("labels", s.labels.Names()))
+				return next, s
+			}
+		}
+	}
+	log.Error("reload failed; keeping the running configuration", zap.Error(err))
+	return running, current
+}

@@ -1,0 +1,212 @@
+// Package filter turns the config's filters into the kernel's filter maps,
+// and judges the processes that were running before the lifecycle programs
+// could, with the same rules as evaluate_process in bpf/sysobsd.bpf.c.
+package filter
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/sysobsd/sysobsd/internal/cgroups"
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+)
+
+// cgroupDepth is CGROUP_DEPTH: the cgroup and its ancestors the kernel checks.
+const cgroupDepth = 8
+
+// Filter is a compiled filter configuration.
+type Filter struct {
+	kernel loader.KernelFilters
+	// cgroup path filters, for judging running processes by path (the
+	// kernel matches their ids).
+	cgroupPaths map[string]uint8
+	// Unresolved lists cgroup paths that did not exist when compiled.
+	Unresolved []string
+}
+
+// Compile builds the kernel's filters. resolver turns cgroup paths into ids;
+// it may be nil when no cgroup path is filtered.
+func Compile(f config.Filters, names *syscalls.Table, resolver *cgroups.Resolver) (*Filter, error) {
+	out := &Filter{
+		kernel: loader.KernelFilters{
+			PIDs:        make(map[uint32]uint8),
+			Comms:       make(map[string]uint8),
+			CgroupIDs:   make(map[uint64]uint8),
+			CgroupNames: make(map[string]uint8),
+		},
+		cgroupPaths: make(map[string]uint8),
+	}
+	k := &out.kernel
+	for _, side := range []struct {
+		m   config.Match
+		bit uint8
+	}{{f.Include, loader.MatchInclude}, {f.Exclude, loader.MatchExclude}} {
+		for _, pid := range side.m.PIDs {
+			k.PIDs[pid] |= side.bit
+		}
+		for _, comm := range side.m.Comms {
+			k.Comms[comm] |= side.bit
+		}
+		for _, unit := range side.m.Units {
+			k.CgroupNames[unit] |= side.bit
+		}
+		for _, path := range side.m.Cgroups {
+			out.cgroupPaths[strings.TrimSuffix(path, "/")] |= side.bit
+			if resolver == nil {
+				out.Unresolved = append(out.Unresolved, path)
+				continue
+			}
+			id, err := resolver.ID(path)
+			if err != nil {
+				out.Unresolved = append(out.Unresolved, path)
+				continue
+			}
+			k.CgroupIDs[id] |= side.bit
+		}
+	}
+
+	var mask uint32
+	if len(f.Include.PIDs) > 0 {
+		mask |= loader.DimPID
+	}
+	if len(f.Include.Comms) > 0 {
+		mask |= loader.DimComm
+	}
+	if len(f.Include.Cgroups)+len(f.Include.Units) > 0 {
+		mask |= loader.DimCgroup
+	}
+	k.Settings.IncludeMask = mask
+	switch {
+	case mask != 0:
+		k.Settings.ProcessFilter = loader.FilterOnlyListed
+	case len(f.Exclude.PIDs)+len(f.Exclude.Comms)+len(f.Exclude.Cgroups)+len(f.Exclude.Units) > 0:
+		k.Settings.ProcessFilter = loader.FilterExceptListed
+	default:
+		k.Settings.ProcessFilter = loader.FilterOff
+	}
+
+	if len(f.Include.Syscalls)+len(f.Exclude.Syscalls) > 0 {
+		allowed, err := allowedSyscalls(f, names)
+		if err != nil {
+			return nil, err
+		}
+		k.SyscallAllowed = allowed
+		k.Settings.SyscallFilter = 1
+	}
+	return out, nil
+}
+
+// allowedSyscalls marks the counted syscalls of both ABIs: the include list
+// (or every syscall), less the exclude list.
+func allowedSyscalls(f config.Filters, names *syscalls.Table) ([]bool, error) {
+	allowed := make([]bool, loader.ABIs*loader.NRSlots)
+	mark := func(list []string, on bool) error {
+		for _, name := range list {
+			found := false
+			for abi := range loader.ABIs {
+				nr, ok := names.Number(syscalls.ABI(abi), name)
+				if !ok {
+					continue
+				}
+				found = true
+				if nr < loader.NRSlots-1 { // the last slot is shared by larger numbers
+					allowed[abi*loader.NRSlots+int(nr)] = on
+				}
+			}
+			if !found {
+				return fmt.Errorf("filters: unknown syscall %q on this architecture", name)
+			}
+		}
+		return nil
+	}
+	if len(f.Include.Syscalls) == 0 {
+		for i := range allowed {
+			allowed[i] = true
+		}
+	} else if err := mark(f.Include.Syscalls, true); err != nil {
+		return nil, err
+	}
+	if err := mark(f.Exclude.Syscalls, false); err != nil {
+		return nil, err
+	}
+	return allowed, nil
+}
+
+// Kernel is what loader.Maps.SetFilters writes.
+func (f *Filter) Kernel() loader.KernelFilters { return f.kernel }
+
+// Active reports whether processes are filtered (not only syscalls).
+func (f *Filter) Active() bool { return f.kernel.Settings.ProcessFilter != loader.FilterOff }
+
+// Counted judges a process as the kernel would: tgid, its name, and its
+// cgroup2 path.
+func (f *Filter) Counted(tgid uint32, comm, cgroupPath string) bool {
+	var included uint32
+	var excluded uint8
+	match := func(m uint8, dim uint32) {
+		if m&loader.MatchInclude != 0 {
+			included |= dim
+		}
+		excluded |= m & loader.MatchExclude
+	}
+	match(f.kernel.PIDs[tgid], loader.DimPID)
+	if len(comm) >= loader.CommLen {
+		comm = comm[:loader.CommLen-1]
+	}
+	match(f.kernel.Comms[comm], loader.DimComm)
+	// The cgroup and its ancestors, nearest first, as deep as the kernel looks.
+	path := strings.TrimSuffix(cgroupPath, "/")
+	for range cgroupDepth {
+		name := path[strings.LastIndexByte(path, '/')+1:]
+		match(f.kernel.CgroupNames[name]|f.cgroupPaths[orRoot(path)], loader.DimCgroup)
+		if path == "" {
+			break
+		}
+		path = path[:strings.LastIndexByte(path, '/')]
+	}
+	counted := included&f.kernel.Settings.IncludeMask == f.kernel.Settings.IncludeMask && excluded == 0
+	return counted
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "/"
+	}
+	return path
+}
+
+// Apply writes the filters to the kernel, then judges every running process
+// (new ones are judged by the lifecycle programs from now on).
+func Apply(maps *loader.Maps, f *Filter, procRoot string) error {
+	if err := maps.SetFilters(f.kernel); err != nil {
+		return err
+	}
+	if !f.Active() {
+		return nil
+	}
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return fmt.Errorf("filters: scan running processes: %w", err)
+	}
+	onlyListed := f.kernel.Settings.ProcessFilter == loader.FilterOnlyListed
+	for _, e := range entries {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(procRoot + "/" + e.Name() + "/comm")
+		if err != nil {
+			continue // gone: nothing to judge
+		}
+		path, _ := cgroups.ForPID(procRoot, int(pid))
+		counted := f.Counted(uint32(pid), strings.TrimSuffix(string(comm), "\n"), path)
+		if err := maps.SetProcessListed(uint32(pid), counted == onlyListed); err != nil {
+			return err
+		}
+	}
+	return nil
+}

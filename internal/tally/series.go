@@ -1,0 +1,89 @@
+package tally
+
+import (
+	"cmp"
+	"slices"
+)
+
+// seriesCap bounds the series of one metric: the first max label sets get
+// series of their own, later ones are summed into one overflow series, so
+// that the sum over all series stays the exact total. A label set never
+// moves between its own series and the overflow: that would make both go
+// backwards.
+type seriesCap[K comparable, V any] struct {
+	owned      map[K]struct{}
+	overflowed map[K]struct{}
+	// base holds what evicted overflowed label sets had contributed, so the
+	// overflow series does not go backwards when they leave.
+	base V
+	// Overflows counts label sets sent to the overflow series since start.
+	Overflows uint64
+}
+
+func newSeriesCap[K comparable, V any]() *seriesCap[K, V] {
+	return &seriesCap[K, V]{owned: make(map[K]struct{}), overflowed: make(map[K]struct{})}
+}
+
+// apply splits full into the series kept and the overflow sum. New label
+// sets are admitted in sorted order, so the same history gives the same
+// series.
+func (c *seriesCap[K, V]) apply(full map[K]V, max int, add func(V, V) V, compare func(K, K) int) (map[K]V, V) {
+	kept := make(map[K]V, min(len(full), max))
+	other := c.base
+	var fresh []K
+	for k, v := range full {
+		switch {
+		case has(c.owned, k):
+			kept[k] = v
+		case has(c.overflowed, k):
+			other = add(other, v)
+		default:
+			fresh = append(fresh, k)
+		}
+	}
+	slices.SortFunc(fresh, compare)
+	for _, k := range fresh {
+		if len(c.owned) < max {
+			c.owned[k] = struct{}{}
+			kept[k] = full[k]
+			continue
+		}
+		c.overflowed[k] = struct{}{}
+		c.Overflows++
+		other = add(other, full[k])
+	}
+	return kept, other
+}
+
+// evict forgets a label set whose totals leave the tally; v is its total.
+func (c *seriesCap[K, V]) evict(k K, v V, add func(V, V) V) {
+	if has(c.overflowed, k) {
+		c.base = add(c.base, v)
+		delete(c.overflowed, k)
+	}
+	delete(c.owned, k)
+}
+
+// reset forgets which label sets had series (the label set changed).
+func (c *seriesCap[K, V]) reset() {
+	clear(c.owned)
+	clear(c.overflowed)
+}
+
+func has[K comparable](m map[K]struct{}, k K) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func compareLabels(a, b Labels) int {
+	return cmp.Or(cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.Unit, b.Unit), cmp.Compare(a.Container, b.Container),
+		cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.PID, b.PID))
+}
+
+func compareSeries(a, b SeriesKey) int {
+	return cmp.Or(compareLabels(a.Labels, b.Labels), cmp.Compare(a.ABI, b.ABI), cmp.Compare(a.NR, b.NR))
+}
+
+func compareErrors(a, b ErrorKey) int {
+	return cmp.Or(compareSeries(a.SeriesKey, b.SeriesKey), cmp.Compare(a.Errno, b.Errno))
+}
