@@ -354,7 +354,7 @@ func lineDiff(want, got string) string {
 // thousand error series and a histogram per syscall.
 func benchSnapshot() *tally.Snapshot {
 	snap := &tally.Snapshot{
-		LabelSet: tally.LabelSet(tally.LabelComm),
+		LabelSet:   tally.LabelSet(tally.LabelComm),
 		Calls:      make(map[tally.SeriesKey]loader.Counts, 10000),
 		Errors:     make(map[tally.ErrorKey]uint64, 1000),
 		Histograms: make(map[tally.Syscall]loader.Histogram, 100),

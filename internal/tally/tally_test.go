@@ -219,7 +219,9 @@ func (h *harness) fold() {
 	}
 }
 
-func series(comm string, sc Syscall) SeriesKey { return SeriesKey{Labels: Labels{Comm: comm}, Syscall: sc} }
+func series(comm string, sc Syscall) SeriesKey {
+	return SeriesKey{Labels: Labels{Comm: comm}, Syscall: sc}
+}
 
 func errSeries(comm string, sc Syscall, errno uint32) ErrorKey {
 	return ErrorKey{SeriesKey: series(comm, sc), Errno: errno}
