@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -382,4 +383,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip: %+v became %+v", cfg, again)
 		}
 	})
+}
+
+// deploy/sysobsd.yml is the documented example users copy: it must be the
+// embedded defaults, every key commented.
+func TestDeployExampleIsTheDefault(t *testing.T) {
+	example, err := os.ReadFile("../../deploy/sysobsd.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(example, DefaultYAML()) {
+		t.Errorf("deploy/sysobsd.yml differs from internal/config/default.yml: copy one onto the other")
+	}
 }

@@ -1,0 +1,308 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sysobsd/sysobsd/internal/cgroups"
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/tally"
+	"github.com/sysobsd/sysobsd/internal/testenv"
+)
+
+// gatedProcess is a workload that makes n getppid calls per round, one round
+// per byte the test sends, so the test can move or reconfigure in between.
+type gatedProcess struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	acks  io.Reader
+}
+
+func startGated(t *testing.T, workload, comm string, n int) *gatedProcess {
+	t.Helper()
+	cmd := exec.Command(workload, "gated", comm, strconv.Itoa(n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedProcess{t: t, cmd: cmd, stdin: stdin, acks: acks}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	return g
+}
+
+// round makes the process run one round and waits until it is done.
+func (g *gatedProcess) round() {
+	g.t.Helper()
+	if _, err := g.stdin.Write([]byte{'x'}); err != nil {
+		g.t.Fatal(err)
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(g.acks, ack[:]); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *gatedProcess) exit() {
+	g.t.Helper()
+	g.stdin.Close()
+	if err := g.cmd.Wait(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// makeCgroup creates a cgroup at rel under the cgroup2 mount, removed at the end.
+func makeCgroup(t *testing.T, rel string) string {
+	t.Helper()
+	mount, err := findCgroup2()
+	if err != nil {
+		testenv.Skip(t, "needs a cgroup2 mount: "+err.Error())
+	}
+	dir := filepath.Join(mount, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		testenv.Skip(t, "cannot create a cgroup: "+err.Error())
+	}
+	t.Cleanup(func() {
+		// Deepest first; a cgroup is removable once its processes are gone.
+		for d := dir; d != mount && strings.HasPrefix(d, mount); d = filepath.Dir(d) {
+			testenv.Eventually(2*time.Second, func() bool { return os.Remove(d) == nil || os.IsNotExist(os.Remove(d)) })
+		}
+	})
+	return dir
+}
+
+func findCgroup2() (string, error) {
+	r := cgroupResolverPath()
+	if r == "" {
+		return "", fmt.Errorf("no cgroup2 in /proc/self/mountinfo")
+	}
+	return r, nil
+}
+
+func moveTo(t *testing.T, dir string, pid int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatalf("move %d to %s: %v", pid, dir, err)
+	}
+}
+
+func series(name string, labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for k, v := range labels {
+		parts = append(parts, fmt.Sprintf("%s=%q", k, v))
+	}
+	return name + labelStringSorted(parts)
+}
+
+// A process in a cgroup named like a systemd unit is counted under the unit.
+func TestUnitLabelFromCgroup(t *testing.T) {
+	h := start(t, setup{labels: []string{"comm", "unit"}})
+	unit := fmt.Sprintf("sysobsd-demo%d.service", rand.IntN(1000000))
+	dir := makeCgroup(t, unit)
+	comm := uniqueComm("unit")
+	g := startGated(t, h.workload, comm, 400)
+	moveTo(t, dir, g.cmd.Process.Pid)
+	g.round()
+	g.exit()
+	h.expect(2*time.Second, map[string]float64{
+		series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": unit, "syscall": "getppid"}): 400,
+	})
+}
+
+// A docker-style cgroup path gives the container id.
+func TestContainerLabelFromDockerCgroup(t *testing.T) {
+	h := start(t, setup{labels: []string{"container"}})
+	id := fmt.Sprintf("%064x", rand.Uint64())
+	dir := makeCgroup(t, filepath.Join(fmt.Sprintf("sysobsd-test%d.slice", rand.IntN(1000000)), "docker-"+id+".scope"))
+	g := startGated(t, h.workload, uniqueComm("ctr"), 300)
+	moveTo(t, dir, g.cmd.Process.Pid)
+	g.round()
+	g.round()
+	g.exit()
+	h.expect(2*time.Second, map[string]float64{
+		series("sysobsd_syscalls_total", map[string]string{"container": id, "syscall": "getppid"}): 600,
+	})
+}
+
+// Calls made before a move stay with the old cgroup's series; no counter
+// goes backwards and the total is exact.
+func TestMoveBetweenCgroupsSplitsAtTheScrape(t *testing.T) {
+	h := start(t, setup{labels: []string{"comm", "unit"}})
+	base := rand.IntN(1000000)
+	first := fmt.Sprintf("sysobsd-a%d.service", base)
+	second := fmt.Sprintf("sysobsd-b%d.service", base)
+	dirA, dirB := makeCgroup(t, first), makeCgroup(t, second)
+	comm := uniqueComm("mv")
+	g := startGated(t, h.workload, comm, 250)
+	moveTo(t, dirA, g.cmd.Process.Pid)
+	g.round()
+	a := series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": first, "syscall": "getppid"})
+	b := series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": second, "syscall": "getppid"})
+	h.expect(2*time.Second, map[string]float64{a: 250})
+	moveTo(t, dirB, g.cmd.Process.Pid)
+	g.round()
+	g.exit()
+	h.expect(2*time.Second, map[string]float64{a: 250, b: 250})
+}
+
+// An excluded comm is never counted; everyone else stays exact.
+func TestExcludedCommIsNotCounted(t *testing.T) {
+	skipped := uniqueComm("skip")
+	h := start(t, setup{filters: config.Filters{Exclude: config.Match{Comms: []string{skipped}}}})
+	// Named by exec (a symlink), so the filter holds from its first call.
+	link := filepath.Join(t.TempDir(), skipped)
+	if err := os.Symlink(h.workload, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(link, "getppid-only", "500").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	counted := uniqueComm("kept")
+	h.run("basic", counted, "100", "2", "3")
+	got := h.expect(2*time.Second, map[string]float64{
+		calls(counted, "write"):           103,
+		errs(counted, "openat", "ENOENT"): 2,
+	})
+	for k := range got {
+		if strings.Contains(k, `comm="`+skipped+`"`) {
+			t.Errorf("excluded comm exported: %s = %v", k, got[k])
+		}
+	}
+}
+
+// With a cap of n series, 10n distinct comms give at most n series plus the
+// overflow, and the sum over all series is the exact total.
+func TestSeriesCapKeepsTotalsExact(t *testing.T) {
+	const capSeries, procs, each = 5, 50, 7
+	prefix := uniqueComm("cap")[:9]
+	comms := make([]string, procs)
+	for i := range comms {
+		comms[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	limits := tally.Limits{MaxSeries: capSeries}
+	h := start(t, setup{
+		limits: &limits,
+		// Only these processes, only getppid: the host's own calls stay out.
+		filters: config.Filters{Include: config.Match{Comms: comms, Syscalls: []string{"getppid"}}},
+	})
+	for _, comm := range comms {
+		// Named by exec, so the include filter counts them from the first call.
+		link := filepath.Join(t.TempDir(), comm)
+		if err := os.Symlink(h.workload, link); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(link, "getppid-only", strconv.Itoa(each)).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	var got map[string]float64
+	var sum float64
+	var n int
+	ok := testenv.Eventually(3*time.Second, func() bool {
+		got = h.scrape()
+		sum, n = 0, 0
+		for k, v := range got {
+			if strings.HasPrefix(k, "sysobsd_syscalls_total{") {
+				sum += v
+				n++
+			}
+		}
+		return sum == procs*each
+	})
+	if !ok {
+		t.Fatalf("sum over sysobsd_syscalls_total = %v, want %d", sum, procs*each)
+	}
+	if n > capSeries+1 {
+		t.Errorf("%d series of sysobsd_syscalls_total, want at most %d plus the overflow", n, capSeries)
+	}
+	other := `sysobsd_syscalls_total{comm="~other",syscall="~other"}`
+	if got[other] != float64((procs-capSeries)*each) {
+		t.Errorf("%s = %v, want %d", other, got[other], (procs-capSeries)*each)
+	}
+	if got[`sysobsd_series_overflow_total{metric="syscalls"}`] != procs-capSeries {
+		t.Errorf("sysobsd_series_overflow_total = %v, want %d", got[`sysobsd_series_overflow_total{metric="syscalls"}`], procs-capSeries)
+	}
+}
+
+// A reload that changes the labels while a process runs loses no count.
+func TestLabelChangeUnderLoadLosesNothing(t *testing.T) {
+	comm := uniqueComm("hup")
+	h := start(t, setup{filters: config.Filters{Include: config.Match{Comms: []string{comm}}}})
+	const n = 3000
+	g := startGated(t, h.workload, comm, n)
+	g.round()
+	h.expect(2*time.Second, map[string]float64{calls(comm, "getppid"): n})
+	if err := h.engine.Reconfigure(context.Background(), labelSet([]string{"comm", "pid"}), tally.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	g.round()
+	g.round()
+	pid := strconv.Itoa(g.cmd.Process.Pid)
+	g.exit()
+	var sum float64
+	ok := testenv.Eventually(2*time.Second, func() bool {
+		sum = 0
+		for k, v := range h.scrape() {
+			if strings.HasPrefix(k, "sysobsd_syscalls_total{") && strings.Contains(k, `syscall="getppid"`) {
+				sum += v
+			}
+		}
+		return sum == 3*n
+	})
+	if !ok {
+		t.Fatalf("getppid summed over series = %v after the reload, want %d", sum, 3*n)
+	}
+	after := series("sysobsd_syscalls_total", map[string]string{"comm": comm, "pid": pid, "syscall": "getppid"})
+	if got := h.scrape()[after]; got != 2*n {
+		t.Errorf("%s = %v, want %d (the calls after the reload)", after, got, 2*n)
+	}
+}
+
+// A 32-bit program's calls are named from the i386 table: getppid is 64
+// there, which is semget on x86_64.
+func TestCompatTaskNamedFromI386Table(t *testing.T) {
+	h := start(t, setup{})
+	w32 := testenv.BuildWorkload32(t, t.TempDir())
+	comm := uniqueComm("i386")
+	link := filepath.Join(t.TempDir(), comm)
+	if err := os.Symlink(w32, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(link, "getppid-only", "321").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got := h.expect(2*time.Second, map[string]float64{calls(comm, "getppid"): 321})
+	if v := got[calls(comm, "semget")]; v != 0 {
+		t.Errorf("%s = %v: named from the x86_64 table", calls(comm, "semget"), v)
+	}
+}
+
+func labelStringSorted(parts []string) string {
+	sort.Strings(parts)
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func cgroupResolverPath() string {
+	mount, err := cgroups.FindMount("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	return mount
+}
