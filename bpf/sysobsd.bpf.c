@@ -259,11 +259,12 @@ static __always_inline u16 task_abi(struct task_struct *task)
 #endif
 }
 
-/* Bucket b holds durations in (2^(b-1), 2^b] ns: ceil(log2(ns)), clamped. */
-static __always_inline u32 latency_bucket(u64 ns)
+/* Bucket b holds durations in (2^(b-1), 2^b] ns: ceil(log2(ns)), clamped.
+ * All 64-bit: a u32 result is zero-extended into a copy of the register,
+ * and 6.1's verifier then loses the clamp ("R0 unbounded memory access"). */
+static __always_inline u64 latency_bucket(u64 ns)
 {
-	u64 v;
-	u32 r = 0, shift;
+	u64 v, r = 0, shift;
 
 	if (ns <= 1)
 		return 0;
@@ -414,8 +415,14 @@ static __always_inline void count_exit(long nr, long ret)
 
 		slot = array_slot(key.abi, nr);
 		hist = bpf_map_lookup_elem(&latency_hist, &slot);
-		if (hist)
-			hist->buckets[latency_bucket(ns)] += 1;
+		if (hist) {
+			u64 b = latency_bucket(ns);
+
+			/* Bound the register the access uses, whatever the compiler copied. */
+			asm volatile("" : "+r"(b));
+			if (b < HIST_BUCKETS)
+				hist->buckets[b] += 1;
+		}
 	}
 
 	if (ret < 0 && ret >= -MAX_ERRNO)
