@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X $(VERSIONPKG).Version=$(VERSION) -X $(VERSIONPKG).Revision
 GOFILES   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum \
              internal/loader/sysobsd_x86_bpfel.o internal/loader/sysobsd_arm64_bpfel.o internal/config/default.yml
 
-.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench clean
+.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench package dashboards clean
 
 all: build
 
@@ -62,8 +62,17 @@ check-generate: generate
 kernel-test:
 	test/kernel/run.sh
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Overhead per syscall, side by side with the alternatives (docs/benchmarks.md).
+bench: build
+	bench/run.sh
+
+# A .deb with the binary, the systemd unit and the config (nfpm).
+package: build
+	$(GO) run ./deploy/package --version $(VERSION) --binary $(BIN) --out dist/
+
+# Regenerates the Grafana dashboards (JSON in deploy/grafana/) from Go.
+dashboards:
+	$(GO) run ./deploy/grafana/generate --out deploy/grafana
 
 clean:
-	rm -rf build
+	rm -rf build dist
