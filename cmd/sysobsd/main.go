@@ -13,11 +13,14 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/privilege"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
@@ -31,6 +34,8 @@ type options struct {
 	logLevel    string
 	logFormat   string
 	attachMode  string
+	kernelBTF   string
+	keepCaps    string
 	web         *web.FlagConfig
 }
 
@@ -45,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "sysobsd: %v\n", err)
+		fmt.Fprintf(stderr, "sysobsd: %s\n", oneLine(err))
 		return 1
 	}
 
@@ -88,6 +93,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&opts.logLevel)
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&opts.logFormat)
 	app.Flag("bpf.attach-mode", "How to hook the syscall tracepoints: auto (tp_btf, else raw_tracepoint), tp_btf or raw_tracepoint.").Default("auto").StringVar(&opts.attachMode)
+	app.Flag("bpf.kernel-btf", "The running kernel's BTF, for kernels built without /sys/kernel/btf/vmlinux.").Default(loader.KernelBTFPath).StringVar(&opts.kernelBTF)
+	app.Flag("capabilities.keep", "Capabilities kept after the programs are attached: auto (none from Linux 5.19, CAP_BPF before), none, or names like bpf,perfmon.").Default(privilege.KeepAuto).StringVar(&opts.keepCaps)
 	opts.web = kingpinflag.AddFlags(app, defaultListenAddress)
 
 	exited := -1
@@ -105,11 +112,28 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	if err == nil {
 		err = oneOf("bpf.attach-mode", opts.attachMode, "auto", "tp_btf", "raw_tracepoint")
 	}
+	if err == nil {
+		_, err = privilege.ParseKeep(opts.keepCaps)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sysobsd: %v; see sysobsd --help\n", err)
 		return opts, 2, true
 	}
 	return opts, 0, false
+}
+
+// oneLine folds a library's multi-line error into the one line users get;
+// a verifier log keeps its lines: it is for a bug report, not for reading.
+func oneLine(err error) string {
+	msg := err.Error()
+	if errors.As(err, new(*ebpf.VerifierError)) {
+		return msg
+	}
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(slices.DeleteFunc(lines, func(l string) bool { return l == "" }), "; ")
 }
 
 // oneOf names the flag in the error, which kingpin's enums do not.

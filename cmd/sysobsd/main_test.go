@@ -78,6 +78,13 @@ func TestBadInputGivesOneLineAndNonZeroExit(t *testing.T) {
 	badType := writeFile(t, "type.yml", "latency: maybe\n")
 	badRange := writeFile(t, "range.yml", "maps:\n  ring_buffer_bytes: 1000\n")
 	badWeb := writeFile(t, "web.yml", "tls_server_config:\n  cert_file: /nonexistent.crt\n")
+	webUnknownKey := writeFile(t, "web-key.yml", "tls_server_confg:\n  cert_file: a\n")
+	webBadYAML := writeFile(t, "web-yaml.yml", "basic_auth_users: [\n")
+	garbageBTF := writeFile(t, "vmlinux", "this is not BTF\n")
+	binaryConfig := writeFile(t, "binary.yml", "\x00\x01\x02\xff")
+	badLabel := writeFile(t, "label.yml", "labels: [comm, hostname]\n")
+	badSyscall := writeFile(t, "syscall.yml", "filters:\n  exclude:\n    syscalls: [futexx]\n")
+	twoDocs := writeFile(t, "two.yml", "latency: true\n---\nlatency: false\n")
 
 	cases := []struct {
 		name string
@@ -97,6 +104,21 @@ func TestBadInputGivesOneLineAndNonZeroExit(t *testing.T) {
 		{"port in use", []string{"--web.listen-address=" + busy.Addr().String()}, 1, "address already in use; stop the other process or choose another --web.listen-address"},
 		{"bad web config", []string{"--web.config.file=" + badWeb}, 1, "web config"},
 		{"missing web config", []string{"--web.config.file=/nonexistent/web.yml"}, 1, "web config /nonexistent/web.yml"},
+		{"web config unknown key", []string{"--web.config.file=" + webUnknownKey}, 1, "tls_server_confg"},
+		{"web config bad YAML", []string{"--web.config.file=" + webBadYAML}, 1, "web config"},
+		{"config is a directory", []string{"--config.file=" + t.TempDir()}, 1, "is a directory"},
+		{"config is binary", []string{"--config.file=" + binaryConfig}, 1, "config " + binaryConfig},
+		{"config unknown label", []string{"--config.file=" + badLabel}, 1, `labels[1]: unknown label "hostname"`},
+		{"config unknown syscall", []string{"--config.file=" + badSyscall}, 1, `filters.exclude.syscalls[0]: unknown syscall "futexx"`},
+		{"config with two documents", []string{"--config.file=" + twoDocs}, 1, "more than one YAML document"},
+		{"bad attach mode", []string{"--bpf.attach-mode=kprobe"}, 2, "--bpf.attach-mode=kprobe: must be one of auto, tp_btf, raw_tracepoint"},
+		{"unknown capability", []string{"--capabilities.keep=flying"}, 2, `unknown capability "cap_flying"`},
+		{"empty log level", []string{"--log.level="}, 2, "--log.level=: must be one of"},
+		{"listen address out of range", []string{"--web.listen-address=127.0.0.1:99999"}, 1, "choose another --web.listen-address"},
+		{"listen address not local", []string{"--web.listen-address=192.0.2.1:10190"}, 1, "choose another --web.listen-address"},
+		{"flag value missing", []string{"--config.file"}, 2, "expected argument for flag '--config.file'"},
+		{"missing BTF file", []string{"--web.listen-address=127.0.0.1:0", "--bpf.kernel-btf=/nonexistent/vmlinux"}, 1, "--bpf.kernel-btf=/nonexistent/vmlinux"},
+		{"BTF file is garbage", []string{"--web.listen-address=127.0.0.1:0", "--bpf.kernel-btf=" + garbageBTF}, 1, "is not usable BTF"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -21,6 +22,7 @@ import (
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
+	"github.com/sysobsd/sysobsd/internal/privilege"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
 )
@@ -76,6 +78,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	if opts.attachMode != "auto" {
 		loadOpts.Attach = opts.attachMode
 	}
+	loadOpts.KernelBTF = opts.kernelBTF
 	// Filters are in place before the first syscall is counted.
 	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, current.filter, procRoot) }
 	probes, err := loader.Load(loadOpts, log)
@@ -93,6 +96,14 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 		return err
 	}
 	engine.FoldEvery = cfg.FoldInterval
+
+	// Everything that needs a capability is done: drop them, in every thread.
+	keep, _ := privilege.ParseKeep(opts.keepCaps) // validated with the flags
+	if err := privilege.Drop(keep); err != nil {
+		return err
+	}
+	log.Info("capabilities dropped", zap.Strings("kept", privilege.Names(keep)))
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	engineDone := make(chan error, 1)
@@ -112,6 +123,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	}
 	serverDone := make(chan error, 1)
 	go func() { serverDone <- server.Serve() }()
+	notify(daemon.SdNotifyReady, log)
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -123,10 +135,13 @@ wait:
 		select {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
+				notify(daemon.SdNotifyReloading, log)
 				cfg, current = reload(ctx, opts.configFile, cfg, current, probes, engine, resolver, log)
+				notify(daemon.SdNotifyReady, log)
 				continue
 			}
 			log.Info("stopping", zap.Stringer("signal", sig))
+			notify(daemon.SdNotifyStopping, log)
 			break wait
 		case err := <-serverDone:
 			serveErr = fmt.Errorf("serve HTTP: %w", err)
@@ -177,4 +192,12 @@ func reload(ctx context.Context, path string, running config.Config, current set
 	}
 	log.Error("reload failed; keeping the running configuration", zap.Error(err))
 	return running, current
+}
+
+// notify tells systemd (Type=notify) what the daemon is doing; a no-op
+// outside systemd.
+func notify(state string, log *zap.Logger) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", zap.String("state", state), zap.Error(err))
+	}
 }

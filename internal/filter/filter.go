@@ -6,6 +6,7 @@ package filter
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -55,7 +56,9 @@ func Compile(f config.Filters, names *syscalls.Table, resolver *cgroups.Resolver
 			k.CgroupNames[unit] |= side.bit
 		}
 		for _, path := range side.m.Cgroups {
-			out.cgroupPaths[strings.TrimSuffix(path, "/")] |= side.bit
+			// Cleaned like the resolver cleans them and as Counted walks them:
+			// "/" stays "/", "/a/" and "/a//" are "/a".
+			out.cgroupPaths[filepath.Clean(path)] |= side.bit
 			if resolver == nil {
 				out.Unresolved = append(out.Unresolved, path)
 				continue
@@ -162,6 +165,9 @@ func (f *Filter) Counted(tgid uint32, comm, cgroupPath string) bool {
 	path := strings.TrimSuffix(cgroupPath, "/")
 	for range cgroupDepth {
 		name := path[strings.LastIndexByte(path, '/')+1:]
+		if len(name) >= loader.CgroupNameLen { // the kernel reads names into CGROUP_NAME_LEN bytes
+			name = name[:loader.CgroupNameLen-1]
+		}
 		match(f.kernel.CgroupNames[name]|f.cgroupPaths[orRoot(path)], loader.DimCgroup)
 		if path == "" {
 			break

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/sysobsd/sysobsd/internal/privilege"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	// Attach forces "tp_btf" or "raw_tracepoint" for the syscall hooks;
 	// empty tries tp_btf first.
 	Attach string
+	// KernelBTF is the running kernel's BTF: /sys/kernel/btf/vmlinux, or a
+	// file made for a kernel built without it.
+	KernelBTF string
 	// Prepare runs after the lifecycle programs are attached and before the
 	// syscall hooks are: the place to set filters and scan running processes.
 	Prepare func(*Probes) error
@@ -49,6 +53,7 @@ func DefaultOptions() Options {
 		StatsEntries:    65536,
 		ErrorsEntries:   16384,
 		RingBufferBytes: 256 * 1024,
+		KernelBTF:       KernelBTFPath,
 	}
 }
 
@@ -67,10 +72,11 @@ type Probes struct {
 // Load checks the kernel, loads the maps and programs, and attaches them.
 // On error nothing stays loaded.
 func Load(opts Options, log *zap.Logger) (*Probes, error) {
-	if err := checkKernel(); err != nil {
+	kernelTypes, err := kernelBTF(opts.KernelBTF)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkPrivilege(); err != nil {
+	if err := privilege.Check(); err != nil {
 		return nil, err
 	}
 	modes := []string{"tp_btf", "raw_tracepoint"}
@@ -79,7 +85,7 @@ func Load(opts Options, log *zap.Logger) (*Probes, error) {
 	}
 	var firstErr error
 	for _, mode := range modes {
-		p, err := load(opts, mode, log)
+		p, err := load(opts, mode, kernelTypes, log)
 		if err == nil {
 			return p, nil
 		}
@@ -94,14 +100,22 @@ func Load(opts Options, log *zap.Logger) (*Probes, error) {
 	return nil, firstErr
 }
 
-func checkKernel() error {
-	if _, err := os.Stat(KernelBTFPath); err != nil {
-		return fmt.Errorf("load BPF: kernel has no BTF at %s; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y", KernelBTFPath)
+// kernelBTF reads the kernel's types, which CO-RE and tp_btf need.
+func kernelBTF(path string) (*btf.Spec, error) {
+	if path == "" {
+		path = KernelBTFPath
 	}
-	if _, err := btf.LoadKernelSpec(); err != nil {
-		return fmt.Errorf("load BPF: cannot read kernel BTF at %s: %w; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y", KernelBTFPath, err)
+	if _, err := os.Stat(path); err != nil {
+		if path == KernelBTFPath {
+			return nil, fmt.Errorf("load BPF: kernel has no BTF at %s; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y, or a BTF file for this kernel given with --bpf.kernel-btf", path)
+		}
+		return nil, fmt.Errorf("load BPF: --bpf.kernel-btf=%s: %w; give the BTF of the running kernel", path, err)
 	}
-	return nil
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("load BPF: %s is not usable BTF: %v; give the BTF of the running kernel (default %s)", path, err, KernelBTFPath)
+	}
+	return spec, nil
 }
 
 func isPermission(err error) bool {
@@ -112,7 +126,7 @@ func permissionError(what string, err error) error {
 	return fmt.Errorf("%s: permission denied; run sysobsd as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE where kernels older than 5.11 charge memlock (%w)", what, err)
 }
 
-func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
+func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*Probes, error) {
 	spec, err := loadSysobsd()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF: parse embedded object: %w", err)
@@ -142,12 +156,13 @@ func load(opts Options, mode string, log *zap.Logger) (*Probes, error) {
 		}
 	}
 
-	coll, err := ebpf.NewCollection(spec)
+	collOpts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}}
+	coll, err := ebpf.NewCollectionWithOptions(spec, collOpts)
 	if err != nil && spec.Programs[renameProgram] != nil {
 		// task_rename needs bpf_task_pt_regs (Linux 5.15): run without it.
 		delete(spec.Programs, renameProgram)
 		var retryErr error
-		if coll, retryErr = ebpf.NewCollection(spec); retryErr == nil {
+		if coll, retryErr = ebpf.NewCollectionWithOptions(spec, collOpts); retryErr == nil {
 			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
 			err = nil
 		}
@@ -233,11 +248,20 @@ func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
 	return l, nil
 }
 
+// VerifierRejection is a program the kernel's verifier refused; its message
+// carries the whole log, which names the instruction refused.
+type VerifierRejection struct{ Err *ebpf.VerifierError }
+
+func (v *VerifierRejection) Error() string {
+	return fmt.Sprintf("load BPF: the kernel's verifier rejected a program; please report with this log: %+v", v.Err)
+}
+
+func (v *VerifierRejection) Unwrap() error { return v.Err }
+
 func describeLoadError(err error) error {
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
-		// The whole log names the instruction the verifier refused.
-		return fmt.Errorf("load BPF: the kernel's verifier rejected a program; please report with this log: %+v", verr)
+		return &VerifierRejection{Err: verr}
 	}
 	if isPermission(err) {
 		return permissionError("load BPF", err)
