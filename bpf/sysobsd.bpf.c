@@ -29,6 +29,11 @@
  *                    what the config includes or excludes (MATCH_* bits)
  *   process_listed   tgids whose verdict differs from the filter's default
  *   syscall_allowed  per [abi][nr]: 1 if counted while the syscall filter is on
+ *   notable_events   ring buffer of struct notable_event: failed and slow calls
+ *                    with their arguments (and path), when filter_settings asks
+ *   errno_notable    per errno: 1 if a call failing with it is notable
+ *   path_arg         per [abi][nr]: 1 + the index of the path argument, 0 none
+ *   notable_budget   per-CPU rate limit of notable events
  *
  * A reader may assume: a call is counted once, at exit, in exactly one of
  * syscall_stats or overflow_stats; every way a count, a latency or a record
@@ -60,7 +65,9 @@ enum drop_reason {
 	DROP_NO_START_TIME = 3,     /* a call counted without its duration: its entry was not seen */
 	DROP_START_STORAGE = 4,     /* task storage refused an entry time (memory or busy) */
 	DROP_LISTED_MAP_FULL = 5,   /* a process's filter verdict not stored: it gets the default */
-	DROP_REASONS = 6,
+	DROP_NOTABLE_RATE_LIMITED = 6, /* a notable event over the per-CPU rate limit, not sent */
+	DROP_NOTABLE_RINGBUF_FULL = 7, /* a notable event not sent: its ring buffer was full */
+	DROP_REASONS = 8,
 };
 
 enum lifecycle_kind {
@@ -126,6 +133,38 @@ struct filter_settings_value {
 	u32 process_filter; /* enum process_filter */
 	u32 include_mask;   /* DIM_* with an include list: a counted process matches each */
 	u32 syscall_filter; /* 1: only syscalls marked in syscall_allowed are counted */
+	u32 follow_forks;   /* 1: a listed process's children are listed at fork */
+	u32 notable;        /* NOTABLE_* bits: which calls become notable events */
+	u32 notable_rate;   /* notable events per CPU per ~second (2^30 ns); 0: no limit */
+	u64 slow_ns;        /* a call at least this long is notable (NOTABLE_SLOW) */
+	u32 path_max;       /* bytes of a path argument captured, NUL included */
+	u32 pad;
+};
+
+#define NOTABLE_ERRORS 1
+#define NOTABLE_SLOW 2
+#define PATH_CAPTURE 512 /* the most path_max may be */
+
+struct notable_event {
+	u64 ts_ns; /* bpf_ktime_get_ns() at exit */
+	u64 duration_ns;
+	s64 ret;
+	u64 args[6];
+	u64 cgroup_id;
+	u32 tgid;
+	u32 tid;
+	u32 exec_id;
+	u16 nr;
+	u16 abi;
+	s32 path_len; /* bytes read into path, NUL included; <= 0: none */
+	u32 pad;
+	char comm[COMM_LEN]; /* the process's (thread-group leader's) name */
+	char path[PATH_CAPTURE];
+};
+
+struct notable_budget_value {
+	u64 window; /* ts_ns >> 30 */
+	u32 sent;
 	u32 pad;
 };
 
@@ -236,12 +275,39 @@ struct {
 	__type(value, u8);
 } syscall_allowed SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1024 * 1024);
+} notable_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ERRNO + 1);
+	__type(key, u32);
+	__type(value, u8);
+} errno_notable SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ABIS *NR_SLOTS);
+	__type(key, u32);
+	__type(value, u8);
+} path_arg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct notable_budget_value);
+} notable_budget SEC(".maps");
+
 /* Force BTF for the types user space decodes (bpf2go -type). */
 const struct lifecycle_event *unused_lifecycle_event __attribute__((unused));
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum lifecycle_kind *unused_lifecycle_kind __attribute__((unused));
 const enum process_filter *unused_process_filter __attribute__((unused));
 const struct filter_settings_value *unused_filter_settings __attribute__((unused));
+const struct notable_event *unused_notable_event __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -323,6 +389,11 @@ static __always_inline void record_error(struct syscall_key *key, long ret)
 	bpf_map_update_elem(&overflow_errors, &ekey, &one, BPF_NOEXIST);
 }
 
+static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
+}
+
 /* Filters cost an inlined array lookup and two branches while all are off. */
 static __always_inline bool process_filtered_out(struct filter_settings_value *fs, u32 tgid)
 {
@@ -361,7 +432,102 @@ static __always_inline bool is_fork_child_return(u16 abi, long nr)
 #endif
 }
 
-static __always_inline void count_exit(long nr, long ret)
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_ARG(regs, i)                                                                   \
+	((i) == 0 ? BPF_CORE_READ(regs, di) : (i) == 1 ? BPF_CORE_READ(regs, si) :               \
+	 (i) == 2 ? BPF_CORE_READ(regs, dx) : (i) == 3 ? BPF_CORE_READ(regs, r10) :              \
+	 (i) == 4 ? BPF_CORE_READ(regs, r8) : BPF_CORE_READ(regs, r9))
+#else
+#define SYSCALL_ARG(regs, i) ((i) == 0 ? BPF_CORE_READ(regs, orig_x0) : BPF_CORE_READ(regs, regs[i]))
+#endif
+
+static __always_inline bool notable_budget_left(struct filter_settings_value *fs, u64 now)
+{
+	struct notable_budget_value *b;
+	u32 zero = 0;
+
+	if (!fs->notable_rate)
+		return true;
+	b = bpf_map_lookup_elem(&notable_budget, &zero);
+	if (!b)
+		return false;
+	if (b->window != now >> 30) {
+		b->window = now >> 30;
+		b->sent = 0;
+	}
+	if (b->sent >= fs->notable_rate)
+		return false;
+	b->sent++;
+	return true;
+}
+
+/* Failed and slow calls go to user space with their arguments: rare by
+ * definition, rate-limited per CPU, every one not sent counted. */
+static __always_inline void send_notable(struct filter_settings_value *fs, struct pt_regs *regs,
+					 struct task_struct *task, struct syscall_key *key, long nr,
+					 long ret, u64 ns)
+{
+	struct notable_event *ev;
+	u64 now = bpf_ktime_get_ns();
+	u32 slot, path_max;
+	u8 *arg;
+
+	if (!notable_budget_left(fs, now)) {
+		count_drop(DROP_NOTABLE_RATE_LIMITED);
+		return;
+	}
+	ev = bpf_ringbuf_reserve(&notable_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_drop(DROP_NOTABLE_RINGBUF_FULL);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->duration_ns = ns;
+	ev->ret = ret;
+	ev->args[0] = SYSCALL_ARG(regs, 0);
+	ev->args[1] = SYSCALL_ARG(regs, 1);
+	ev->args[2] = SYSCALL_ARG(regs, 2);
+	ev->args[3] = SYSCALL_ARG(regs, 3);
+	ev->args[4] = SYSCALL_ARG(regs, 4);
+	ev->args[5] = SYSCALL_ARG(regs, 5);
+	ev->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
+	ev->tgid = key->tgid;
+	ev->tid = task->pid;
+	ev->exec_id = key->exec_id;
+	ev->nr = key->nr;
+	ev->abi = key->abi;
+	ev->pad = 0;
+	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), task->group_leader->comm);
+	ev->path_len = 0;
+	slot = array_slot(key->abi, nr);
+	arg = bpf_map_lookup_elem(&path_arg, &slot);
+	path_max = fs->path_max;
+	if (path_max > PATH_CAPTURE)
+		path_max = PATH_CAPTURE;
+	if (arg && *arg && path_max > 0) {
+		u64 i = *arg - 1;
+
+		asm volatile("" : "+r"(i)); /* bound the register the index uses (6.1) */
+		if (i < 6)
+			ev->path_len = bpf_probe_read_user_str(ev->path, path_max, (const char *)ev->args[i]);
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline bool is_notable(struct filter_settings_value *fs, long ret, u64 ns)
+{
+	if ((fs->notable & NOTABLE_SLOW) && ns >= fs->slow_ns && ns)
+		return true;
+	if ((fs->notable & NOTABLE_ERRORS) && ret < 0 && ret >= -MAX_ERRNO) {
+		u32 err = (u32)(-ret);
+		u8 *on = bpf_map_lookup_elem(&errno_notable, &err);
+
+		return on && *on;
+	}
+	return false;
+}
+
+static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct syscall_stats_value *stats;
@@ -427,6 +593,9 @@ static __always_inline void count_exit(long nr, long ret)
 
 	if (ret < 0 && ret >= -MAX_ERRNO)
 		record_error(&key, ret);
+
+	if (fs && fs->notable && is_notable(fs, ret, ns))
+		send_notable(fs, regs, task, &key, nr, ret, ns);
 }
 
 static __always_inline void stamp_enter(void)
@@ -465,7 +634,7 @@ int BPF_PROG(sys_enter)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	count_exit(SYSCALL_NR(regs), ret);
+	count_exit(regs, SYSCALL_NR(regs), ret);
 	return 0;
 }
 
@@ -483,13 +652,8 @@ int sys_exit_raw(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 
-	count_exit(SYSCALL_NR_READ(regs), (long)ctx->args[1]);
+	count_exit(regs, SYSCALL_NR_READ(regs), (long)ctx->args[1]);
 	return 0;
-}
-
-static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
-{
-	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
 }
 
 static __always_inline u8 filter_match(void *map, void *key)
@@ -545,10 +709,32 @@ static __always_inline void evaluate_process(struct task_struct *task, const cha
 	counted = (included & fs->include_mask) == fs->include_mask && !excluded;
 	listed = fs->process_filter == FILTER_ONLY_LISTED ? counted : !counted;
 	if (!listed) {
+		/* A followed process tree only grows (sysobsd stat). */
+		if (fs->follow_forks)
+			return;
 		bpf_map_delete_elem(&process_listed, &tgid);
 		return;
 	}
 	if (bpf_map_update_elem(&process_listed, &tgid, &one, BPF_ANY) != 0)
+		count_drop(DROP_LISTED_MAP_FULL);
+}
+
+/* sysobsd stat follows a process tree: a listed parent lists its child,
+ * before the child's first call. */
+static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)
+{
+	struct filter_settings_value *fs;
+	u32 zero = 0, ptgid, ctgid;
+	u8 one = 1;
+
+	fs = bpf_map_lookup_elem(&filter_settings, &zero);
+	if (!fs || !fs->follow_forks || fs->process_filter != FILTER_ONLY_LISTED)
+		return;
+	ptgid = parent->tgid;
+	if (!bpf_map_lookup_elem(&process_listed, &ptgid))
+		return;
+	ctgid = child->tgid;
+	if (bpf_map_update_elem(&process_listed, &ctgid, &one, BPF_ANY) != 0)
 		count_drop(DROP_LISTED_MAP_FULL);
 }
 
@@ -577,6 +763,7 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	if (child->pid != child->tgid || child->tgid == self_tgid)
 		return 0;
 	evaluate_process(child, child->comm);
+	follow_fork(parent, child);
 	send_lifecycle(LIFECYCLE_FORK, child, child->comm);
 	return 0;
 }

@@ -15,6 +15,7 @@ typedef __u8 u8;
 typedef __u16 u16;
 typedef __u32 u32;
 typedef __u64 u64;
+typedef __s32 s32;
 typedef __s64 s64;
 typedef _Bool bool;
 #define true 1
@@ -25,6 +26,8 @@ typedef _Bool bool;
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long orig_ax;
+	/* syscall arguments: still in place at sys_exit */
+	unsigned long di, si, dx, r10, r8, r9;
 };
 struct thread_info {
 	u32 status; /* TS_COMPAT: the current syscall came through the i386 entry */
@@ -33,6 +36,8 @@ struct thread_info {
 #elif defined(__TARGET_ARCH_arm64)
 struct pt_regs {
 	s64 syscallno;
+	u64 regs[31]; /* x0 holds the return value at sys_exit; orig_x0 the first argument */
+	u64 orig_x0;
 };
 struct thread_info {
 	unsigned long flags; /* TIF_32BIT: an AArch32 task */

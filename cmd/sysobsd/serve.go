@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
@@ -47,7 +49,7 @@ func settingsFrom(cfg config.Config, resolver *cgroups.Resolver) (settings, erro
 		return s, errors.New("config asks for unit, container or cgroup labels or cgroup filters, but no cgroup2 is mounted; mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) or drop them from the config")
 	}
 	s.limits = tally.Limits{MaxSeries: cfg.Cardinality.MaxSeries, IdleTimeout: cfg.Cardinality.IdleTimeout}
-	f, err := filter.Compile(cfg.Filters, syscalls.Host(), resolver)
+	f, err := filter.Compile(cfg.Filters, cfg.Events, syscalls.Host(), resolver)
 	if err != nil {
 		return s, err
 	}
@@ -75,6 +77,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	loadOpts.StatsEntries = cfg.Maps.StatsEntries
 	loadOpts.ErrorsEntries = cfg.Maps.ErrorsEntries
 	loadOpts.RingBufferBytes = cfg.Maps.RingBufferBytes
+	loadOpts.EventsRingBufferBytes = cfg.Events.RingBufferBytes
 	if opts.attachMode != "auto" {
 		loadOpts.Attach = opts.attachMode
 	}
@@ -97,6 +100,15 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	}
 	engine.FoldEvery = cfg.FoldInterval
 
+	// Notable events: read always (a SIGHUP may turn them on), served when on.
+	recent := events.NewRecent(cfg.Events.Buffer)
+	notable, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax))
+	if err != nil {
+		return err
+	}
+	defer notable.Close()
+	go notable.Run(recent.Add)
+
 	// Everything that needs a capability is done: drop them, in every thread.
 	keep, _ := privilege.ParseKeep(opts.keepCaps) // validated with the flags
 	if err := privilege.Drop(keep); err != nil {
@@ -113,11 +125,21 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	statsCap, errorsCap := probes.Capacity()
 	registry.MustRegister(
 		metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_total",
+			Help: "Notable events (failed and slow calls) received from the kernel."},
+			func() float64 { return float64(recent.Total()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_decode_errors_total",
+			Help: "Notable events that could not be decoded."},
+			func() float64 { return float64(notable.DecodeErrors.Load()) }),
 		versioncollector.NewCollector("sysobsd"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log))
+	extra := map[string]http.Handler{}
+	if cfg.Events.Enabled {
+		extra["/api/v1/events"] = metrics.EventsHandler(recent)
+	}
+	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log), extra)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
 //go:embed default.yml
@@ -36,6 +38,19 @@ type Config struct {
 	HistogramLabels []string    `yaml:"histogram_labels"`
 	Cardinality     Cardinality `yaml:"cardinality"`
 	Filters         Filters     `yaml:"filters"`
+	Events          Events      `yaml:"events"`
+}
+
+// Events are failed and slow calls reported one by one, with arguments.
+type Events struct {
+	Enabled         bool          `yaml:"enabled"`
+	Errors          bool          `yaml:"errors"`
+	Slow            time.Duration `yaml:"slow"`
+	IgnoreErrnos    []string      `yaml:"ignore_errnos"`
+	RateLimit       int           `yaml:"rate_limit"`
+	PathMax         int           `yaml:"path_max"`
+	Buffer          int           `yaml:"buffer"`
+	RingBufferBytes uint32        `yaml:"ring_buffer_bytes"`
 }
 
 // Cardinality bounds the series sysobsd exports.
@@ -300,6 +315,9 @@ func (c Config) validate(name string, root *yaml.Node) error {
 	if c.Cardinality.IdleTimeout != 0 && c.Cardinality.IdleTimeout < time.Minute {
 		return bad("cardinality.idle_timeout", "%s is too short; allowed: 0 (never) or at least 1m", c.Cardinality.IdleTimeout)
 	}
+	if err := c.Events.validate(bad); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		path string
 		m    Match
@@ -312,6 +330,31 @@ func (c Config) validate(name string, root *yaml.Node) error {
 }
 
 type badFunc func(path, format string, args ...any) error
+
+func (e Events) validate(bad badFunc) error {
+	if e.Slow < 0 {
+		return bad("events.slow", "%s is negative; allowed: 0 (no slow events) or a duration such as 1s", e.Slow)
+	}
+	for i, name := range e.IgnoreErrnos {
+		if _, ok := syscalls.ErrnoNumber(name); !ok {
+			return bad(fmt.Sprintf("events.ignore_errnos[%d]", i), "unknown errno %q; give symbolic names such as EAGAIN", name)
+		}
+	}
+	if e.RateLimit < 0 || e.RateLimit > 1_000_000 {
+		return bad("events.rate_limit", "%d is out of range; allowed: 0 (no limit) to 1000000 per CPU per second", e.RateLimit)
+	}
+	if e.PathMax < 1 || e.PathMax > 512 {
+		return bad("events.path_max", "%d is out of range; allowed: 1 to 512", e.PathMax)
+	}
+	if e.Buffer < 0 || e.Buffer > 1_000_000 {
+		return bad("events.buffer", "%d is out of range; allowed: 0 to 1000000", e.Buffer)
+	}
+	rb := e.RingBufferBytes
+	if rb < 4096 || rb > 1<<30 || rb&(rb-1) != 0 {
+		return bad("events.ring_buffer_bytes", "%d must be a power of two from 4096 to 1073741824", rb)
+	}
+	return nil
+}
 
 func checkList(bad badFunc, path string, values, allowed []string) error {
 	seen := make(map[string]bool)

@@ -31,6 +31,11 @@ var documented = Config{
 		Include: Match{PIDs: []uint32{}, Comms: []string{}, Cgroups: []string{}, Units: []string{}, Syscalls: []string{}},
 		Exclude: Match{PIDs: []uint32{}, Comms: []string{}, Cgroups: []string{}, Units: []string{}, Syscalls: []string{}},
 	},
+	Events: Events{
+		Errors: true, Slow: time.Second,
+		IgnoreErrnos: []string{"EAGAIN", "EINTR", "ETIMEDOUT", "EINPROGRESS", "ERESTARTSYS", "ERESTARTNOINTR", "ERESTARTNOHAND", "ERESTART_RESTARTBLOCK"},
+		RateLimit:    1000, PathMax: 256, Buffer: 10000, RingBufferBytes: 1 << 20,
+	},
 }
 
 func TestDefaultIsTheDocumentedConfig(t *testing.T) {
@@ -142,7 +147,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 	SyscallKnown = func(name string) bool { return name == "futex" || name == "read" }
 	t.Cleanup(func() { SyscallKnown = nil })
-	const topKeys = "allowed: cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"
+	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"
 	const mapsKeys = "allowed: errors_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
@@ -172,6 +177,14 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"unit with a slash", "filters:\n  exclude:\n    units: [system.slice/nginx.service]\n", 3, []string{"filters.exclude.units[0]", "no /"}},
 		{"filters not a mapping", "filters: [comms]\n", 1, []string{"filters must be a mapping"}},
 		{"unknown syscall", "filters:\n  exclude:\n    syscalls: [read, futexx]\n", 3, []string{"filters.exclude.syscalls[1]", `unknown syscall "futexx"`}},
+
+		// Events.
+		{"unknown errno to ignore", "events:\n  ignore_errnos: [EAGAIN, EFOO]\n", 2, []string{"events.ignore_errnos[1]", `unknown errno "EFOO"`}},
+		{"path_max too large", "events:\n  path_max: 4096\n", 2, []string{"events.path_max", "allowed: 1 to 512"}},
+		{"negative slow", "events:\n  slow: -1s\n", 2, []string{"events.slow", "negative"}},
+		{"negative rate limit", "events:\n  rate_limit: -1\n", 2, []string{"events.rate_limit"}},
+		{"events ring buffer not a power of two", "events:\n  ring_buffer_bytes: 5000\n", 2, []string{"events.ring_buffer_bytes", "power of two"}},
+		{"unknown events key", "events:\n  enable: true\n", 2, []string{`unknown key "enable" in key events`}},
 
 		// Unknown keys, with the keys allowed at that place.
 		{"unknown top-level key", "bogus: 1\n", 1, []string{`unknown key "bogus" in the top level`, topKeys}},
@@ -221,8 +234,8 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate section", "maps:\n  stats_entries: 2048\nmaps:\n  errors_entries: 2048\n", 3, []string{`key "maps" given twice in the top level`}},
 
 		// Wrong shapes.
-		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"}},
-		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, filters, fold_interval, histogram_labels, labels, latency, maps"}},
+		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"}},
+		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"}},
 		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},

@@ -29,9 +29,9 @@ type Filter struct {
 	Unresolved []string
 }
 
-// Compile builds the kernel's filters. resolver turns cgroup paths into ids;
-// it may be nil when no cgroup path is filtered.
-func Compile(f config.Filters, names *syscalls.Table, resolver *cgroups.Resolver) (*Filter, error) {
+// Compile builds the kernel's filters and event settings. resolver turns
+// cgroup paths into ids; it may be nil when no cgroup path is filtered.
+func Compile(f config.Filters, events config.Events, names *syscalls.Table, resolver *cgroups.Resolver) (*Filter, error) {
 	out := &Filter{
 		kernel: loader.KernelFilters{
 			PIDs:        make(map[uint32]uint8),
@@ -100,8 +100,48 @@ func Compile(f config.Filters, names *syscalls.Table, resolver *cgroups.Resolver
 		k.SyscallAllowed = allowed
 		k.Settings.SyscallFilter = 1
 	}
+	if events.Enabled {
+		compileEvents(k, events, names)
+	}
 	return out, nil
 }
+
+// compileEvents fills the notable-event settings: which errnos, how slow,
+// how many, and where each syscall's path argument is.
+func compileEvents(k *loader.KernelFilters, e config.Events, names *syscalls.Table) {
+	if e.Errors {
+		k.Settings.Notable |= loader.NotableErrors
+		k.ErrnoNotable = make([]bool, 4096)
+		for i := 1; i < len(k.ErrnoNotable); i++ {
+			k.ErrnoNotable[i] = true
+		}
+		for _, name := range e.IgnoreErrnos {
+			if n, ok := syscalls.ErrnoNumber(name); ok && int(n) < len(k.ErrnoNotable) {
+				k.ErrnoNotable[n] = false
+			}
+		}
+	}
+	if e.Slow > 0 {
+		k.Settings.Notable |= loader.NotableSlow
+		k.Settings.SlowNs = uint64(e.Slow.Nanoseconds())
+	}
+	k.Settings.NotableRate = uint32(e.RateLimit)
+	k.Settings.PathMax = uint32(min(e.PathMax, loader.PathCapture))
+	k.PathArg = make([]uint8, loader.ABIs*loader.NRSlots)
+	for abi := range loader.ABIs {
+		for _, name := range names.Names(syscalls.ABI(abi)) {
+			i, ok := syscalls.PathArg(name)
+			nr, known := names.Number(syscalls.ABI(abi), name)
+			if ok && known && nr < loader.NRSlots-1 {
+				k.PathArg[abi*loader.NRSlots+int(nr)] = uint8(i + 1)
+			}
+		}
+	}
+}
+
+// Follow makes a process tree's children counted from their fork on (sysobsd
+// stat): with an include filter, a listed parent lists its child.
+func (f *Filter) Follow() { f.kernel.Settings.FollowForks = 1 }
 
 // allowedSyscalls marks the counted syscalls of both ABIs: the include list
 // (or every syscall), less the exclude list.

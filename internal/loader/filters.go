@@ -41,7 +41,22 @@ type KernelFilters struct {
 	// SyscallAllowed[abi*NRSlots+nr] is true for counted syscalls while
 	// Settings.SyscallFilter is 1.
 	SyscallAllowed []bool
+	// ErrnoNotable[errno] is true where a call failing with it is a notable
+	// event (Settings.Notable has NotableErrors).
+	ErrnoNotable []bool
+	// PathArg[abi*NRSlots+nr] is 1 + the index of the syscall's path argument.
+	PathArg []uint8
 }
+
+// Notable event kinds (Settings.Notable bits) and the path capture limit.
+const (
+	NotableErrors uint32 = 1
+	NotableSlow   uint32 = 2
+	PathCapture          = len(sysobsdNotableEvent{}.Path)
+)
+
+// NotableEvent is a failed or slow call as the kernel sends it.
+type NotableEvent = sysobsdNotableEvent
 
 // SetFilters replaces the kernel's filter maps. The settings entry is
 // written last, so a filter turns on only once its lists are complete.
@@ -75,6 +90,14 @@ func (m *Maps) SetFilters(f KernelFilters) error {
 			return fmt.Errorf("write syscall_allowed: %w", err)
 		}
 	}
+	if f.Settings.Notable != 0 {
+		if err := writeArray(m.objs.ErrnoNotable, len(f.ErrnoNotable), func(i int) uint8 { return boolByte(f.ErrnoNotable[i]) }); err != nil {
+			return err
+		}
+		if err := writeArray(m.objs.PathArg, len(f.PathArg), func(i int) uint8 { return f.PathArg[i] }); err != nil {
+			return err
+		}
+	}
 	if f.Settings.ProcessFilter == FilterOff {
 		if err := clearMap(m.objs.ProcessListed); err != nil {
 			return err
@@ -82,6 +105,31 @@ func (m *Maps) SetFilters(f KernelFilters) error {
 	}
 	if err := m.objs.FilterSettings.Put(uint32(0), &f.Settings); err != nil {
 		return fmt.Errorf("write filter_settings: %w", err)
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// writeArray fills an array map's first n entries in one batch.
+func writeArray(m *ebpf.Map, n int, value func(i int) uint8) error {
+	n = min(n, int(m.MaxEntries()))
+	keys := make([]uint32, n)
+	vals := make([]uint8, n)
+	for i := range n {
+		keys[i] = uint32(i)
+		vals[i] = value(i)
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+		return fmt.Errorf("write %s: %w", m.String(), err)
 	}
 	return nil
 }

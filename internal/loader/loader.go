@@ -34,6 +34,8 @@ type Options struct {
 	ErrorsEntries uint32
 	// RingBufferBytes sizes the lifecycle ring buffer (a power of two, ≥ page size).
 	RingBufferBytes uint32
+	// EventsRingBufferBytes sizes the notable events' ring buffer.
+	EventsRingBufferBytes uint32
 	// Attach forces "tp_btf" or "raw_tracepoint" for the syscall hooks;
 	// empty tries tp_btf first.
 	Attach string
@@ -48,12 +50,13 @@ type Options struct {
 // DefaultOptions are what the embedded default config asks for.
 func DefaultOptions() Options {
 	return Options{
-		Latency:         true,
-		ExcludeTGID:     uint32(os.Getpid()),
-		StatsEntries:    65536,
-		ErrorsEntries:   16384,
-		RingBufferBytes: 256 * 1024,
-		KernelBTF:       KernelBTFPath,
+		Latency:               true,
+		ExcludeTGID:           uint32(os.Getpid()),
+		StatsEntries:          65536,
+		ErrorsEntries:         16384,
+		RingBufferBytes:       256 * 1024,
+		EventsRingBufferBytes: 1024 * 1024,
+		KernelBTF:             KernelBTFPath,
 	}
 }
 
@@ -140,6 +143,9 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
 	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries
 	spec.Maps["lifecycle"].MaxEntries = opts.RingBufferBytes
+	if opts.EventsRingBufferBytes != 0 {
+		spec.Maps["notable_events"].MaxEntries = opts.EventsRingBufferBytes
+	}
 
 	// Load only what this mode attaches: each program costs verification.
 	enter, exit := "sys_enter", "sys_exit"

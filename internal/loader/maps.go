@@ -41,6 +41,9 @@ var DropReasons = []string{
 	sysobsdDropReasonDROP_NO_START_TIME:   "no_start_time",
 	sysobsdDropReasonDROP_START_STORAGE:   "start_storage_unavailable",
 	sysobsdDropReasonDROP_LISTED_MAP_FULL: "listed_map_full",
+	// Notable events lost: exported as sysobsd_events_dropped_total.
+	sysobsdDropReasonDROP_NOTABLE_RATE_LIMITED: "notable_rate_limited",
+	sysobsdDropReasonDROP_NOTABLE_RINGBUF_FULL: "notable_ringbuf_full",
 }
 
 // Counts are one key's calls and nanoseconds, summed over CPUs.
@@ -92,6 +95,9 @@ func (m *Maps) init() error {
 
 // Lifecycle is the ring buffer of process records.
 func (m *Maps) Lifecycle() *ebpf.Map { return m.objs.Lifecycle }
+
+// NotableEvents is the ring buffer of failed and slow calls.
+func (m *Maps) NotableEvents() *ebpf.Map { return m.objs.NotableEvents }
 
 // Capacity of the per-process hash maps, for the fill metrics.
 func (m *Maps) Capacity() (stats, errs uint32) {

@@ -16,13 +16,15 @@ import (
 type sysobsdDropReason uint32
 
 const (
-	sysobsdDropReasonDROP_RINGBUF_FULL    sysobsdDropReason = 0
-	sysobsdDropReasonDROP_STATS_MAP_FULL  sysobsdDropReason = 1
-	sysobsdDropReasonDROP_ERRORS_MAP_FULL sysobsdDropReason = 2
-	sysobsdDropReasonDROP_NO_START_TIME   sysobsdDropReason = 3
-	sysobsdDropReasonDROP_START_STORAGE   sysobsdDropReason = 4
-	sysobsdDropReasonDROP_LISTED_MAP_FULL sysobsdDropReason = 5
-	sysobsdDropReasonDROP_REASONS         sysobsdDropReason = 6
+	sysobsdDropReasonDROP_RINGBUF_FULL         sysobsdDropReason = 0
+	sysobsdDropReasonDROP_STATS_MAP_FULL       sysobsdDropReason = 1
+	sysobsdDropReasonDROP_ERRORS_MAP_FULL      sysobsdDropReason = 2
+	sysobsdDropReasonDROP_NO_START_TIME        sysobsdDropReason = 3
+	sysobsdDropReasonDROP_START_STORAGE        sysobsdDropReason = 4
+	sysobsdDropReasonDROP_LISTED_MAP_FULL      sysobsdDropReason = 5
+	sysobsdDropReasonDROP_NOTABLE_RATE_LIMITED sysobsdDropReason = 6
+	sysobsdDropReasonDROP_NOTABLE_RINGBUF_FULL sysobsdDropReason = 7
+	sysobsdDropReasonDROP_REASONS              sysobsdDropReason = 8
 )
 
 type sysobsdErrnoKey struct {
@@ -39,6 +41,11 @@ type sysobsdFilterSettingsValue struct {
 	ProcessFilter uint32
 	IncludeMask   uint32
 	SyscallFilter uint32
+	FollowForks   uint32
+	Notable       uint32
+	NotableRate   uint32
+	SlowNs        uint64
+	PathMax       uint32
 	Pad           uint32
 }
 
@@ -67,6 +74,31 @@ const (
 	sysobsdLifecycleKindLIFECYCLE_CGROUP sysobsdLifecycleKind = 5
 )
 
+type sysobsdNotableBudgetValue struct {
+	_      structs.HostLayout
+	Window uint64
+	Sent   uint32
+	Pad    uint32
+}
+
+type sysobsdNotableEvent struct {
+	_          structs.HostLayout
+	TsNs       uint64
+	DurationNs uint64
+	Ret        int64
+	Args       [6]uint64
+	CgroupId   uint64
+	Tgid       uint32
+	Tid        uint32
+	ExecId     uint32
+	Nr         uint16
+	Abi        uint16
+	PathLen    int32
+	Pad        uint32
+	Comm       [16]int8
+	Path       [512]int8
+}
+
 type sysobsdProcessFilter uint32
 
 const (
@@ -94,6 +126,7 @@ type sysobsdSyscallStatsValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sysobsdMapDrops                = "drops"
+	sysobsdMapErrnoNotable         = "errno_notable"
 	sysobsdMapFilterCgroupIds      = "filter_cgroup_ids"
 	sysobsdMapFilterCgroupNames    = "filter_cgroup_names"
 	sysobsdMapFilterComms          = "filter_comms"
@@ -101,8 +134,11 @@ const (
 	sysobsdMapFilterSettings       = "filter_settings"
 	sysobsdMapLatencyHist          = "latency_hist"
 	sysobsdMapLifecycle            = "lifecycle"
+	sysobsdMapNotableBudget        = "notable_budget"
+	sysobsdMapNotableEvents        = "notable_events"
 	sysobsdMapOverflowErrors       = "overflow_errors"
 	sysobsdMapOverflowStats        = "overflow_stats"
+	sysobsdMapPathArg              = "path_arg"
 	sysobsdMapProcessListed        = "process_listed"
 	sysobsdMapStartTimes           = "start_times"
 	sysobsdMapSyscallAllowed       = "syscall_allowed"
@@ -123,6 +159,7 @@ const (
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
 	sysobsdVarUnusedLifecycleKind  = "unused_lifecycle_kind"
+	sysobsdVarUnusedNotableEvent   = "unused_notable_event"
 	sysobsdVarUnusedProcessFilter  = "unused_process_filter"
 )
 
@@ -184,6 +221,7 @@ type sysobsdProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdMapSpecs struct {
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	ErrnoNotable      *ebpf.MapSpec `ebpf:"errno_notable"`
 	FilterCgroupIds   *ebpf.MapSpec `ebpf:"filter_cgroup_ids"`
 	FilterCgroupNames *ebpf.MapSpec `ebpf:"filter_cgroup_names"`
 	FilterComms       *ebpf.MapSpec `ebpf:"filter_comms"`
@@ -191,8 +229,11 @@ type sysobsdMapSpecs struct {
 	FilterSettings    *ebpf.MapSpec `ebpf:"filter_settings"`
 	LatencyHist       *ebpf.MapSpec `ebpf:"latency_hist"`
 	Lifecycle         *ebpf.MapSpec `ebpf:"lifecycle"`
+	NotableBudget     *ebpf.MapSpec `ebpf:"notable_budget"`
+	NotableEvents     *ebpf.MapSpec `ebpf:"notable_events"`
 	OverflowErrors    *ebpf.MapSpec `ebpf:"overflow_errors"`
 	OverflowStats     *ebpf.MapSpec `ebpf:"overflow_stats"`
+	PathArg           *ebpf.MapSpec `ebpf:"path_arg"`
 	ProcessListed     *ebpf.MapSpec `ebpf:"process_listed"`
 	StartTimes        *ebpf.MapSpec `ebpf:"start_times"`
 	SyscallAllowed    *ebpf.MapSpec `ebpf:"syscall_allowed"`
@@ -210,6 +251,7 @@ type sysobsdVariableSpecs struct {
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.VariableSpec `ebpf:"unused_lifecycle_kind"`
+	UnusedNotableEvent   *ebpf.VariableSpec `ebpf:"unused_notable_event"`
 	UnusedProcessFilter  *ebpf.VariableSpec `ebpf:"unused_process_filter"`
 }
 
@@ -234,6 +276,7 @@ func (o *sysobsdObjects) Close() error {
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdMaps struct {
 	Drops             *ebpf.Map `ebpf:"drops"`
+	ErrnoNotable      *ebpf.Map `ebpf:"errno_notable"`
 	FilterCgroupIds   *ebpf.Map `ebpf:"filter_cgroup_ids"`
 	FilterCgroupNames *ebpf.Map `ebpf:"filter_cgroup_names"`
 	FilterComms       *ebpf.Map `ebpf:"filter_comms"`
@@ -241,8 +284,11 @@ type sysobsdMaps struct {
 	FilterSettings    *ebpf.Map `ebpf:"filter_settings"`
 	LatencyHist       *ebpf.Map `ebpf:"latency_hist"`
 	Lifecycle         *ebpf.Map `ebpf:"lifecycle"`
+	NotableBudget     *ebpf.Map `ebpf:"notable_budget"`
+	NotableEvents     *ebpf.Map `ebpf:"notable_events"`
 	OverflowErrors    *ebpf.Map `ebpf:"overflow_errors"`
 	OverflowStats     *ebpf.Map `ebpf:"overflow_stats"`
+	PathArg           *ebpf.Map `ebpf:"path_arg"`
 	ProcessListed     *ebpf.Map `ebpf:"process_listed"`
 	StartTimes        *ebpf.Map `ebpf:"start_times"`
 	SyscallAllowed    *ebpf.Map `ebpf:"syscall_allowed"`
@@ -253,6 +299,7 @@ type sysobsdMaps struct {
 func (m *sysobsdMaps) Close() error {
 	return _SysobsdClose(
 		m.Drops,
+		m.ErrnoNotable,
 		m.FilterCgroupIds,
 		m.FilterCgroupNames,
 		m.FilterComms,
@@ -260,8 +307,11 @@ func (m *sysobsdMaps) Close() error {
 		m.FilterSettings,
 		m.LatencyHist,
 		m.Lifecycle,
+		m.NotableBudget,
+		m.NotableEvents,
 		m.OverflowErrors,
 		m.OverflowStats,
+		m.PathArg,
 		m.ProcessListed,
 		m.StartTimes,
 		m.SyscallAllowed,
@@ -280,6 +330,7 @@ type sysobsdVariables struct {
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.Variable `ebpf:"unused_lifecycle_kind"`
+	UnusedNotableEvent   *ebpf.Variable `ebpf:"unused_notable_event"`
 	UnusedProcessFilter  *ebpf.Variable `ebpf:"unused_process_filter"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,9 @@ var (
 		"Latency of system calls, host-wide.", []string{"syscall"}, nil)
 	dropsDesc = prometheus.NewDesc("sysobsd_drops_total",
 		"Losses in the kernel by reason: ringbuf_full (a lifecycle record not sent), stats_map_full and errors_map_full (counted under comm=\"~other\" instead of the process), no_start_time (a call counted without its duration), start_storage_unavailable (an entry time not stored).",
+		[]string{"reason"}, nil)
+	eventsDroppedDesc = prometheus.NewDesc("sysobsd_events_dropped_total",
+		"Notable events (failed and slow calls) not sent to user space, by reason: rate_limited (over events.rate_limit per CPU), ringbuf_full.",
 		[]string{"reason"}, nil)
 	mapEntriesDesc = prometheus.NewDesc("sysobsd_bpf_map_entries",
 		"Entries in the per-process kernel maps at the last scrape.", []string{"map"}, nil)
@@ -174,9 +178,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectHistograms(ch, snap)
 
 	for i, n := range snap.Drops {
-		if i < len(loader.DropReasons) {
-			c.emit(ch, dropsDesc, prometheus.CounterValue, float64(n), loader.DropReasons[i])
+		if i >= len(loader.DropReasons) {
+			continue
 		}
+		if reason, ok := strings.CutPrefix(loader.DropReasons[i], "notable_"); ok {
+			c.emit(ch, eventsDroppedDesc, prometheus.CounterValue, float64(n), reason)
+			continue
+		}
+		c.emit(ch, dropsDesc, prometheus.CounterValue, float64(n), loader.DropReasons[i])
 	}
 	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.StatsEntries), "syscall_stats")
 	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.ErrorsEntries), "syscall_errors")

@@ -21,9 +21,15 @@ type Server struct {
 	log   *slog.Logger
 }
 
-// NewServer serves registry's metrics; version shows on the landing page.
-func NewServer(registry *prometheus.Registry, flags *web.FlagConfig, version string, log *slog.Logger) (*Server, error) {
+// NewServer serves registry's metrics, and extra handlers by path (behind
+// the same TLS and basic auth); version shows on the landing page.
+func NewServer(registry *prometheus.Registry, flags *web.FlagConfig, version string, log *slog.Logger, extra map[string]http.Handler) (*Server, error) {
 	mux := http.NewServeMux()
+	links := []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}}
+	for path, h := range extra {
+		mux.Handle(path, h)
+		links = append(links, web.LandingLinks{Address: path, Text: path})
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
@@ -33,7 +39,7 @@ func NewServer(registry *prometheus.Registry, flags *web.FlagConfig, version str
 		Name:        "sysobsd",
 		Description: "Every syscall on this host, counted in the kernel",
 		Version:     version,
-		Links:       []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}},
+		Links:       links,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("landing page: %w", err)

@@ -99,3 +99,27 @@ func ErrnoName(errno uint32) string {
 	}
 	return formatErrno(errno)
 }
+
+// errnoNumbers reverses errnoNames, plus the aliases users may write.
+var errnoNumbers = func() map[string]uint32 {
+	m := make(map[string]uint32, errnoPrecomputed)
+	for n, name := range errnoNames {
+		if _, ok := m[name]; !ok && name != formatErrno(uint32(n)) {
+			m[name] = uint32(n)
+		}
+	}
+	for _, alias := range []struct {
+		name  string
+		errno syscall.Errno
+	}{{"EWOULDBLOCK", unix.EWOULDBLOCK}, {"EDEADLOCK", unix.EDEADLK}, {"ENOTSUP", unix.ENOTSUP}} {
+		m[alias.name] = uint32(alias.errno)
+	}
+	return m
+}()
+
+// ErrnoNumber returns the value of a symbolic errno name ("EACCES"), and
+// false for names it does not know.
+func ErrnoNumber(name string) (uint32, bool) {
+	n, ok := errnoNumbers[name]
+	return n, ok
+}

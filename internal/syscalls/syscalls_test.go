@@ -374,3 +374,26 @@ func BenchmarkErrnoName(b *testing.B) {
 		benchSink = ErrnoName(errnos[i%len(errnos)])
 	}
 }
+
+func TestErrnoNumberReversesErrnoName(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		errno uint32
+	}{{"EACCES", 13}, {"ENOSPC", 28}, {"EAGAIN", 11}, {"EWOULDBLOCK", 11}, {"ERESTARTSYS", 512}, {"ENOGRACE", 531}} {
+		got, ok := ErrnoNumber(tc.name)
+		if !ok || got != tc.errno {
+			t.Errorf("ErrnoNumber(%q) = %d, %v; want %d", tc.name, got, ok, tc.errno)
+		}
+	}
+	for _, bad := range []string{"EFOO", "errno_520", "", "eacces"} {
+		if n, ok := ErrnoNumber(bad); ok {
+			t.Errorf("ErrnoNumber(%q) = %d, want unknown", bad, n)
+		}
+	}
+	for n := uint32(1); n < 4096; n++ {
+		name := ErrnoName(n)
+		if got, ok := ErrnoNumber(name); ok && got != n {
+			t.Errorf("ErrnoNumber(ErrnoName(%d)=%q) = %d", n, name, got)
+		}
+	}
+}

@@ -42,6 +42,7 @@ type harness struct {
 type setup struct {
 	load    func(*loader.Options)
 	filters config.Filters
+	events  config.Events
 	labels  []string // default: comm
 	limits  *tally.Limits
 }
@@ -55,7 +56,7 @@ func start(t *testing.T, s setup) *harness {
 		s.load(&opts)
 	}
 	resolver := cgroupResolver(t)
-	f, err := filter.Compile(s.filters, syscalls.Host(), resolver)
+	f, err := filter.Compile(s.filters, s.events, syscalls.Host(), resolver)
 	if err != nil {
 		t.Fatal(err)
 	}
