@@ -212,9 +212,10 @@ func TestCollectorSeriesCounts(t *testing.T) {
 	for name, want := range map[string]int{
 		"sysobsd_syscalls_total":           5, // nginx read, openat; postgres futex, unknown_999; ~other write
 		"sysobsd_syscall_seconds_total":    5,
-		"sysobsd_syscall_errors_total":     3, // the two writes merged
-		"sysobsd_syscall_duration_seconds": 2, // read and futex; openat and write measured nothing
-		"sysobsd_drops_total":              len(loader.DropReasons),
+		"sysobsd_syscall_errors_total":     3,                           // the two writes merged
+		"sysobsd_syscall_duration_seconds": 2,                           // read and futex; openat and write measured nothing
+		"sysobsd_drops_total":              len(loader.DropReasons) - 2, // the notable_ ones are events_dropped
+		"sysobsd_events_dropped_total":     2,
 		"sysobsd_bpf_map_entries":          2,
 		"sysobsd_scrape_error":             1,
 	} {
