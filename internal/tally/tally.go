@@ -163,6 +163,10 @@ type Tally struct {
 	// name: the sweep checks them too, or a process whose fork and exit
 	// records were both lost would keep its entries, uncounted, forever.
 	unnamed map[uint32]struct{}
+	// liveCallKeys and liveErrKeys are the series running processes are
+	// attributed to at this scrape, with new counts or not: never idle.
+	liveCallKeys map[SeriesKey]struct{}
+	liveErrKeys  map[ErrorKey]struct{}
 }
 
 // New returns an empty tally over kernel and procs.
@@ -178,6 +182,8 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		syscalls:     make(map[Syscall]struct{}),
 		exitedSeen:   make(map[uint32]struct{}),
 		unnamed:      make(map[uint32]struct{}),
+		liveCallKeys: make(map[SeriesKey]struct{}),
+		liveErrKeys:  make(map[ErrorKey]struct{}),
 		sweepEvery:   30 * time.Second,
 		now:          time.Now,
 		labeler:      labeler{set: LabelSet(LabelComm)},
@@ -260,6 +266,8 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	t.deadErrors, t.deadErrnos = t.deadErrors[:0], t.deadErrnos[:0]
 	clear(t.exitedSeen)
 	clear(t.unnamed)
+	clear(t.liveCallKeys)
+	clear(t.liveErrKeys)
 	liveTGIDs := make(map[uint32]struct{})
 
 	err := t.kernel.ReadStats(func(k loader.SyscallKey, v loader.Counts) {
@@ -287,6 +295,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		if scrape {
 			addCounts(snap.Calls, SeriesKey{a.labels, sc}, sub(v, a.base))
 			a.exported = v
+			t.liveCallKeys[SeriesKey{a.labels, sc}] = struct{}{}
 		}
 	})
 	if err != nil {
@@ -315,6 +324,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		if scrape {
 			addErrors(snap.Errors, key, n-a.base.Calls)
 			a.exported = v
+			t.liveErrKeys[key] = struct{}{}
 		}
 	})
 	if err != nil {
@@ -434,7 +444,7 @@ func (t *Tally) limitSeries(snap *Snapshot) {
 	if idle := t.limits.IdleTimeout; idle > 0 {
 		cutoff := t.now().Add(-idle)
 		for k, when := range t.touched {
-			if when.Before(cutoff) && snap.Calls[k] == t.folded[k] {
+			if when.Before(cutoff) && !has(t.liveCallKeys, k) && snap.Calls[k] == t.folded[k] {
 				t.callsCap.evict(k, t.folded[k], plusCounts)
 				delete(snap.Calls, k)
 				delete(t.folded, k)
@@ -442,7 +452,7 @@ func (t *Tally) limitSeries(snap *Snapshot) {
 			}
 		}
 		for k, when := range t.touchedErrs {
-			if when.Before(cutoff) && snap.Errors[k] == t.foldedErrors[k] {
+			if when.Before(cutoff) && !has(t.liveErrKeys, k) && snap.Errors[k] == t.foldedErrors[k] {
 				t.errorsCap.evict(k, t.foldedErrors[k], plusErrors)
 				delete(snap.Errors, k)
 				delete(t.foldedErrors, k)
