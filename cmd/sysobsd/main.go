@@ -29,6 +29,10 @@ import (
 const defaultListenAddress = ":10190"
 
 type options struct {
+	command     string // "serve", "stat", "trace", "top"
+	stat        statOptions
+	trace       traceOptions
+	top         topOptions
 	configFile  string
 	configCheck bool
 	logLevel    string
@@ -40,6 +44,10 @@ type options struct {
 }
 
 func main() {
+	// sysobsd stat's child: waits until the programs watch it, then execs.
+	if os.Getenv(gateEnv) != "" {
+		os.Exit(gate())
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -73,6 +81,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on some terminals
 
+	switch opts.command {
+	case "stat":
+		code, err := runStat(opts, cfg, stdout, stderr, log)
+		if err != nil {
+			return fail(err)
+		}
+		return code
+	case "trace":
+		if err := runTrace(opts, cfg, stdout, log); err != nil {
+			return fail(err)
+		}
+		return 0
+	case "top":
+		if err := runTop(opts, cfg, stdout, log); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+
 	if err := checkWeb(opts.web); err != nil {
 		return fail(err)
 	}
@@ -96,13 +123,18 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	app.Flag("bpf.kernel-btf", "The running kernel's BTF, for kernels built without /sys/kernel/btf/vmlinux.").Default(loader.KernelBTFPath).StringVar(&opts.kernelBTF)
 	app.Flag("capabilities.keep", "Capabilities kept after the programs are attached: auto (none from Linux 5.19, CAP_BPF before), none, or names like bpf,perfmon.").Default(privilege.KeepAuto).StringVar(&opts.keepCaps)
 	opts.web = kingpinflag.AddFlags(app, defaultListenAddress)
+	app.Command("serve", "Run the daemon: count every syscall and serve /metrics (the default).").Default()
+	addStatCommand(app, &opts.stat)
+	addTraceCommand(app, &opts.trace)
+	addTopCommand(app, &opts.top)
 
 	exited := -1
 	app.Terminate(func(status int) { exited = status })
-	_, err := app.Parse(args)
+	command, err := app.Parse(args)
 	if exited >= 0 { // --help or --version
 		return opts, exited, true
 	}
+	opts.command = command
 	if err == nil {
 		err = oneOf("log.level", opts.logLevel, "debug", "info", "warn", "error")
 	}

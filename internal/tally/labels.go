@@ -105,11 +105,11 @@ const maxCachedIdentities = 65536
 
 func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 	var l Labels
-	comm, ok := procs.Name(tgid, execID)
-	if !ok {
-		return l, false
-	}
 	if lb.set.Has(LabelComm) {
+		comm, ok := procs.Name(tgid, execID)
+		if !ok {
+			return l, false
+		}
 		l.Comm = comm
 	}
 	if lb.set.Has(LabelPID) {

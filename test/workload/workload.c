@@ -12,6 +12,9 @@
  *   workload getppid-only M     M getppid calls under the exec'd name.
  *   workload sleep NAME MS      one nanosleep of MS milliseconds.
  *   workload spin NAME N        N getppid calls, then waits for stdin to close.
+ *   workload mix NAME           4 threads x 1000 getppid, a child making 50
+ *                               writes to /dev/null and 5 failing openat, 7
+ *                               failing openat in the parent; waits for the child.
  *   workload gated NAME N       for each byte read from stdin, N getppid calls;
  *                               exits when stdin closes. Lets a test move the
  *                               process or reload the daemon between rounds.
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,6 +113,28 @@ static int spin(const char *name, long n)
 	return 0;
 }
 
+static int mix(const char *name)
+{
+	long each = 1000;
+	pthread_t tids[4];
+	name_self(name);
+	pid_t child = fork();
+	if (child < 0)
+		return 2;
+	if (child == 0)
+		_exit(basic("mixchild", 50, 5, 0));
+	for (int i = 0; i < 4; i++)
+		if (pthread_create(&tids[i], NULL, thread_main, &each) != 0)
+			return 2;
+	for (int i = 0; i < 4; i++)
+		pthread_join(tids[i], NULL);
+	for (int i = 0; i < 7; i++)
+		syscall(SYS_openat, AT_FDCWD, "/nonexistent/sysobsd-mix", O_RDONLY);
+	int status;
+	waitpid(child, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+}
+
 static int gated(const char *name, long n)
 {
 	char buf[1];
@@ -136,6 +162,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]));
+	if (argc >= 3 && strcmp(argv[1], "mix") == 0)
+		return mix(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "gated") == 0)
 		return gated(argv[2], atol(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "spin") == 0)

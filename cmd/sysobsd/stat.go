@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/strace"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/tally"
+)
+
+type statOptions struct {
+	pid     int
+	output  string
+	command []string
+}
+
+func addStatCommand(app *kingpin.Application, o *statOptions) {
+	cmd := app.Command("stat", "Run a command (or watch a pid) with its threads and children, then print strace -c's table: % time, seconds, usecs/call, calls, errors per syscall.")
+	cmd.Flag("pid", "Watch this running process (and the children it starts) until it exits or Ctrl-C.").Short('p').IntVar(&o.pid)
+	cmd.Flag("output", "Write the table to this file instead of stderr.").Short('o').StringVar(&o.output)
+	cmd.Arg("command", "The command to run, after --.").StringsVar(&o.command)
+}
+
+// gateEnv marks sysobsd stat's child: it blocks on fd 3 until the programs
+// watch its pid, then execs the command, which is counted from its execve on.
+const gateEnv = "SYSOBSD_STAT_GATE"
+
+func gate() int {
+	gate := os.NewFile(3, "gate")
+	var b [1]byte
+	if n, _ := gate.Read(b[:]); n != 1 {
+		return 127 // the parent went away
+	}
+	gate.Close()
+	path := os.Getenv(gateEnv)
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		if len(kv) < len(gateEnv)+1 || kv[:len(gateEnv)+1] != gateEnv+"=" {
+			env = append(env, kv)
+		}
+	}
+	err := syscall.Exec(path, os.Args, env)
+	fmt.Fprintf(os.Stderr, "sysobsd stat: exec %s: %v\n", path, err)
+	return 127
+}
+
+// runStat returns the command's exit status (0 with -p).
+func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap.Logger) (int, error) {
+	o := opts.stat
+	if (o.pid == 0) == (len(o.command) == 0) {
+		return 2, errors.New("stat: give a command after -- or -p PID, not both; e.g. sysobsd stat -- ls /")
+	}
+	out := stderr
+	if o.output != "" {
+		f, err := os.Create(o.output)
+		if err != nil {
+			return 1, fmt.Errorf("stat: -o %s: %w", o.output, err)
+		}
+		defer f.Close()
+		out = f
+	}
+
+	var child *exec.Cmd
+	var release *os.File
+	root := o.pid
+	if len(o.command) > 0 {
+		path, err := exec.LookPath(o.command[0])
+		if err != nil {
+			return 127, fmt.Errorf("stat: %w", err)
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return 1, fmt.Errorf("stat: %w", err)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return 1, fmt.Errorf("stat: %w", err)
+		}
+		child = exec.Command(self)
+		child.Args = o.command
+		child.Env = append(os.Environ(), gateEnv+"="+path)
+		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+		child.ExtraFiles = []*os.File{r}
+		if err := child.Start(); err != nil {
+			return 1, fmt.Errorf("stat: start %s: %w", o.command[0], err)
+		}
+		r.Close()
+		release = w
+		defer func() {
+			if release != nil { // never released: don't leave it blocked
+				release.Close()
+				child.Wait()
+			}
+		}()
+		root = child.Process.Pid
+	} else if err := unix.Kill(root, 0); errors.Is(err, unix.ESRCH) {
+		return 1, fmt.Errorf("stat: -p %d: no such process", root)
+	}
+
+	f, err := filter.Compile(config.Filters{Include: config.Match{PIDs: []uint32{uint32(root)}}}, config.Events{}, syscalls.Host(), nil)
+	if err != nil {
+		return 1, err
+	}
+	f.Follow()
+	loadOpts := loader.DefaultOptions()
+	loadOpts.KernelBTF = opts.kernelBTF
+	loadOpts.StatsEntries, loadOpts.ErrorsEntries = cfg.Maps.StatsEntries, cfg.Maps.ErrorsEntries
+	loadOpts.Prepare = func(p *loader.Probes) error {
+		if child != nil {
+			// Not listed yet: its exec lists it, so the gate's own calls stay out.
+			return p.SetFilters(f.Kernel())
+		}
+		return filter.Apply(&p.Maps, f, procRoot)
+	}
+	probes, err := loader.Load(loadOpts, log)
+	if err != nil {
+		return 1, err
+	}
+	defer probes.Close()
+	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{Limits: tally.Limits{}}, log)
+	if err != nil {
+		return 1, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(ctx) }()
+
+	// Ctrl-C reaches the command (same process group); sysobsd waits for
+	// it to end and prints the table, as strace -c does.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	code := 0
+	if child != nil {
+		release.Write([]byte{1})
+		release.Close()
+		release = nil
+		err := child.Wait()
+		code = exitCode(err)
+	} else {
+		waitGone(root, signals)
+	}
+
+	snap, err := engine.Snapshot(ctx)
+	if err != nil {
+		return 1, err
+	}
+	cancel()
+	<-engineDone
+	if err := strace.WriteTable(out, statRows(snap)); err != nil {
+		return 1, err
+	}
+	return code, nil
+}
+
+// waitGone returns when the process is gone or a signal arrives.
+func waitGone(pid int, signals <-chan os.Signal) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-signals:
+			return
+		case <-tick.C:
+			if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+				return
+			}
+		}
+	}
+}
+
+func exitCode(err error) int {
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		if err != nil {
+			return 1
+		}
+		return 0
+	}
+	if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return exitErr.ExitCode()
+}
+
+// statRows turns a snapshot into one row per syscall name.
+func statRows(snap *tally.Snapshot) []strace.Row {
+	names := syscalls.Host()
+	byName := make(map[string]*strace.Row)
+	row := func(sc tally.Syscall) *strace.Row {
+		name := names.Name(syscalls.ABI(sc.ABI), uint32(sc.NR))
+		r := byName[name]
+		if r == nil {
+			r = &strace.Row{Syscall: name}
+			byName[name] = r
+		}
+		return r
+	}
+	for k, v := range snap.Calls {
+		r := row(k.Syscall)
+		r.Calls += v.Calls
+		r.Time += time.Duration(v.NS)
+	}
+	for k, n := range snap.Errors {
+		row(k.Syscall).Errors += n
+	}
+	rows := make([]strace.Row, 0, len(byName))
+	for _, r := range byName {
+		rows = append(rows, *r)
+	}
+	return rows
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"go.uber.org/zap"
+
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/strace"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+)
+
+type traceOptions struct {
+	pids     []uint32
+	comms    []string
+	syscalls []string
+	errnos   []string
+	slow     time.Duration
+	strlen   int
+	output   string
+	duration time.Duration
+}
+
+func addTraceCommand(app *kingpin.Application, o *traceOptions) {
+	cmd := app.Command("trace", "Stream failed and slow calls host-wide, one strace-like line each, until Ctrl-C.")
+	cmd.Flag("pid", "Only this process (and its children); repeatable.").Short('p').Uint32ListVar(&o.pids)
+	cmd.Flag("comm", "Only processes of this name; repeatable.").StringsVar(&o.comms)
+	cmd.Flag("syscall", "Only this syscall; repeatable.").StringsVar(&o.syscalls)
+	cmd.Flag("errno", "Only calls failing with this errno (EACCES); repeatable.").StringsVar(&o.errnos)
+	cmd.Flag("slow", "Also calls that take at least this long (0: failed calls only).").DurationVar(&o.slow)
+	cmd.Flag("strlen", "Longest path shown, as strace -s (at most 512).").Short('s').Default("256").IntVar(&o.strlen)
+	cmd.Flag("output", "text (strace-like lines) or json (one object per line).").Default("text").StringVar(&o.output)
+	cmd.Flag("duration", "Stop after this long (0: until Ctrl-C).").DurationVar(&o.duration)
+}
+
+func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) error {
+	o := opts.trace
+	if err := oneOf("output", o.output, "text", "json"); err != nil {
+		return err
+	}
+	if o.strlen < 1 || o.strlen > loader.PathCapture {
+		return fmt.Errorf("trace: -s %d is out of range; allowed: 1 to %d", o.strlen, loader.PathCapture)
+	}
+	ev := config.Events{Enabled: true, Errors: true, Slow: o.slow, RateLimit: cfg.Events.RateLimit, PathMax: o.strlen + 1}
+	if len(o.errnos) > 0 {
+		// Only the errnos asked for: every other one is ignored.
+		for n := uint32(1); n < 4096; n++ {
+			name := syscalls.ErrnoName(n)
+			if !contains(o.errnos, name) {
+				ev.IgnoreErrnos = append(ev.IgnoreErrnos, name)
+			}
+		}
+		for _, name := range o.errnos {
+			if _, ok := syscalls.ErrnoNumber(name); !ok {
+				return fmt.Errorf("trace: --errno %s: unknown errno; give a name such as EACCES", name)
+			}
+		}
+	} else {
+		ev.IgnoreErrnos = cfg.Events.IgnoreErrnos
+	}
+	match := config.Match{PIDs: o.pids, Comms: o.comms, Syscalls: o.syscalls}
+	f, err := filter.Compile(config.Filters{Include: match}, ev, syscalls.Host(), nil)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	if len(o.pids) > 0 {
+		f.Follow()
+	}
+	loadOpts := loader.DefaultOptions()
+	loadOpts.KernelBTF = opts.kernelBTF
+	loadOpts.Latency = true // every line shows its call's time
+	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, procRoot) }
+	probes, err := loader.Load(loadOpts, log)
+	if err != nil {
+		return err
+	}
+	defer probes.Close()
+	reader, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, o.strlen+1))
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	go func() { <-ctx.Done(); reader.Close() }()
+
+	enc := json.NewEncoder(stdout)
+	reader.Run(func(n events.Notable) {
+		if o.output == "json" {
+			enc.Encode(n)
+			return
+		}
+		fmt.Fprintln(stdout, strace.Line(n, o.strlen))
+	})
+	drops, err := probes.ReadDrops()
+	if err == nil {
+		for i, reason := range loader.DropReasons {
+			if i < len(drops) && drops[i] > 0 && (reason == "notable_rate_limited" || reason == "notable_ringbuf_full") {
+				log.Warn("events not shown", zap.String("reason", reason), zap.Uint64("count", drops[i]))
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
