@@ -16,15 +16,15 @@ import (
 type argKind uint8
 
 const (
-	argInt    argKind = iota // signed decimal
-	argUint                  // unsigned decimal (sizes, counts)
-	argHex                   // pointers and opaque values
-	argFD                    // a file descriptor
-	argDirFD                 // a directory fd: AT_FDCWD
-	argPath                  // a path: the captured string
-	argOpen                  // open flags: O_RDONLY|O_CLOEXEC
-	argMode                  // a file mode, octal
-	argAtFlags               // AT_* flags
+	argInt     argKind = iota // signed decimal
+	argUint                   // unsigned decimal (sizes, counts)
+	argHex                    // pointers and opaque values
+	argFD                     // a file descriptor
+	argDirFD                  // a directory fd: AT_FDCWD
+	argPath                   // a path: the captured string
+	argOpen                   // open flags: O_RDONLY|O_CLOEXEC
+	argMode                   // a file mode, octal
+	argAtFlags                // AT_* flags
 )
 
 // signatures of the calls SREs meet most; others show six hex arguments.
