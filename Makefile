@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X $(VERSIONPKG).Version=$(VERSION) -X $(VERSIONPKG).Revision
 GOFILES   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum \
              internal/loader/sysobsd_x86_bpfel.o internal/loader/sysobsd_arm64_bpfel.o internal/config/default.yml
 
-.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench package dashboards clean
+.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench package dashboards fuzz-smoke clean
 
 all: build
 
@@ -32,6 +32,13 @@ run: deps-run build
 # integration, end to end with promtool). As root; CI=true turns skips into failures.
 test: deps check
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz-smoke
+
+# A bounded run of every fuzz target (longer: FUZZTIME=10m make fuzz-smoke).
+FUZZTIME ?= 10s
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLifecycle$$' -fuzztime $(FUZZTIME) ./internal/events/
 
 # Style and static checks that need no root.
 check:
