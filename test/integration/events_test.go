@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/testenv"
+)
+
+// A flood of failing calls from several processes: every failed call is
+// either delivered as an event or counted as dropped (seen == sent +
+// dropped), the metrics stay exact, and the daemon keeps a bounded buffer.
+func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
+	const procs, each, rate, keep = 4, 20000, 500, 1000
+	prefix := uniqueComm("fl")[:8]
+	comms := make([]string, procs)
+	for i := range comms {
+		comms[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	h := start(t, setup{
+		filters: config.Filters{Include: config.Match{Comms: comms}},
+		events:  config.Events{Enabled: true, Errors: true, RateLimit: rate, PathMax: 64},
+	})
+	recent := events.NewRecent(keep)
+	reader, err := events.NewNotableReader(h.probes.NotableEvents(), events.NewDecoder(syscalls.Host(), "/proc", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var received sync.WaitGroup
+	received.Add(1)
+	go func() { defer received.Done(); reader.Run(recent.Add) }()
+	t.Cleanup(func() { reader.Close(); received.Wait() })
+
+	var wg sync.WaitGroup
+	for _, comm := range comms {
+		link := filepath.Join(t.TempDir(), comm)
+		if err := os.Symlink(h.workload, link); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := exec.Command(link, "basic", comm, "0", fmt.Sprint(each), "0").CombinedOutput(); err != nil {
+				t.Errorf("%s: %v: %s", comm, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+
+	want := make(map[string]float64)
+	for _, comm := range comms {
+		want[errs(comm, "openat", "ENOENT")] = each
+	}
+	h.expect(3*time.Second, want)
+
+	failed := uint64(procs * each)
+	var sent, dropped uint64
+	ok := testenv.Eventually(3*time.Second, func() bool {
+		drops, err := h.probes.ReadDrops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped = 0
+		for i, reason := range loader.DropReasons {
+			if reason == "notable_rate_limited" || reason == "notable_ringbuf_full" {
+				dropped += drops[i]
+			}
+		}
+		sent = recent.Total() + reader.DecodeErrors.Load()
+		return sent+dropped == failed
+	})
+	if !ok {
+		t.Errorf("failed calls %d != events sent %d + dropped %d", failed, sent, dropped)
+	}
+	if dropped == 0 {
+		t.Errorf("no event dropped at a limit of %d per CPU per second: the flood did not test the limit", rate)
+	}
+	if n := len(recent.Query(nil, 0)); n > keep {
+		t.Errorf("buffer holds %d events, want at most %d", n, keep)
+	}
+}
