@@ -88,3 +88,53 @@ func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
 		t.Errorf("buffer holds %d events, want at most %d", n, keep)
 	}
 }
+
+// More live processes than the per-process map holds: the excess is counted
+// under comm="~other" and stats_map_full, nothing crashes, totals stay exact.
+func TestMapFullCountsTheExcessExactly(t *testing.T) {
+	const procs, each, entries = 100, 50, 64
+	prefix := uniqueComm("mf")[:8]
+	comms := make([]string, procs)
+	for i := range comms {
+		comms[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	h := start(t, setup{
+		load:    func(o *loader.Options) { o.StatsEntries = entries },
+		filters: config.Filters{Include: config.Match{Comms: comms, Syscalls: []string{"getppid"}}},
+	})
+	var gated []*gatedProcess
+	for _, comm := range comms {
+		link := filepath.Join(t.TempDir(), comm)
+		if err := os.Symlink(h.workload, link); err != nil {
+			t.Fatal(err)
+		}
+		gated = append(gated, startGated(t, link, comm, each))
+	}
+	for _, g := range gated {
+		g.round()
+	}
+	var sum float64
+	var got map[string]float64
+	ok := testenv.Eventually(3*time.Second, func() bool {
+		got = h.scrape()
+		sum = 0
+		for k, v := range got {
+			if len(k) > len("sysobsd_syscalls_total{") && k[:len("sysobsd_syscalls_total{")] == "sysobsd_syscalls_total{" {
+				sum += v
+			}
+		}
+		return sum == procs*each
+	})
+	if !ok {
+		t.Fatalf("getppid summed over series = %v, want %d", sum, procs*each)
+	}
+	if got[`sysobsd_drops_total{reason="stats_map_full"}`] == 0 {
+		t.Errorf("no stats_map_full drop counted with %d processes in %d entries", procs, entries)
+	}
+	if got[calls("~other", "getppid")] == 0 {
+		t.Errorf(`no comm="~other" series for the excess`)
+	}
+	for _, g := range gated {
+		g.exit()
+	}
+}
