@@ -17,7 +17,7 @@
  * Maps
  *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns}
  *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
- *   latency_hist     per-CPU array [abi][nr] -> log2 histogram of ns
+ *   latency_hist     per-CPU array [abi][nr] -> histogram, power-of-two seconds
  *   overflow_stats / overflow_errors
  *                    per-CPU arrays by [abi][nr]: calls whose hash entry could
  *                    not be created (map full) land here, so totals stay exact
@@ -50,7 +50,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define MAX_ERRNO 4095
 #define NR_SLOTS 1024 /* syscall numbers per ABI in the array maps; larger ones share the last slot */
 #define ABIS 2
-#define HIST_BUCKETS 40 /* bucket b counts calls of (2^(b-1), 2^b] ns; the last one all longer */
+#define HIST_BUCKETS 40 /* see latency_bucket: power-of-two seconds from 2^-30 to 2^9 */
 #define COMM_LEN 16
 
 enum abi {
@@ -325,16 +325,20 @@ static __always_inline u16 task_abi(struct task_struct *task)
 #endif
 }
 
-/* Bucket b holds durations in (2^(b-1), 2^b] ns: ceil(log2(ns)), clamped.
- * All 64-bit: a u32 result is zero-extended into a copy of the register,
- * and 6.1's verifier then loses the clamp ("R0 unbounded memory access"). */
+/* Bucket b holds durations in (2^(b-31), 2^(b-30)] seconds: the log2 of the
+ * duration in units of 2^-30 s (ns × 1.0737418, by shifts: no multiply, no
+ * overflow), so bucket bounds are powers of two in seconds — the boundaries
+ * of native histograms' schema 0 — from ~1 ns to 2^9 s; the last bucket
+ * takes all longer calls. All 64-bit: a u32 result is zero-extended into a
+ * copy of the register, and 6.1's verifier then loses the clamp. */
 static __always_inline u64 latency_bucket(u64 ns)
 {
 	u64 v, r = 0, shift;
 
-	if (ns <= 1)
+	v = ns + (ns >> 4) + (ns >> 7) + (ns >> 9) + (ns >> 10) + (ns >> 11);
+	if (v <= 1)
 		return 0;
-	v = ns - 1;
+	v -= 1;
 	shift = (v > 0xFFFFFFFF) << 5; v >>= shift; r |= shift;
 	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
 	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
@@ -342,7 +346,6 @@ static __always_inline u64 latency_bucket(u64 ns)
 	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
 	r |= (v >> 1);
 	r += 1;
-	/* An explicit clamp: 6.1's verifier cannot bound r from the shifts. */
 	if (r >= HIST_BUCKETS)
 		r = HIST_BUCKETS - 1;
 	return r;

@@ -123,8 +123,10 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 
 	registry := prometheus.NewRegistry()
 	statsCap, errorsCap := probes.Capacity()
+	collector := metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log)
+	collector.SetNativeHistograms(cfg.NativeHistograms)
 	registry.MustRegister(
-		metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log),
+		collector,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_total",
 			Help: "Notable events (failed and slow calls) received from the kernel."},
 			func() float64 { return float64(recent.Total()) }),

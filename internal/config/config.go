@@ -36,6 +36,8 @@ type Config struct {
 	Labels []string `yaml:"labels"`
 	// HistogramLabels are the labels of the latency histogram.
 	HistogramLabels []string    `yaml:"histogram_labels"`
+	// NativeHistograms adds native buckets to the histogram's classic ones.
+	NativeHistograms bool `yaml:"native_histograms"`
 	Cardinality     Cardinality `yaml:"cardinality"`
 	Filters         Filters     `yaml:"filters"`
 	Events          Events      `yaml:"events"`

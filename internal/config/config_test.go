@@ -147,7 +147,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 	SyscallKnown = func(name string) bool { return name == "futex" || name == "read" }
 	t.Cleanup(func() { SyscallKnown = nil })
-	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"
+	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"
 	const mapsKeys = "allowed: errors_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
@@ -234,8 +234,8 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate section", "maps:\n  stats_entries: 2048\nmaps:\n  errors_entries: 2048\n", 3, []string{`key "maps" given twice in the top level`}},
 
 		// Wrong shapes.
-		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"}},
-		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps"}},
+		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
+		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
 		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},

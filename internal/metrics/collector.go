@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/internal/loader"
@@ -23,11 +24,14 @@ type Source interface {
 	Snapshot(ctx context.Context) (*tally.Snapshot, error)
 }
 
-// Histogram buckets exported: le = 2^b ns for b in [firstBucket, lastBucket]
+// Kernel histogram bucket b holds durations in (2^(b-31), 2^(b-30)] s
+// (bpf/sysobsd.bpf.c latency_bucket). Classic buckets exported: le =
+// 2^(b-30) s for b in [firstBucket, lastBucket]
 // (about 1 µs to 17 s); shorter calls fall in the first, longer in +Inf.
 const (
-	firstBucket = 10
-	lastBucket  = 34
+	firstBucket    = 10 // 2^-20 s, about 1 µs
+	lastBucket     = 34 // 2^4 s
+	bucketExponent = 30
 )
 
 // processDescs are the per-process metrics' descriptors for one label set.
@@ -76,6 +80,8 @@ var (
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
+	// native adds native-histogram buckets (schema 0) to the classic ones.
+	native   bool
 	mu       sync.Mutex
 	descs    map[tally.LabelSet]processDescs
 	source   Source
@@ -95,6 +101,47 @@ func NewCollector(source Source, names *syscalls.Table, statsCapacity, errorsCap
 		timeout:  10 * time.Second,
 		log:      log,
 	}
+}
+
+// SetNativeHistograms adds exact native-histogram buckets (schema 0: the
+// kernel's own power-of-two bounds) to the classic ones, for Prometheus
+// servers that scrape protobuf.
+func (c *Collector) SetNativeHistograms(on bool) { c.native = on }
+
+// nativeHistogram is a classic const histogram plus the same counts as
+// native schema-0 buckets: kernel bucket b is native index b-30.
+type nativeHistogram struct {
+	prometheus.Metric
+	buckets loader.Histogram
+}
+
+func (h nativeHistogram) Write(m *dto.Metric) error {
+	if err := h.Metric.Write(m); err != nil {
+		return err
+	}
+	hist := m.GetHistogram()
+	schema, zero, zeroCount := int32(0), 0.0, uint64(0)
+	hist.Schema, hist.ZeroThreshold, hist.ZeroCount = &schema, &zero, &zeroCount
+	prevIndex, prevCount := 0, int64(0)
+	var span *dto.BucketSpan
+	for b, n := range h.buckets {
+		if n == 0 {
+			continue
+		}
+		index := b - bucketExponent
+		if span == nil || index != prevIndex+1 {
+			offset := int32(index)
+			if span != nil {
+				offset = int32(index - prevIndex - 1)
+			}
+			span = &dto.BucketSpan{Offset: &offset, Length: new(uint32)}
+			hist.PositiveSpan = append(hist.PositiveSpan, span)
+		}
+		*span.Length++
+		hist.PositiveDelta = append(hist.PositiveDelta, int64(n)-prevCount)
+		prevIndex, prevCount = index, int64(n)
+	}
+	return nil
 }
 
 // Describe sends nothing: the collector is unchecked, since a SIGHUP can
@@ -233,13 +280,16 @@ func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.S
 		for b := 0; b <= lastBucket; b++ {
 			cumulative += h.buckets[b]
 			if b >= firstBucket {
-				buckets[math.Ldexp(1e-9, b)] = cumulative
+				buckets[math.Ldexp(1, b-bucketExponent)] = cumulative
 			}
 		}
 		m, err := prometheus.NewConstHistogram(durationDesc, count, float64(h.ns)/1e9, buckets, name)
 		if err != nil {
 			c.log.Error("scrape: build histogram", zap.String("syscall", name), zap.Error(err))
 			continue
+		}
+		if c.native {
+			m = nativeHistogram{Metric: m, buckets: h.buckets}
 		}
 		ch <- m
 	}

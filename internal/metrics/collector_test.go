@@ -399,3 +399,41 @@ func BenchmarkCollect(b *testing.B) {
 		b.Fatal("no metrics collected")
 	}
 }
+
+// Native buckets carry the kernel's counts exactly: bucket b is index b-30.
+func TestNativeHistogramsMatchTheKernelBuckets(t *testing.T) {
+	snap := withSyscallNS(&tally.Snapshot{
+		LabelSet:   tally.LabelSet(tally.LabelComm),
+		Calls:      map[tally.SeriesKey]loader.Counts{seriesKey("a", nativeRead): {Calls: 10, NS: 1000}},
+		Histograms: map[tally.Syscall]loader.Histogram{nativeRead: {10: 2, 11: 3, 14: 5}},
+	})
+	c, _ := newTestCollector(t, &fakeSource{snap: snap})
+	c.SetNativeHistograms(true)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != "sysobsd_syscall_duration_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSchema() != 0 || h.GetSampleCount() != 10 {
+			t.Errorf("schema %d count %d, want 0 and 10", h.GetSchema(), h.GetSampleCount())
+		}
+		spans := h.GetPositiveSpan()
+		if len(spans) != 2 || spans[0].GetOffset() != -20 || spans[0].GetLength() != 2 || spans[1].GetOffset() != 2 || spans[1].GetLength() != 1 {
+			t.Errorf("spans %v, want [-20 len 2] [+2 len 1]", spans)
+		}
+		if d := h.GetPositiveDelta(); len(d) != 3 || d[0] != 2 || d[1] != 1 || d[2] != 2 {
+			t.Errorf("deltas %v, want [2 1 2]", d)
+		}
+		if len(h.GetBucket()) == 0 {
+			t.Errorf("classic buckets missing alongside the native ones")
+		}
+		return
+	}
+	t.Fatal("no sysobsd_syscall_duration_seconds")
+}
