@@ -35,12 +35,12 @@ type Config struct {
 	// Labels are the process labels of the counters.
 	Labels []string `yaml:"labels"`
 	// HistogramLabels are the labels of the latency histogram.
-	HistogramLabels []string    `yaml:"histogram_labels"`
+	HistogramLabels []string `yaml:"histogram_labels"`
 	// NativeHistograms adds native buckets to the histogram's classic ones.
-	NativeHistograms bool `yaml:"native_histograms"`
-	Cardinality     Cardinality `yaml:"cardinality"`
-	Filters         Filters     `yaml:"filters"`
-	Events          Events      `yaml:"events"`
+	NativeHistograms bool        `yaml:"native_histograms"`
+	Cardinality      Cardinality `yaml:"cardinality"`
+	Filters          Filters     `yaml:"filters"`
+	Events           Events      `yaml:"events"`
 }
 
 // Events are failed and slow calls reported one by one, with arguments.
