@@ -53,6 +53,14 @@ char LICENSE[] SEC("license") = "GPL";
 #define HIST_BUCKETS 40 /* see latency_bucket: power-of-two seconds from 2^-30 to 2^9 */
 #define COMM_LEN 16
 
+#if defined(__TARGET_ARCH_x86)
+#define RT_SIGRETURN 15         /* x86_64 */
+#define RT_SIGRETURN_COMPAT 173 /* i386 */
+#else
+#define RT_SIGRETURN 139        /* arm64 */
+#define RT_SIGRETURN_COMPAT 173 /* arm */
+#endif
+
 enum abi {
 	ABI_NATIVE = 0,
 	ABI_COMPAT = 1,
@@ -544,8 +552,12 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 		return;
 	fs = bpf_map_lookup_elem(&filter_settings, &slot);
 	key.exec_id = (u32)task->self_exec_id;
-	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	key.abi = task_abi(task);
+	/* rt_sigreturn restores the interrupted context, whose syscall number
+	 * signal delivery set to -1: that is the only common -1 at exit. */
+	if (nr == -1)
+		nr = key.abi == ABI_COMPAT ? RT_SIGRETURN_COMPAT : RT_SIGRETURN;
+	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	if (ret == 0 && is_fork_child_return(key.abi, nr))
 		return;
 	if (process_filtered_out(fs, key.tgid) || syscall_filtered_out(fs, key.abi, nr))

@@ -15,7 +15,7 @@ packages=()
 case "$what" in
 run) ;;
 test)
-	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git)
+	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git systemd lintian)
 	# 32-bit workloads for the compat-ABI test.
 	[ "$(dpkg --print-architecture)" = amd64 ] && packages+=(gcc-multilib)
 	;;

@@ -130,6 +130,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 
 	exited := -1
 	app.Terminate(func(status int) { exited = status })
+	// kingpin lets a trailing value-taking flag pass without its value when
+	// a default command exists; refuse it here.
+	if err := trailingFlagWithoutValue(app, args); err != nil {
+		fmt.Fprintf(stderr, "sysobsd: %v; see sysobsd --help\n", err)
+		return opts, 2, true
+	}
 	command, err := app.Parse(args)
 	if exited >= 0 { // --help or --version
 		return opts, exited, true
@@ -152,6 +158,23 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 		return opts, 2, true
 	}
 	return opts, 0, false
+}
+
+func trailingFlagWithoutValue(app *kingpin.Application, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	last := args[len(args)-1]
+	name, ok := strings.CutPrefix(last, "--")
+	if !ok || strings.Contains(name, "=") {
+		return nil
+	}
+	for _, f := range app.Model().FlagGroupModel.Flags {
+		if f.Name == name && !f.IsBoolFlag() {
+			return fmt.Errorf("expected argument for flag '--%s'", name)
+		}
+	}
+	return nil
 }
 
 // oneLine folds a library's multi-line error into the one line users get;

@@ -39,7 +39,7 @@ func addTraceCommand(app *kingpin.Application, o *traceOptions) {
 	cmd.Flag("syscall", "Only this syscall; repeatable.").StringsVar(&o.syscalls)
 	cmd.Flag("errno", "Only calls failing with this errno (EACCES); repeatable.").StringsVar(&o.errnos)
 	cmd.Flag("slow", "Also calls that take at least this long (0: failed calls only).").DurationVar(&o.slow)
-	cmd.Flag("strlen", "Longest path shown, as strace -s (at most 512).").Short('s').Default("256").IntVar(&o.strlen)
+	cmd.Flag("strlen", "Longest path shown (at most 510); longer ones end in ...").Short('s').Default("256").IntVar(&o.strlen)
 	cmd.Flag("output", "text (strace-like lines) or json (one object per line).").Default("text").StringVar(&o.output)
 	cmd.Flag("duration", "Stop after this long (0: until Ctrl-C).").DurationVar(&o.duration)
 }
@@ -49,10 +49,11 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 	if err := oneOf("output", o.output, "text", "json"); err != nil {
 		return err
 	}
-	if o.strlen < 1 || o.strlen > loader.PathCapture {
-		return fmt.Errorf("trace: -s %d is out of range; allowed: 1 to %d", o.strlen, loader.PathCapture)
+	if o.strlen < 1 || o.strlen > loader.PathCapture-2 {
+		return fmt.Errorf("trace: -s %d is out of range; allowed: 1 to %d", o.strlen, loader.PathCapture-2)
 	}
-	ev := config.Events{Enabled: true, Errors: true, Slow: o.slow, RateLimit: cfg.Events.RateLimit, PathMax: o.strlen + 1}
+	// Two bytes over -s: a path of exactly -s bytes is then not mistaken for a cut one.
+	ev := config.Events{Enabled: true, Errors: true, Slow: o.slow, RateLimit: cfg.Events.RateLimit, PathMax: o.strlen + 2}
 	if len(o.errnos) > 0 {
 		// Only the errnos asked for: every other one is ignored.
 		for n := uint32(1); n < 4096; n++ {
@@ -86,7 +87,7 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 		return err
 	}
 	defer probes.Close()
-	reader, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, o.strlen+1))
+	reader, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, o.strlen+2))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package strace
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,7 +17,8 @@ import (
 type argKind uint8
 
 const (
-	argInt     argKind = iota // signed decimal
+	argInt     argKind = iota // signed decimal, a C int
+	argOff                    // signed decimal, a 64-bit off_t/loff_t
 	argUint                   // unsigned decimal (sizes, counts)
 	argHex                    // pointers and opaque values
 	argFD                     // a file descriptor
@@ -30,7 +32,7 @@ const (
 // signatures of the calls SREs meet most; others show six hex arguments.
 var signatures = map[string][]argKind{
 	"read": {argFD, argHex, argUint}, "write": {argFD, argHex, argUint},
-	"pread64": {argFD, argHex, argUint, argInt}, "pwrite64": {argFD, argHex, argUint, argInt},
+	"pread64": {argFD, argHex, argUint, argOff}, "pwrite64": {argFD, argHex, argUint, argOff},
 	"open": {argPath, argOpen, argMode}, "openat": {argDirFD, argPath, argOpen, argMode},
 	"openat2": {argDirFD, argPath, argHex, argUint}, "creat": {argPath, argMode},
 	"close": {argFD}, "stat": {argPath, argHex}, "lstat": {argPath, argHex}, "fstat": {argFD, argHex},
@@ -43,8 +45,8 @@ var signatures = map[string][]argKind{
 	"chdir": {argPath}, "fchdir": {argFD}, "readlink": {argPath, argHex, argUint}, "readlinkat": {argDirFD, argPath, argHex, argUint},
 	"chmod": {argPath, argMode}, "fchmod": {argFD, argMode}, "fchmodat": {argDirFD, argPath, argMode},
 	"chown": {argPath, argInt, argInt}, "fchown": {argFD, argInt, argInt}, "fchownat": {argDirFD, argPath, argInt, argInt, argAtFlags},
-	"truncate": {argPath, argInt}, "ftruncate": {argFD, argInt}, "fsync": {argFD}, "fdatasync": {argFD},
-	"lseek": {argFD, argInt, argInt}, "dup": {argFD}, "dup2": {argFD, argFD}, "dup3": {argFD, argFD, argHex},
+	"truncate": {argPath, argOff}, "ftruncate": {argFD, argOff}, "fsync": {argFD}, "fdatasync": {argFD},
+	"lseek": {argFD, argOff, argInt}, "dup": {argFD}, "dup2": {argFD, argFD}, "dup3": {argFD, argFD, argHex},
 	"ioctl": {argFD, argHex, argHex}, "fcntl": {argFD, argInt, argHex}, "flock": {argFD, argInt},
 	"connect": {argFD, argHex, argUint}, "accept": {argFD, argHex, argHex}, "accept4": {argFD, argHex, argHex, argHex},
 	"bind": {argFD, argHex, argUint}, "listen": {argFD, argInt}, "sendto": {argFD, argHex, argUint, argHex, argHex, argUint},
@@ -55,27 +57,31 @@ var signatures = map[string][]argKind{
 	"ppoll": {argHex, argUint, argHex, argHex, argUint}, "select": {argInt, argHex, argHex, argHex, argHex},
 	"wait4": {argInt, argHex, argHex, argHex}, "kill": {argInt, argInt}, "getdents64": {argFD, argHex, argUint},
 	"mmap": {argHex, argUint, argHex, argHex, argFD, argHex}, "munmap": {argHex, argUint},
-	"fallocate": {argFD, argInt, argInt, argInt}, "sendfile": {argFD, argFD, argHex, argUint},
+	"fallocate": {argFD, argInt, argOff, argOff}, "sendfile": {argFD, argFD, argHex, argUint},
 }
 
+// largeFile is the kernel's O_LARGEFILE. x/sys says 0 on amd64, as the C
+// library does for 64-bit code, but the bit is 0x8000 and 32-bit tasks set it.
+var largeFile = cmp.Or(uint64(unix.O_LARGEFILE), 0x8000)
+
+// openFlags in strace's order. Each entry matches only when all its bits are
+// set and takes them, so O_SYNC (which includes O_DSYNC) and O_TMPFILE (which
+// includes O_DIRECTORY) come before their parts.
 var openFlags = []struct {
 	bit  uint64
 	name string
 }{
 	{unix.O_CREAT, "O_CREAT"}, {unix.O_EXCL, "O_EXCL"}, {unix.O_NOCTTY, "O_NOCTTY"}, {unix.O_TRUNC, "O_TRUNC"},
-	{unix.O_APPEND, "O_APPEND"}, {unix.O_NONBLOCK, "O_NONBLOCK"}, {unix.O_DSYNC, "O_DSYNC"},
-	{unix.O_DIRECT, "O_DIRECT"}, {unix.O_LARGEFILE, "O_LARGEFILE"}, {unix.O_DIRECTORY, "O_DIRECTORY"},
+	{unix.O_APPEND, "O_APPEND"}, {unix.O_NONBLOCK, "O_NONBLOCK"}, {unix.O_SYNC, "O_SYNC"}, {unix.O_DSYNC, "O_DSYNC"},
+	{unix.O_DIRECT, "O_DIRECT"}, {largeFile, "O_LARGEFILE"},
 	{unix.O_NOFOLLOW, "O_NOFOLLOW"}, {unix.O_NOATIME, "O_NOATIME"}, {unix.O_CLOEXEC, "O_CLOEXEC"},
-	{unix.O_PATH, "O_PATH"}, {unix.O_TMPFILE &^ unix.O_DIRECTORY, "O_TMPFILE"},
+	{unix.O_PATH, "O_PATH"}, {unix.O_TMPFILE, "O_TMPFILE"}, {unix.O_TMPFILE &^ unix.O_DIRECTORY, "__O_TMPFILE"},
+	{unix.O_DIRECTORY, "O_DIRECTORY"}, {unix.O_ASYNC, "FASYNC"},
 }
 
 func formatOpenFlags(v uint64) string {
 	parts := []string{[]string{"O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"}[v&unix.O_ACCMODE]}
 	rest := v &^ unix.O_ACCMODE
-	if rest&unix.O_SYNC == unix.O_SYNC {
-		parts = append(parts, "O_SYNC")
-		rest &^= unix.O_SYNC
-	}
 	for _, f := range openFlags {
 		if rest&f.bit == f.bit && f.bit != 0 {
 			parts = append(parts, f.name)
@@ -154,6 +160,11 @@ func formatArg(kind argKind, v uint64, n events.Notable, strlen int) string {
 	switch kind {
 	case argInt, argFD:
 		return strconv.FormatInt(int64(int32(v)), 10)
+	case argOff:
+		if n.Compat {
+			return strconv.FormatInt(int64(int32(v)), 10) // a 32-bit task's off_t
+		}
+		return strconv.FormatInt(int64(v), 10)
 	case argUint:
 		return strconv.FormatUint(v, 10)
 	case argDirFD:
@@ -173,7 +184,7 @@ func formatArg(kind argKind, v uint64, n events.Notable, strlen int) string {
 	case argOpen:
 		return formatOpenFlags(v)
 	case argMode:
-		return "0" + strconv.FormatUint(v&0o7777, 8)
+		return fmt.Sprintf("%#03o", v&0o7777) // strace: 0644, and 000 for none
 	case argAtFlags:
 		return formatAtFlags(v)
 	}
@@ -185,7 +196,7 @@ func createsFile(n events.Notable) bool {
 	if n.Syscall == "openat" {
 		flags = n.Args[2]
 	}
-	return flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE
+	return flags&(unix.O_CREAT|unix.O_TMPFILE&^unix.O_DIRECTORY) != 0 // as strace: O_CREAT or __O_TMPFILE
 }
 
 // describeErrno is strerror's text: "Permission denied".
