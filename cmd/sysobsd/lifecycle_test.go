@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,8 +34,26 @@ import (
 type daemonProcess struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	exited chan error
+}
+
+// syncBuffer is a bytes.Buffer the test may read while exec writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startDaemon runs the binary with args (prefix, e.g. setpriv, before it)
@@ -42,7 +61,7 @@ type daemonProcess struct {
 func startDaemon(t *testing.T, prefix []string, args ...string) *daemonProcess {
 	t.Helper()
 	testenv.RequireRoot(t)
-	d := &daemonProcess{addr: freeAddress(t), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d := &daemonProcess{addr: freeAddress(t), stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	argv := append(slices.Clone(prefix), binary(t), "--web.listen-address="+d.addr)
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--log.level") }) {
 		argv = append(argv, "--log.level=warn")
