@@ -120,7 +120,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&opts.logLevel)
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&opts.logFormat)
 	app.Flag("bpf.attach-mode", "How to hook the syscall tracepoints: auto (tp_btf, else raw_tracepoint), tp_btf or raw_tracepoint.").Default("auto").StringVar(&opts.attachMode)
-	app.Flag("bpf.kernel-btf", "The running kernel's BTF, for kernels built without /sys/kernel/btf/vmlinux.").Default(loader.KernelBTFPath).StringVar(&opts.kernelBTF)
+	app.Flag("bpf.kernel-btf", "Where to read the running kernel's BTF for CO-RE (the kernel must still have its own: tp_btf hooks need it).").Default(loader.KernelBTFPath).StringVar(&opts.kernelBTF)
 	app.Flag("capabilities.keep", "Capabilities kept after the programs are attached: auto (none from Linux 5.19, CAP_BPF before), none, or names like bpf,perfmon.").Default(privilege.KeepAuto).StringVar(&opts.keepCaps)
 	opts.web = kingpinflag.AddFlags(app, defaultListenAddress)
 	app.Command("serve", "Run the daemon: count every syscall and serve /metrics (the default).").Default()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -110,7 +111,7 @@ func kernelBTF(path string) (*btf.Spec, error) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		if path == KernelBTFPath {
-			return nil, fmt.Errorf("load BPF: kernel has no BTF at %s; sysobsd needs Linux ≥5.15 built with CONFIG_DEBUG_INFO_BTF=y, or a BTF file for this kernel given with --bpf.kernel-btf", path)
+			return nil, fmt.Errorf("load BPF: kernel has no BTF at %s; sysobsd needs Linux ≥5.13 built with CONFIG_DEBUG_INFO_BTF=y (its tp_btf hooks need the kernel's own BTF)", path)
 		}
 		return nil, fmt.Errorf("load BPF: --bpf.kernel-btf=%s: %w; give the BTF of the running kernel", path, err)
 	}
@@ -256,10 +257,14 @@ func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
 
 // VerifierRejection is a program the kernel's verifier refused; its message
 // carries the whole log, which names the instruction refused.
-type VerifierRejection struct{ Err *ebpf.VerifierError }
+type VerifierRejection struct {
+	Err *ebpf.VerifierError
+	// Context names the program: "program sys_exit: load program: ".
+	Context string
+}
 
 func (v *VerifierRejection) Error() string {
-	return fmt.Sprintf("load BPF: the kernel's verifier rejected a program; please report with this log: %+v", v.Err)
+	return fmt.Sprintf("load BPF: the kernel's verifier rejected a program; please report with this log: %s%+v", v.Context, v.Err)
 }
 
 func (v *VerifierRejection) Unwrap() error { return v.Err }
@@ -267,7 +272,7 @@ func (v *VerifierRejection) Unwrap() error { return v.Err }
 func describeLoadError(err error) error {
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
-		return &VerifierRejection{Err: verr}
+		return &VerifierRejection{Err: verr, Context: strings.TrimSuffix(err.Error(), verr.Error())}
 	}
 	if isPermission(err) {
 		return permissionError("load BPF", err)

@@ -93,6 +93,19 @@ func start(t *testing.T, s setup) *harness {
 	return &harness{t: t, probes: probes, engine: engine, registry: registry, workload: workload}
 }
 
+// syscallLabel is the `syscall="..."` part of a series key.
+func syscallLabel(key string) string {
+	i := strings.Index(key, `syscall="`)
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(key[i+len(`syscall="`):], '"')
+	if j < 0 {
+		return ""
+	}
+	return key[i : i+len(`syscall="`)+j+1]
+}
+
 func labelSet(names []string) tally.LabelSet {
 	if names == nil {
 		names = []string{"comm"}
@@ -168,6 +181,17 @@ func (h *harness) expect(timeout time.Duration, want map[string]float64) map[str
 		for k, v := range want {
 			if got[k] != v {
 				h.t.Errorf("%s = %v, want %v", k, got[k], v)
+				// Where did the calls go? Series of the same metric and
+				// syscall holding that many, and the loss counters.
+				metric, _, _ := strings.Cut(k, "{")
+				for other, ov := range got {
+					if strings.HasPrefix(other, metric+"{") && ov >= v && other != k && strings.Contains(other, syscallLabel(k)) {
+						h.t.Logf("  candidate: %s = %v", other, ov)
+					}
+					if strings.HasPrefix(other, "sysobsd_drops_total") && ov > 0 {
+						h.t.Logf("  %s = %v", other, ov)
+					}
+				}
 			}
 		}
 		h.t.FailNow()

@@ -15,6 +15,8 @@
  *   workload mix NAME           4 threads x 1000 getppid, a child making 50
  *                               writes to /dev/null and 5 failing openat, 7
  *                               failing openat in the parent; waits for the child.
+ *   workload churn NAME N K     N short-lived children, 64 at a time, each making
+ *                               K getppid calls and exiting.
  *   workload gated NAME N       for each byte read from stdin, N getppid calls;
  *                               exits when stdin closes. Lets a test move the
  *                               process or reload the daemon between rounds.
@@ -135,6 +137,29 @@ static int mix(const char *name)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
 }
 
+static int churn(const char *name, long n, long k)
+{
+	long started = 0, running = 0;
+	name_self(name);
+	while (started < n || running > 0) {
+		while (started < n && running < 64) {
+			pid_t pid = fork();
+			if (pid < 0)
+				return 2;
+			if (pid == 0) {
+				getppid_n(k);
+				_exit(0);
+			}
+			started++;
+			running++;
+		}
+		int status;
+		if (wait(&status) > 0)
+			running--;
+	}
+	return 0;
+}
+
 static int gated(const char *name, long n)
 {
 	char buf[1];
@@ -162,6 +187,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]));
+	if (argc >= 5 && strcmp(argv[1], "churn") == 0)
+		return churn(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 3 && strcmp(argv[1], "mix") == 0)
 		return mix(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "gated") == 0)
