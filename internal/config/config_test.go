@@ -22,7 +22,7 @@ var documented = Config{
 	Maps: Maps{
 		StatsEntries:    65536,
 		ErrorsEntries:   16384,
-		RingBufferBytes: 262144,
+		RingBufferBytes: 1 << 20,
 	},
 	Labels:          []string{"comm"},
 	HistogramLabels: []string{"syscall"},

@@ -29,6 +29,7 @@ type process struct {
 	// cgroup is the cgroup2 id from the latest record (or the scan).
 	cgroup      uint64
 	cgroupKnown bool
+	folds       int // folds since the process exited (ForgetExited)
 }
 
 // NewProcessTable reads names it has no record for from procRoot (/proc).
@@ -194,7 +195,18 @@ func (t *ProcessTable) ExitedCount() int { return len(t.exited) }
 func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
 
 // ForgetExited drops every exited process.
-func (t *ProcessTable) ForgetExited() { clear(t.exited) }
+//
+// An exited process is kept through two calls: a map read racing with the
+// kernel's inserts may miss an entry once, and the entry must still find
+// its name at the next fold rather than be counted as ~unknown.
+func (t *ProcessTable) ForgetExited() {
+	for tgid, p := range t.exited {
+		p.folds++
+		if p.folds >= 2 {
+			delete(t.exited, tgid)
+		}
+	}
+}
 
 // Live is how many processes the table tracks as running.
 func (t *ProcessTable) Live() int { return len(t.live) }

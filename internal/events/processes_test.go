@@ -98,6 +98,8 @@ func TestTwoProcessesKeepTheirOwnNames(t *testing.T) {
 		t.Error("Exited(10) = false after its exit record")
 	}
 	pt.ForgetExited()
+	checkState(t, "kept through one fold", pt, 20, true, false, 1, 1)
+	pt.ForgetExited()
 	checkState(t, "forget exited", pt, 20, true, false, 1, 0)
 	checkNames(t, "forget exited", pt, []nameCase{{10, 1, ""}, {20, 2, "b2"}})
 }

@@ -55,7 +55,7 @@ func DefaultOptions() Options {
 		ExcludeTGID:           uint32(os.Getpid()),
 		StatsEntries:          65536,
 		ErrorsEntries:         16384,
-		RingBufferBytes:       256 * 1024,
+		RingBufferBytes:       1024 * 1024,
 		EventsRingBufferBytes: 1024 * 1024,
 		KernelBTF:             KernelBTFPath,
 	}

@@ -479,10 +479,16 @@ func plusErrors(a, b uint64) uint64 { return a + b }
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.
 func (t *Tally) sweepLostExits() {
-	if t.alive == nil || t.now().Sub(t.lastSweep) < t.sweepEvery {
+	if t.alive == nil {
 		return
 	}
-	t.lastSweep = t.now()
+	// Processes no record named are checked at every sync: after the ring
+	// buffer is drained, an unnamed and dead process lost both its fork and
+	// exit records, and its counts should not wait 30 s to be exported.
+	full := t.now().Sub(t.lastSweep) >= t.sweepEvery
+	if full {
+		t.lastSweep = t.now()
+	}
 	checked := make(map[uint32]bool)
 	check := func(tgid uint32) {
 		if _, done := checked[tgid]; done || t.procs.Exited(tgid) {
@@ -494,11 +500,14 @@ func (t *Tally) sweepLostExits() {
 			t.procs.MarkGone(tgid)
 		}
 	}
-	for k := range t.live {
-		check(k.Tgid)
-	}
 	for tgid := range t.unnamed {
 		check(tgid)
+	}
+	if !full {
+		return
+	}
+	for k := range t.live {
+		check(k.Tgid)
 	}
 }
 
