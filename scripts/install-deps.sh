@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what sysobsd's build (run) or tests (test) need on Debian 12.
+# Installs what sysobsd's build (run), tests (test) or the 6.1 VM test
+# (kernel) need on Debian 12.
 # Skips apt-get when everything is already there.
 set -euo pipefail
 what=${1:-test}
@@ -19,7 +20,8 @@ test)
 	# 32-bit workloads for the compat-ABI test.
 	[ "$(dpkg --print-architecture)" = amd64 ] && packages+=(gcc-multilib)
 	;;
-*) echo "usage: $0 run|test" >&2; exit 2 ;;
+kernel) packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev gcc-multilib) ;;
+*) echo "usage: $0 run|test|kernel" >&2; exit 2 ;;
 esac
 need_go
 

@@ -31,21 +31,7 @@ started=$SECONDS
 say() { echo "kernel-test: $*"; }
 
 # --- Debian packages: apt-get only when something is missing ---------------
-packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev gcc-multilib)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -ne 0 ]; then
-		say "missing Debian packages: ${missing[*]}; run as root or install them" >&2
-		exit 1
-	fi
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-deps.sh kernel
 if ! command -v go >/dev/null 2>&1; then
 	say "Go ≥1.26 is needed at /usr/local/go (or on PATH)" >&2
 	exit 1
