@@ -3,10 +3,13 @@
 package testenv
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -91,4 +94,54 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+var (
+	daemonOnce sync.Once
+	daemonPath string
+	daemonErr  error
+)
+
+// BuildDaemon builds cmd/sysobsd once per test binary, static and
+// stripped as `make build` does, and returns its path.
+func BuildDaemon(t testing.TB) string {
+	t.Helper()
+	daemonOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sysobsd-bin")
+		if err != nil {
+			daemonErr = err
+			return
+		}
+		// Tests run it as other users too (setpriv, a DynamicUser sandbox).
+		if err := os.Chmod(dir, 0o755); err != nil {
+			daemonErr = err
+			return
+		}
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = "/usr/local/go/bin/go"
+		}
+		daemonPath = filepath.Join(dir, "sysobsd")
+		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", daemonPath, "./cmd/sysobsd")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			daemonErr = fmt.Errorf("go build ./cmd/sysobsd: %v: %s", err, out)
+		}
+	})
+	if daemonErr != nil {
+		t.Fatal(daemonErr)
+	}
+	return daemonPath
+}
+
+// FreeAddress is a loopback address with a port nobody listens on.
+func FreeAddress(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -81,31 +81,8 @@ func lookPath(t *testing.T, tool, debianPackage string) string {
 	return p
 }
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-// binary builds ./cmd/sysobsd once, static and stripped as make build does.
-func binary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		path := filepath.Join(shared, "sysobsd")
-		cmd := exec.Command(goTool(t), "build", "-trimpath", "-ldflags=-s -w", "-o", path, "./cmd/sysobsd")
-		cmd.Dir = repo()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binaryErr = fmt.Errorf("go build ./cmd/sysobsd: %v\n%s", err, out)
-			return
-		}
-		binaryPath = path
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
-	}
-	return binaryPath
-}
+// binary is the daemon, built as make build does.
+func binary(t *testing.T) string { return testenv.BuildDaemon(t) }
 
 // packageVersion is what make package would pass for a commit after v0.1.0.
 const (

@@ -434,15 +434,7 @@ func copyFile(from, to string, mode os.FileMode) error {
 	return os.WriteFile(to, data, mode)
 }
 
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddress(t *testing.T) string { return testenv.FreeAddress(t) }
 
 func get(url string) (string, error) {
 	client := http.Client{Timeout: 5 * time.Second}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,15 +49,15 @@ func TestAlertsRulesAndDashboardQueriesOnARealPrometheus(t *testing.T) {
 	}
 	dir := t.TempDir()
 	workload := testenv.BuildWorkload(t, dir)
-	daemonBin := buildDaemon(t, dir)
+	daemonBin := testenv.BuildDaemon(t)
 	repo := testenv.RepoRoot()
 
-	daemonAddr := freeAddress(t)
+	daemonAddr := testenv.FreeAddress(t)
 	config := writeFile(t, dir, "sysobsd.yml", "fold_interval: 200ms\nlabels: [comm]\n")
 	start(t, "sysobsd", daemonBin, "--config.file="+config, "--web.listen-address="+daemonAddr, "--log.level=warn")
 	waitHTTP(t, "sysobsd", "http://"+daemonAddr+"/metrics", 15*time.Second)
 
-	promAddr := freeAddress(t)
+	promAddr := testenv.FreeAddress(t)
 	promConfig := writePrometheusConfig(t, dir, repo, daemonAddr)
 	start(t, "prometheus", promBin,
 		"--config.file="+promConfig,
@@ -174,32 +173,6 @@ func checkQueries(t *testing.T, prom *promAPI, queries []panelQuery, vars map[st
 		}
 	}
 	t.Logf("%d of %d dashboard queries returned data", answered, len(queries))
-}
-
-// buildDaemon builds cmd/sysobsd into dir, as a user would.
-func buildDaemon(t *testing.T, dir string) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = "/usr/local/go/bin/go"
-	}
-	out := filepath.Join(dir, "sysobsd")
-	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/sysobsd")
-	cmd.Dir = testenv.RepoRoot()
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/sysobsd: %v\n%s", err, msg)
-	}
-	return out
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {
