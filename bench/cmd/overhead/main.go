@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -602,25 +604,17 @@ func statCPUNs(pid int) float64 {
 	return (ut + st) * 1e9 / 100 // USER_HZ is 100 on Linux
 }
 
+// memKiB reads a process's resident and peak resident memory (procfs).
 func memKiB(pid int) (rss, hwm int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = n
-		case "VmHWM":
-			hwm = n
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, 0
 	}
-	return rss, hwm
+	return int64(st.VmRSS / 1024), int64(st.VmHWM / 1024)
 }
 
 // ---- statistics and the report ----
