@@ -135,8 +135,10 @@ func allVariants(o options, port int, work string) []variant {
 			system: []string{o.sysobsd, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-nolat", title: "sysobsd, `latency: false`",
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + noLatency}, http: true, stop: syscall.SIGTERM},
-		{name: "sysobsd-notable", title: "sysobsd, notable events on",
-			skip: "not implemented yet in sysobsd (no config key to turn notable events on)"},
+		{name: "sysobsd-notable", title: "sysobsd, notable events on (`events.enabled: true`)",
+			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "events.yml")}, http: true, stop: syscall.SIGTERM},
+		{name: "sysobsd-stat", title: "`sysobsd stat --`",
+			wrap: []string{o.sysobsd, "stat", "-o", filepath.Join(work, "sysobsd-stat.out"), "--"}},
 		{name: "bpftrace", title: "bpftrace script doing what sysobsd does",
 			system: []string{"bpftrace", o.btScript}, env: []string{"BPFTRACE_MAP_KEYS_MAX=65536"},
 			ready: "sysobsd-bench: ready", stop: syscall.SIGINT, need: "bpftrace"},
@@ -159,6 +161,9 @@ func mainErr(o options) error {
 			return err
 		}
 		defer os.RemoveAll(work)
+	}
+	if err := os.WriteFile(filepath.Join(work, "events.yml"), []byte("events:\n  enabled: true\n"), 0o644); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(work, "no-latency.yml"), []byte("latency: false\n"), 0o644); err != nil {
 		return err
