@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/procfs"
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 )
 
 type options struct {
@@ -108,7 +108,7 @@ func run(o options) (string, error) {
 	}
 	baseStats := base.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
 	baseProcs := base.sum("sysobsd_processes_tracked")
-	rss0, _ := memKiB(d.pid())
+	rss0, _ := measure.MemKiB(d.pid())
 	mem0, maps0 := mapMemory(d.pid())
 	logf("baseline: %d stats entries, %d processes tracked, RSS %d KiB", int(baseStats), int(baseProcs), rss0)
 
@@ -118,7 +118,7 @@ func run(o options) (string, error) {
 	}
 
 	// ---- churn ----
-	p("### %s short-lived processes\n\n", groupThousands(o.short))
+	p("### %s short-lived processes\n\n", thousands(o.short))
 	before, err := d.scrape()
 	if err != nil {
 		return b.String(), err
@@ -146,24 +146,24 @@ func run(o options) (string, error) {
 	churnExact := got == want
 	execs := after.sum("sysobsd_syscalls_total", "comm", "sobsburst", "syscall", "execve") -
 		before.sum("sysobsd_syscalls_total", "comm", "sobsburst", "syscall", "execve")
-	rssC, hwmC := memKiB(d.pid())
+	rssC, hwmC := measure.MemKiB(d.pid())
 	p("%s processes, each `%s burst %d` (%d getppid calls, then exit) executed as `sobsburst`, %d at a time: **%s s** (%s processes/s; before the daemon started, %s of them ran at %s processes/s).\n\n",
-		groupThousands(o.short), filepath.Base(o.loop), o.perShort, o.perShort, o.workers, f1(took.Seconds()), groupThousands(int(float64(o.short)/took.Seconds())),
-		groupThousands(ob.short), groupThousands(int(rateBase)))
+		thousands(o.short), filepath.Base(o.loop), o.perShort, o.perShort, o.workers, f1(took.Seconds()), thousands(int(float64(o.short)/took.Seconds())),
+		thousands(ob.short), thousands(int(rateBase)))
 	p("| measure | value |\n|---|---:|\n")
-	p("| getppid calls of `sobsburst` in /metrics | %s (want %s: %s) |\n", groupThousands(int(got)), groupThousands(int(want)), verdict(got == want))
-	p("| execve calls of `sobsburst` | %s (one per process: %s) |\n", groupThousands(int(execs)), verdict(execs == float64(o.short)))
-	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last `sobsburst` exited | **%s**, %s with a `sobsburst` pid (%s) |\n", f1(backAfter.Seconds()), groupThousands(stale), groupThousands(oursStale), verdict2(stale == 0, "back to baseline", "NOT folded"))
+	p("| getppid calls of `sobsburst` in /metrics | %s (want %s: %s) |\n", thousands(int(got)), thousands(int(want)), verdict(got == want))
+	p("| execve calls of `sobsburst` | %s (one per process: %s) |\n", thousands(int(execs)), verdict(execs == float64(o.short)))
+	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last `sobsburst` exited | **%s**, %s with a `sobsburst` pid (%s) |\n", f1(backAfter.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "back to baseline", "NOT folded"))
 	p("| `syscall_stats` entries: before the churn → after (other processes on the host included) | %s → %s (daemon start: %s) |\n",
-		groupThousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
-		groupThousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))), groupThousands(int(baseStats)))
+		thousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
+		thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))), thousands(int(baseStats)))
 	p("| `syscall_errors` entries: before → after | %s → %s |\n",
-		groupThousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
-		groupThousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))))
-	p("| processes folded during the churn | %s |\n", groupThousands(int(after.sum("sysobsd_processes_folded_total")-before.sum("sysobsd_processes_folded_total"))))
+		thousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
+		thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))))
+	p("| processes folded during the churn | %s |\n", thousands(int(after.sum("sysobsd_processes_folded_total")-before.sum("sysobsd_processes_folded_total"))))
 	p("| drops | %s |\n", dropsLine(after, before))
 	p("| daemon RSS / peak after | %s MiB / %s MiB |\n", mib(rssC), mib(hwmC))
-	p("| other tasks (processes, threads) started on the host meanwhile (/proc/stat) | %s; load average %s |\n", groupThousands(max(churnOthers, 0)), loadavg())
+	p("| other tasks (processes, threads) started on the host meanwhile (/proc/stat) | %s; load average %s |\n", thousands(max(churnOthers, 0)), loadavg())
 	p("\n")
 
 	// ---- sustained ----
@@ -179,7 +179,7 @@ func run(o options) (string, error) {
 	p("%d getppid loops (one per CPU) for %s s, the daemon scraped every %s s: %s million syscalls, %s million/s.\n\n",
 		runtime.NumCPU(), f1(sr.wall.Seconds()), f1(o.scrapeEvery.Seconds()), f1(float64(sr.calls)/1e6), f2(float64(sr.calls)/1e6/sr.wall.Seconds()))
 	p("| measure | value |\n|---|---:|\n")
-	p("| other tasks (processes, threads) started on the host during both windows (/proc/stat) | %s; load average %s |\n", groupThousands(max(sustainOthers, 0)), loadavg())
+	p("| other tasks (processes, threads) started on the host during both windows (/proc/stat) | %s; load average %s |\n", thousands(max(sustainOthers, 0)), loadavg())
 	p("| daemon CPU during the run | %s ms (%s%% of a core) |\n", f1(float64(sr.cpu.Microseconds())/1000), f2(100*sr.cpu.Seconds()/sr.wall.Seconds()))
 	p("| daemon CPU per million syscalls | **%s ms** |\n", f2(perM*1000))
 	p("| so at 1 million syscalls/s | **%s%% of a core** |\n", f2(100*perM))
@@ -210,7 +210,7 @@ func run(o options) (string, error) {
 	if err != nil {
 		return b.String(), err
 	}
-	rss2, _ := memKiB(d2.pid())
+	rss2, _ := measure.MemKiB(d2.pid())
 	mem2, maps2 := mapMemory(d2.pid())
 	title := fmt.Sprintf("`maps: {stats_entries: %d, errors_entries: %d}`", o.bigStats, o.bigErrors)
 	var lr2 liveResult
@@ -235,7 +235,7 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	baseStats := base.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
 	baseErrs := base.sum("sysobsd_bpf_map_entries", "map", "syscall_errors")
-	p("### %s long-lived processes, %s\n\n", groupThousands(o.live), title)
+	p("### %s long-lived processes, %s\n\n", thousands(o.live), title)
 	logf("starting %d long-lived processes", o.live)
 	forks0 := hostForks()
 	live, err := startLive(o)
@@ -258,25 +258,25 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 		last, size = e, n
 		time.Sleep(500 * time.Millisecond)
 	}
-	rss, hwm := memKiB(d.pid())
+	rss, hwm := measure.MemKiB(d.pid())
 	mem, maps := mapMemory(d.pid())
 	gotLive := last.sumPrefix("sysobsd_syscalls_total", "comm", "sobslive", "syscall", "getppid")
 	wantLive := float64(o.live * o.perLive)
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	*res = liveResult{scrape: times[len(times)/2], rss: rss, hwm: hwm, exact: gotLive == wantLive}
 	p("%s processes, each %d getppid calls and a few other calls, then blocked in read(2), named `sobslive00`–`sobslive99` (100 comm values); started in %s.\n\n",
-		groupThousands(o.live), o.perLive, live.startTook.Round(time.Millisecond))
+		thousands(o.live), o.perLive, live.startTook.Round(time.Millisecond))
 	p("| measure | value |\n|---|---:|\n")
-	p("| scrape time (%d scrapes of /metrics, %s bytes): median (min–max) | **%s ms** (%s – %s) |\n", o.scrapes, groupThousands(size),
+	p("| scrape time (%d scrapes of /metrics, %s bytes): median (min–max) | **%s ms** (%s – %s) |\n", o.scrapes, thousands(size),
 		ms(times[len(times)/2]), ms(times[0]), ms(times[len(times)-1]))
 	p("| daemon RSS / peak (VmRSS / VmHWM) | **%s MiB** / %s MiB (idle before: %s MiB) |\n", mib(rss), mib(hwm), mib(rss0))
 	p("| kernel map memory (memlock of the daemon's %d maps) | %s MiB (before: %s MiB, %d maps) |\n", maps, mib(mem/1024), mib(mem0/1024), maps0)
-	p("| `syscall_stats` entries | %s of %s (before: %s) |\n", groupThousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
-		groupThousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "syscall_stats"))), groupThousands(int(baseStats)))
-	p("| `syscall_errors` entries | %s of %s (before: %s) |\n", groupThousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
-		groupThousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "syscall_errors"))), groupThousands(int(baseErrs)))
-	p("| processes tracked | %s |\n", groupThousands(int(last.sum("sysobsd_processes_tracked"))))
-	p("| getppid calls of `sobslive*` in /metrics | %s (want %s: %s) |\n", groupThousands(int(gotLive)), groupThousands(int(wantLive)), verdict(gotLive == wantLive))
+	p("| `syscall_stats` entries | %s of %s (before: %s) |\n", thousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
+		thousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "syscall_stats"))), thousands(int(baseStats)))
+	p("| `syscall_errors` entries | %s of %s (before: %s) |\n", thousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
+		thousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "syscall_errors"))), thousands(int(baseErrs)))
+	p("| processes tracked | %s |\n", thousands(int(last.sum("sysobsd_processes_tracked"))))
+	p("| getppid calls of `sobslive*` in /metrics | %s (want %s: %s) |\n", thousands(int(gotLive)), thousands(int(wantLive)), verdict(gotLive == wantLive))
 	p("| drops (sysobsd_drops_total, all reasons) | %s |\n", dropsLine(last, base))
 	p("\n")
 	logf("stopping the long-lived processes")
@@ -304,11 +304,11 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 	}
 	res.staleAfterExit = stale
 	exitOthers := hostForks() - forks0 - int64(o.live) - liveOthers
-	p("All %s exit at once (stdin closed):\n\n| measure | value |\n|---|---:|\n", groupThousands(o.live))
-	p("| other tasks (processes, threads) started on the host while they ran and exited (/proc/stat) | %s; load average %s |\n", groupThousands(max(liveOthers+exitOthers, 0)), loadavg())
-	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last exited | **%s**, %s with a pid of theirs (%s) |\n", f1(waited.Seconds()), groupThousands(stale), groupThousands(oursStale), verdict2(stale == 0, "all folded", "NOT folded"))
-	p("| `syscall_stats` entries now | %s |\n", groupThousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))))
-	p("| processes folded | %s |\n", groupThousands(int(after.sum("sysobsd_processes_folded_total")-beforeExit.sum("sysobsd_processes_folded_total"))))
+	p("All %s exit at once (stdin closed):\n\n| measure | value |\n|---|---:|\n", thousands(o.live))
+	p("| other tasks (processes, threads) started on the host while they ran and exited (/proc/stat) | %s; load average %s |\n", thousands(max(liveOthers+exitOthers, 0)), loadavg())
+	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last exited | **%s**, %s with a pid of theirs (%s) |\n", f1(waited.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "all folded", "NOT folded"))
+	p("| `syscall_stats` entries now | %s |\n", thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))))
+	p("| processes folded | %s |\n", thousands(int(after.sum("sysobsd_processes_folded_total")-beforeExit.sum("sysobsd_processes_folded_total"))))
 	p("| drops while they exited | %s |\n", dropsLine(after, beforeExit))
 	p("\n")
 	return nil
@@ -329,17 +329,17 @@ func targets(b *strings.Builder, o options, lr liveResult, perM float64, big *li
 	}
 	full := o.live >= 10000
 	p("Scale targets, from this run:\n\n| target | measured | |\n|---|---:|---|\n")
-	p("| daemon RSS ≤ 64 MiB with %s live processes (default config) | %s MiB, peak %s MiB | %s |\n", groupThousands(o.live), mib(lr.rss), mib(lr.hwm), judge(lr.hwm <= 64*1024, full))
+	p("| daemon RSS ≤ 64 MiB with %s live processes (default config) | %s MiB, peak %s MiB | %s |\n", thousands(o.live), mib(lr.rss), mib(lr.hwm), judge(lr.hwm <= 64*1024, full))
 	if big != nil {
 		p("| same, maps sized for them | %s MiB, peak %s MiB | %s |\n", mib(big.rss), mib(big.hwm), judge(big.hwm <= 64*1024, full))
 	}
-	p("| a scrape with %s processes ≤ 200 ms (default config) | %s ms | %s |\n", groupThousands(o.live), ms(lr.scrape), judge(lr.scrape <= 200*time.Millisecond, full))
+	p("| a scrape with %s processes ≤ 200 ms (default config) | %s ms | %s |\n", thousands(o.live), ms(lr.scrape), judge(lr.scrape <= 200*time.Millisecond, full))
 	if big != nil {
 		p("| same, maps sized for them | %s ms | %s |\n", ms(big.scrape), judge(big.scrape <= 200*time.Millisecond, full))
 	}
-	p("| exact per-comm totals with %s live processes (default config) | %s | %s |\n", groupThousands(o.live), verdict(lr.exact), judge(lr.exact, full))
-	p("| entries of %s exited processes all folded (default config) | %s left | %s |\n", groupThousands(o.live), groupThousands(lr.staleAfterExit), judge(lr.staleAfterExit == 0, true))
-	p("| %s short-lived processes: totals exact, entries all folded | %s; %s left | %s |\n", groupThousands(o.short), verdict(churnExact), groupThousands(churnStale), judge(churnExact && churnStale == 0, o.short >= 100000))
+	p("| exact per-comm totals with %s live processes (default config) | %s | %s |\n", thousands(o.live), verdict(lr.exact), judge(lr.exact, full))
+	p("| entries of %s exited processes all folded (default config) | %s left | %s |\n", thousands(o.live), thousands(lr.staleAfterExit), judge(lr.staleAfterExit == 0, true))
+	p("| %s short-lived processes: totals exact, entries all folded | %s; %s left | %s |\n", thousands(o.short), verdict(churnExact), thousands(churnStale), judge(churnExact && churnStale == 0, o.short >= 100000))
 	p("| daemon CPU ≤ 1%% of a core at 1M syscalls/s | %s%% | %s |\n", f2(100*perM), judge(perM <= 0.01, true))
 	p("\n")
 }
@@ -366,7 +366,7 @@ func dropsLine(now, before *exposition) string {
 		}
 		d := s.value - before.sum("sysobsd_drops_total", "reason", s.labels["reason"])
 		if d != 0 {
-			parts = append(parts, fmt.Sprintf("%s +%s", s.labels["reason"], groupThousands(int(d))))
+			parts = append(parts, fmt.Sprintf("%s +%s", s.labels["reason"], thousands(int(d))))
 		}
 	}
 	if len(parts) == 0 {
@@ -855,19 +855,6 @@ func cpuNs(pid int) int64 {
 	return sum
 }
 
-// memKiB reads a process's resident and peak resident memory (procfs).
-func memKiB(pid int) (rss, hwm int64) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, 0
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return 0, 0
-	}
-	return int64(st.VmRSS / 1024), int64(st.VmHWM / 1024)
-}
-
 // mapMemory sums the memlock the kernel charges for the BPF maps a process
 // holds open (from /proc/PID/fdinfo), each map once.
 func mapMemory(pid int) (bytes int64, maps int) {
@@ -984,24 +971,11 @@ next:
 
 // ---- formatting ----
 
+func thousands[T int | int64](n T) string {
+	return measure.GroupThousands(strconv.FormatInt(int64(n), 10))
+}
+
 func ms(d time.Duration) string { return f1(float64(d.Microseconds()) / 1000) }
 func mib(kib int64) string      { return f1(float64(kib) / 1024) }
 func f1(x float64) string       { return strconv.FormatFloat(x, 'f', 1, 64) }
 func f2(x float64) string       { return strconv.FormatFloat(x, 'f', 2, 64) }
-
-func groupThousands[T int | int64](n T) string {
-	s := strconv.FormatInt(int64(n), 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}

@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/procfs"
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 
 	"golang.org/x/sys/unix"
 )
@@ -511,7 +511,7 @@ func runLoop(loop string, wrap []string, mode string, iters int64, t *tracer) (s
 		}()
 	poll:
 		for {
-			if rss, hwm := memKiB(pid); hwm > 0 {
+			if rss, hwm := measure.MemKiB(pid); hwm > 0 {
 				s.TracerRSS, s.TracerHWM = rss, hwm
 			}
 			select {
@@ -533,7 +533,7 @@ func runLoop(loop string, wrap []string, mode string, iters int64, t *tracer) (s
 	if t != nil {
 		pid := t.cmd.Process.Pid
 		s.TracerCPU = cpuNs(pid) - cpu0
-		s.TracerRSS, s.TracerHWM = memKiB(pid)
+		s.TracerRSS, s.TracerHWM = measure.MemKiB(pid)
 	}
 	return s, nil
 }
@@ -607,19 +607,6 @@ func statCPUNs(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) * 1e9 / 100 // USER_HZ is 100 on Linux
-}
-
-// memKiB reads a process's resident and peak resident memory (procfs).
-func memKiB(pid int) (rss, hwm int64) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, 0
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return 0, 0
-	}
-	return int64(st.VmRSS / 1024), int64(st.VmHWM / 1024)
 }
 
 // ---- statistics and the report ----
@@ -719,7 +706,7 @@ func f2(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
 func num(x float64) string {
 	switch a := abs(x); {
 	case a >= 10000:
-		return groupThousands(f0(x))
+		return measure.GroupThousands(f0(x))
 	case a >= 100:
 		return f0(x)
 	default:
@@ -734,26 +721,10 @@ func abs(x float64) float64 {
 	return x
 }
 
-func groupThousands(s string) string {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
 func ratioStr(x float64) string {
 	switch {
 	case x >= 100:
-		return groupThousands(f0(x)) + "x"
+		return measure.GroupThousands(f0(x)) + "x"
 	case x >= 10:
 		return f1(x) + "x"
 	default:
@@ -933,7 +904,7 @@ func progStatsReport(o options, vars []variant, work string) string {
 			if runs <= 0 {
 				continue
 			}
-			p("| %s | `%s` | %s | **%s** |\n", v.title, a.name, groupThousands(strconv.FormatInt(runs, 10)), f1(float64(a.ns-bf.ns)/float64(runs)))
+			p("| %s | `%s` | %s | **%s** |\n", v.title, a.name, measure.GroupThousands(strconv.FormatInt(runs, 10)), f1(float64(a.ns-bf.ns)/float64(runs)))
 		}
 	}
 	p("\n")
