@@ -21,7 +21,6 @@ import (
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/privilege"
-	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
 // defaultListenAddress is clear of the exhausted 9100–9999 exporter range
@@ -62,11 +61,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	config.SyscallKnown = func(name string) bool {
-		_, native := syscalls.Host().Number(syscalls.Native, name)
-		_, compat := syscalls.Host().Number(syscalls.Compat, name)
-		return native || compat
-	}
 	cfg, err := config.Load(opts.configFile)
 	if err != nil {
 		return fail(err)

@@ -89,10 +89,6 @@ var LabelNames = []string{"comm", "unit", "container", "cgroup", "pid"}
 // histograms would cost a second hash update on every syscall.
 var HistogramLabelNames = []string{"syscall"}
 
-// SyscallKnown reports whether a name is a syscall on this host's tables;
-// set by the daemon (syscalls.Host), nil accepts any name.
-var SyscallKnown func(name string) bool
-
 // Maps sizes the kernel maps.
 type Maps struct {
 	StatsEntries    uint32 `yaml:"stats_entries"`
@@ -395,9 +391,16 @@ func (m Match) validate(bad badFunc, path string) error {
 		}
 	}
 	for i, name := range m.Syscalls {
-		if SyscallKnown != nil && !SyscallKnown(name) {
+		if !syscallKnown(name) {
 			return bad(fmt.Sprintf("%s.syscalls[%d]", path, i), "unknown syscall %q on this architecture", name)
 		}
 	}
 	return nil
+}
+
+// syscallKnown reports whether a name is a syscall of this host, in either ABI.
+func syscallKnown(name string) bool {
+	_, native := syscalls.Host().Number(syscalls.Native, name)
+	_, compat := syscalls.Host().Number(syscalls.Compat, name)
+	return native || compat
 }

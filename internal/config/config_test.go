@@ -145,8 +145,6 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 // TestBadConfigErrorsNameFileLineAndKey checks that every rejected config
 // says where (file and line) and what (the key, or the YAML problem).
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
-	SyscallKnown = func(name string) bool { return name == "futex" || name == "read" }
-	t.Cleanup(func() { SyscallKnown = nil })
 	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"
 	const mapsKeys = "allowed: errors_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
