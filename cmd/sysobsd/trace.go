@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -58,7 +59,7 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 		// Only the errnos asked for: every other one is ignored.
 		for n := uint32(1); n < 4096; n++ {
 			name := syscalls.ErrnoName(n)
-			if !contains(o.errnos, name) {
+			if !slices.Contains(o.errnos, name) {
 				ev.IgnoreErrnos = append(ev.IgnoreErrnos, name)
 			}
 		}
@@ -118,13 +119,4 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
