@@ -145,6 +145,7 @@ func parse(name string, data []byte, base Config) (Config, error) {
 	if err := checkKeys(name, root, reflect.TypeOf(Config{}), ""); err != nil {
 		return Config{}, err
 	}
+	dropNullValues(root)
 	cfg := base
 	if err := root.Decode(&cfg); err != nil {
 		return Config{}, fmt.Errorf("config %s: %s", name, cleanDecodeError(err))
@@ -403,4 +404,23 @@ func syscallKnown(name string) bool {
 	_, native := syscalls.Host().Number(syscalls.Native, name)
 	_, compat := syscalls.Host().Number(syscalls.Compat, name)
 	return native || compat
+}
+
+// dropNullValues removes keys given without a value ("pids:" or "maps: ~"),
+// so that they keep their defaults, as an absent key does, instead of being
+// zeroed by the decoder.
+func dropNullValues(n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	kept := n.Content[:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
+			continue
+		}
+		dropNullValues(v)
+		kept = append(kept, k, v)
+	}
+	n.Content = kept
 }

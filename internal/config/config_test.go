@@ -111,6 +111,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"whole float size", "maps:\n  stats_entries: 4096.0\n", with(func(c *Config) { c.Maps.StatsEntries = 4096 })},
 		{"empty maps section", "maps:\n  # stats_entries: 1024\n", documented},
 		{"null maps section", "maps: ~\n", documented},
+		{"key without a value keeps its default", "labels:\nfilters:\n  include:\n    pids:\n", documented},
 		{"flow mapping", "{latency: false, maps: {errors_entries: 2048}}\n", with(func(c *Config) {
 			c.Latency = false
 			c.Maps.ErrorsEntries = 2048
