@@ -58,6 +58,11 @@ func settingsFrom(cfg config.Config, resolver *cgroups.Resolver) (settings, erro
 }
 
 func serve(opts options, cfg config.Config, log *zap.Logger) error {
+	// From the start: a SIGHUP's default action would kill a daemon still
+	// starting up; one that arrives early is handled once serving.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(signals)
 	var resolver *cgroups.Resolver
 	if mount, err := cgroups.FindMount(procRoot + "/self/mountinfo"); err == nil {
 		resolver = cgroups.NewResolver(mount)
@@ -149,9 +154,6 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	go func() { serverDone <- server.Serve() }()
 	notify(daemon.SdNotifyReady, log)
 
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
 
 	var serveErr error
 wait:
