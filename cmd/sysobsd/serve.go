@@ -154,7 +154,6 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	go func() { serverDone <- server.Serve() }()
 	notify(daemon.SdNotifyReady, log)
 
-
 	var serveErr error
 wait:
 	for {
