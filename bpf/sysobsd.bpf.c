@@ -2,8 +2,8 @@
 /* sysobsd: every syscall on the host, counted in the kernel.
  *
  * Programs
- *   sys_enter        tp_btf/sys_enter: stores the entry time in task storage
- *                    (only attached when latency is measured).
+ *   sys_enter        tp_btf/sys_enter: stores the entry time in the thread's
+ *                    start slot (only attached when latency is measured).
  *   sys_exit         tp_btf/sys_exit: counts the completed call per process,
  *                    exec generation and syscall; errors by errno; latency.
  *   *_raw            the same two on raw tracepoints, for kernels where
@@ -21,7 +21,10 @@
  *   overflow_stats / overflow_errors
  *                    per-CPU arrays by [abi][nr]: calls whose hash entry could
  *                    not be created (map full) land here, so totals stay exact
- *   start_times      task storage: entry time of the thread's current syscall
+ *   start_slots      array by thread id (tid & start_slot_mask): the entry
+ *                    time of the thread's current syscall
+ *   start_times      task storage: the same, for a thread whose slot another
+ *                    thread holds (only when pid_max exceeds the slots)
  *   lifecycle        ring buffer of struct lifecycle_event
  *   drops            per-CPU array of loss counters, indexed by enum drop_reason
  *   filter_settings  one entry: which filters are on (all off by default)
@@ -170,6 +173,14 @@ struct notable_event {
 	char path[PATH_CAPTURE];
 };
 
+/* A thread's entry time. ns is 0 while the owner is not in a call, so a slot
+ * whose owner is between calls (or gone) may be taken over. */
+struct start_slot {
+	u32 tid;
+	u32 pad;
+	u64 ns;
+};
+
 struct notable_budget_value {
 	u64 window; /* ts_ns >> 30 */
 	u32 sent;
@@ -179,6 +190,9 @@ struct notable_budget_value {
 /* Set by the loader before load; the verifier prunes what they switch off. */
 const volatile u32 self_tgid = 0;
 const volatile bool measure_latency = true;
+/* start_slots' size less one, a power of two less one: the loader sizes it
+ * from pid_max, so that every thread id has a slot of its own up to 2^18. */
+const volatile u32 start_slot_mask = 32767;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -214,6 +228,16 @@ struct {
 	__type(key, struct errno_key); /* tgid and exec_id zero */
 	__type(value, u64);
 } overflow_errors SEC(".maps");
+
+/* Why not task storage alone: its lookup is a helper call with a recursion
+ * lock, about 70 ns at entry and at exit on the benchmark machine, against a
+ * few ns for an inlined array lookup (docs/benchmarks.md). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 32768);
+	__type(key, u32);
+	__type(value, struct start_slot);
+} start_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -538,6 +562,70 @@ static __always_inline bool is_notable(struct filter_settings_value *fs, long re
 	return false;
 }
 
+static __always_inline struct start_slot *start_slot_of(u32 tid)
+{
+	u32 index = tid & start_slot_mask;
+
+	return bpf_map_lookup_elem(&start_slots, &index);
+}
+
+/* The owner's slot takes the time, or a slot whose owner is not in a call.
+ * Only threads whose ids share a slot (pid_max above 2^18) can race for one;
+ * the loser's call is then counted without its duration (no_start_time). */
+static __always_inline void store_start_time(struct task_struct *task, u64 now)
+{
+	struct start_slot *slot = start_slot_of(task->pid);
+	u64 *start;
+
+	if (slot && (slot->tid == task->pid || !slot->ns)) {
+		slot->tid = task->pid;
+		slot->ns = now;
+		return;
+	}
+	/* Another thread sharing the slot is in a call. */
+	start = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!start) {
+		count_drop(DROP_START_STORAGE);
+		return;
+	}
+	*start = now;
+}
+
+/* The duration of the call now returning; 0 (and counted) if its entry was
+ * not seen. A time is used once: a call without a fresh entry never reuses it. */
+static __always_inline u64 take_start_time(struct task_struct *task)
+{
+	struct start_slot *slot = start_slot_of(task->pid);
+	u64 *start;
+	u64 ns;
+
+	if (slot && slot->tid == task->pid && slot->ns) {
+		ns = bpf_ktime_get_ns() - slot->ns;
+		slot->ns = 0;
+		return ns;
+	}
+	start = bpf_task_storage_get(&start_times, task, 0, 0);
+	if (start && *start) {
+		ns = bpf_ktime_get_ns() - *start;
+		*start = 0;
+		return ns;
+	}
+	count_drop(DROP_NO_START_TIME);
+	return 0;
+}
+
+/* A thread that dies in a call (exit_group) frees its slot here. */
+static __always_inline void release_start_slot(struct task_struct *task)
+{
+	struct start_slot *slot;
+
+	if (!measure_latency)
+		return;
+	slot = start_slot_of(task->pid);
+	if (slot && slot->tid == task->pid)
+		slot->ns = 0;
+}
+
 static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -563,16 +651,8 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	if (process_filtered_out(fs, key.tgid) || syscall_filtered_out(fs, key.abi, nr))
 		return;
 
-	if (measure_latency) {
-		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);
-
-		if (start && *start) {
-			ns = bpf_ktime_get_ns() - *start;
-			*start = 0; /* a call without a fresh entry must not reuse it */
-		} else {
-			count_drop(DROP_NO_START_TIME);
-		}
-	}
+	if (measure_latency)
+		ns = take_start_time(task);
 
 	stats = bpf_map_lookup_elem(&syscall_stats, &key);
 	if (!stats) {
@@ -617,18 +697,12 @@ static __always_inline void stamp_enter(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 zero = 0;
-	u64 *start;
 
 	if (task->tgid == self_tgid)
 		return;
 	if (process_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), task->tgid))
 		return;
-	start = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!start) {
-		count_drop(DROP_START_STORAGE);
-		return;
-	}
-	*start = bpf_ktime_get_ns();
+	store_start_time(task, bpf_ktime_get_ns());
 }
 
 #if defined(__TARGET_ARCH_x86)
@@ -784,10 +858,23 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 }
 
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(process_exec, struct task_struct *task)
+int BPF_PROG(process_exec, struct task_struct *task, int old_pid)
 {
 	if (task->tgid == self_tgid)
 		return 0;
+	/* A thread other than the leader that execs takes the leader's id: its
+	 * execve's entry time moves along, to where its exit will look. */
+	if (measure_latency && old_pid != task->pid) {
+		struct start_slot *old = start_slot_of(old_pid);
+
+		if (old && old->tid == (u32)old_pid && old->ns) {
+			u64 *start = bpf_task_storage_get(&start_times, task, 0,
+							  BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (start)
+				*start = old->ns;
+			old->ns = 0;
+		}
+	}
 	evaluate_process(task, task->comm);
 	send_lifecycle(LIFECYCLE_EXEC, task, task->comm);
 	return 0;
@@ -843,6 +930,7 @@ int BPF_PROG(process_exit, struct task_struct *task)
 	struct task_struct *leader;
 	u32 tgid = task->tgid;
 
+	release_start_slot(task);
 	if (tgid == self_tgid)
 		return 0;
 	/* signal->live drops before this tracepoint: 0 means the last thread. */

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -43,6 +44,9 @@ type Options struct {
 	// KernelBTF is the running kernel's BTF: /sys/kernel/btf/vmlinux, or a
 	// file made for a kernel built without it.
 	KernelBTF string
+	// StartSlots, when not 0, sizes the entry-time slots (a power of two)
+	// instead of pid_max: tests use it to make threads share slots.
+	StartSlots uint32
 	// Prepare runs after the lifecycle programs are attached and before the
 	// syscall hooks are: the place to set filters and scan running processes.
 	Prepare func(*Probes) error
@@ -122,6 +126,36 @@ func kernelBTF(path string) (*btf.Spec, error) {
 	return spec, nil
 }
 
+// maxStartSlots bounds the entry-time slots (16 bytes each): 4 MiB. Hosts
+// whose pid_max is larger (systemd sets 2^22) share slots between thread
+// ids, and a thread whose slot is held falls back to task storage.
+const maxStartSlots = 1 << 18
+
+// startSlots is pid_max rounded up to a power of two, at most maxStartSlots:
+// below that every thread id has a slot of its own.
+func startSlots(pidMax uint32) uint32 {
+	slots := uint32(1)
+	for slots < pidMax && slots < maxStartSlots {
+		slots <<= 1
+	}
+	return slots
+}
+
+// readPIDMax is the kernel's largest thread id plus one; if it cannot be
+// read, the largest the kernel allows (so slots are at their bound).
+func readPIDMax() uint32 {
+	const pidMaxLimit = 1 << 22 // PID_MAX_LIMIT on 64-bit kernels
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return pidMaxLimit
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || n == 0 {
+		return pidMaxLimit
+	}
+	return uint32(n)
+}
+
 func isPermission(err error) bool {
 	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
 }
@@ -140,6 +174,20 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	}
 	if err := spec.Variables["measure_latency"].Set(opts.Latency); err != nil {
 		return nil, fmt.Errorf("load BPF: set measure_latency: %w", err)
+	}
+	slots := uint32(1)
+	if opts.Latency {
+		slots = startSlots(readPIDMax())
+		if opts.StartSlots != 0 {
+			slots = opts.StartSlots
+		}
+	}
+	if slots&(slots-1) != 0 {
+		return nil, fmt.Errorf("load BPF: %d entry-time slots: not a power of two", slots)
+	}
+	spec.Maps["start_slots"].MaxEntries = slots
+	if err := spec.Variables["start_slot_mask"].Set(slots - 1); err != nil {
+		return nil, fmt.Errorf("load BPF: set start_slot_mask: %w", err)
 	}
 	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
 	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries

@@ -107,6 +107,13 @@ const (
 	sysobsdProcessFilterFILTER_EXCEPT_LISTED sysobsdProcessFilter = 2
 )
 
+type sysobsdStartSlot struct {
+	_   structs.HostLayout
+	Tid uint32
+	Pad uint32
+	Ns  uint64
+}
+
 type sysobsdSyscallKey struct {
 	_      structs.HostLayout
 	Tgid   uint32
@@ -140,6 +147,7 @@ const (
 	sysobsdMapOverflowStats        = "overflow_stats"
 	sysobsdMapPathArg              = "path_arg"
 	sysobsdMapProcessListed        = "process_listed"
+	sysobsdMapStartSlots           = "start_slots"
 	sysobsdMapStartTimes           = "start_times"
 	sysobsdMapSyscallAllowed       = "syscall_allowed"
 	sysobsdMapSyscallErrors        = "syscall_errors"
@@ -155,6 +163,7 @@ const (
 	sysobsdProgTaskRename          = "task_rename"
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
+	sysobsdVarStartSlotMask        = "start_slot_mask"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
@@ -235,6 +244,7 @@ type sysobsdMapSpecs struct {
 	OverflowStats     *ebpf.MapSpec `ebpf:"overflow_stats"`
 	PathArg           *ebpf.MapSpec `ebpf:"path_arg"`
 	ProcessListed     *ebpf.MapSpec `ebpf:"process_listed"`
+	StartSlots        *ebpf.MapSpec `ebpf:"start_slots"`
 	StartTimes        *ebpf.MapSpec `ebpf:"start_times"`
 	SyscallAllowed    *ebpf.MapSpec `ebpf:"syscall_allowed"`
 	SyscallErrors     *ebpf.MapSpec `ebpf:"syscall_errors"`
@@ -247,6 +257,7 @@ type sysobsdMapSpecs struct {
 type sysobsdVariableSpecs struct {
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
+	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
@@ -290,6 +301,7 @@ type sysobsdMaps struct {
 	OverflowStats     *ebpf.Map `ebpf:"overflow_stats"`
 	PathArg           *ebpf.Map `ebpf:"path_arg"`
 	ProcessListed     *ebpf.Map `ebpf:"process_listed"`
+	StartSlots        *ebpf.Map `ebpf:"start_slots"`
 	StartTimes        *ebpf.Map `ebpf:"start_times"`
 	SyscallAllowed    *ebpf.Map `ebpf:"syscall_allowed"`
 	SyscallErrors     *ebpf.Map `ebpf:"syscall_errors"`
@@ -313,6 +325,7 @@ func (m *sysobsdMaps) Close() error {
 		m.OverflowStats,
 		m.PathArg,
 		m.ProcessListed,
+		m.StartSlots,
 		m.StartTimes,
 		m.SyscallAllowed,
 		m.SyscallErrors,
@@ -326,6 +339,7 @@ func (m *sysobsdMaps) Close() error {
 type sysobsdVariables struct {
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
+	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`

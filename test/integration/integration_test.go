@@ -315,6 +315,40 @@ func TestSleepTimedWithinFivePercent(t *testing.T) {
 	}
 }
 
+// Threads whose ids share an entry-time slot (hosts whose pid_max exceeds
+// the slots) are timed through task storage instead: with one slot for all,
+// eight threads asleep at once each get their whole sleep.
+func TestThreadsSharingASlotAreTimed(t *testing.T) {
+	h := start(t, setup{load: func(o *loader.Options) { o.StartSlots = 1 }})
+	const threads, ms = 8, 200
+	comm := uniqueComm("shr")
+	h.run("sleepers", comm, fmt.Sprint(threads), fmt.Sprint(ms))
+	got := h.expect(2*time.Second, map[string]float64{calls(comm, "nanosleep"): threads})
+	s := got[seconds(comm, "nanosleep")]
+	if want := threads * ms / 1000.0; s < want || s > want*1.05 {
+		t.Errorf("%s = %v s, want within 5%% above %v s", seconds(comm, "nanosleep"), s, want)
+	}
+}
+
+// A thread other than the leader that execs takes the leader's id before
+// its execve returns: the call is still timed.
+func TestExecFromASecondThreadIsTimed(t *testing.T) {
+	h := start(t, setup{})
+	after := uniqueComm("tex")
+	link := filepath.Join(t.TempDir(), after)
+	if err := os.Symlink(h.workload, link); err != nil {
+		t.Fatal(err)
+	}
+	h.run("thread-exec", link, "100")
+	got := h.expect(2*time.Second, map[string]float64{
+		calls(after, "getppid"): 100,
+		calls(after, "execve"):  1,
+	})
+	if s := got[seconds(after, "execve")]; s <= 0 {
+		t.Errorf("%s = %v, want the execve's duration", seconds(after, "execve"), s)
+	}
+}
+
 // A live process is exported while it runs, and folding it at exit neither
 // loses nor repeats a call.
 func TestLiveProcessCountedBeforeAndAfterExit(t *testing.T) {

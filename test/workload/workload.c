@@ -10,6 +10,11 @@
  *   workload exec NAME N PATH M N getppid calls as NAME, then execve(PATH) as
  *                               "PATH getppid-only M".
  *   workload getppid-only M     M getppid calls under the exec'd name.
+ *   workload thread-exec PATH M a second thread execve(PATH) as "PATH getppid-only M"
+ *                               (so the exec'ing thread takes the leader's id).
+ *   workload sleepers NAME T MS T threads, each one nanosleep of MS milliseconds,
+ *                               thread i starting i ms after the first (spinning,
+ *                               no syscalls): all T sleep at once.
  *   workload sleep NAME MS      one nanosleep of MS milliseconds.
  *   workload spin NAME N        N getppid calls, then waits for stdin to close.
  *   workload mix NAME           4 threads x 1000 getppid, a child making 50
@@ -96,6 +101,73 @@ static int do_exec(const char *name, long n, const char *path, const char *m)
 	syscall(SYS_execve, path, argv, envp);
 	perror("execve");
 	return 2;
+}
+
+struct exec_args {
+	const char *path;
+	const char *m;
+};
+
+static void *exec_thread(void *arg)
+{
+	struct exec_args *a = arg;
+	char *argv[] = {(char *)a->path, "getppid-only", (char *)a->m, NULL};
+	char *envp[] = {NULL};
+	syscall(SYS_execve, a->path, argv, envp);
+	perror("execve");
+	exit(2);
+}
+
+static int thread_exec(const char *path, const char *m)
+{
+	struct exec_args a = {path, m};
+	pthread_t tid;
+	if (pthread_create(&tid, NULL, exec_thread, &a) != 0)
+		return 2;
+	pthread_join(tid, NULL); /* the exec ends this thread first */
+	return 2;
+}
+
+static long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no syscall */
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+struct sleeper {
+	long start_ns; /* spin until then */
+	long ms;
+};
+
+static void *sleeper_main(void *arg)
+{
+	struct sleeper *s = arg;
+	struct timespec ts = {.tv_sec = s->ms / 1000, .tv_nsec = (s->ms % 1000) * 1000000L};
+	while (now_ns() < s->start_ns)
+		;
+	syscall(SYS_nanosleep, &ts, NULL);
+	return NULL;
+}
+
+static int sleepers(const char *name, long t, long ms)
+{
+	pthread_t tids[64];
+	struct sleeper s[64];
+	long first;
+	if (t > 64)
+		return 2;
+	name_self(name);
+	first = now_ns() + 20000000L; /* after every thread is created */
+	for (long i = 0; i < t; i++) {
+		s[i].start_ns = first + i * 1000000L;
+		s[i].ms = ms;
+		if (pthread_create(&tids[i], NULL, sleeper_main, &s[i]) != 0)
+			return 2;
+	}
+	for (long i = 0; i < t; i++)
+		pthread_join(tids[i], NULL);
+	return 0;
 }
 
 static int do_sleep(const char *name, long ms)
@@ -185,6 +257,10 @@ int main(int argc, char **argv)
 		getppid_n(atol(argv[2]));
 		return 0;
 	}
+	if (argc >= 4 && strcmp(argv[1], "thread-exec") == 0)
+		return thread_exec(argv[2], argv[3]);
+	if (argc >= 5 && strcmp(argv[1], "sleepers") == 0)
+		return sleepers(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]));
 	if (argc >= 5 && strcmp(argv[1], "churn") == 0)
