@@ -19,6 +19,9 @@ type ProcessTable struct {
 	live     map[uint32]*process
 	// exited processes keep their names until their counts are folded.
 	exited map[uint32]*process
+	// execs counts exec records since the last fold: each leaves a finished
+	// generation whose entries can be folded (Superseded).
+	execs int
 }
 
 type process struct {
@@ -30,6 +33,10 @@ type process struct {
 	cgroup      uint64
 	cgroupKnown bool
 	folds       int // folds since the process exited (ForgetExited)
+	// exec is the current generation's exec_id, when a fork or exec record
+	// told it (processes found by Scan learn it at their first exec).
+	exec      uint32
+	execKnown bool
 }
 
 // NewProcessTable reads names it has no record for from procRoot (/proc).
@@ -72,11 +79,17 @@ func (t *ProcessTable) Apply(ev Lifecycle) {
 		// A new thread group: a reused tgid starts afresh. Its generation is
 		// named as well, so that an exited process of the same tgid, not
 		// yet folded, cannot lend it its base name.
-		p := &process{base: ev.Comm}
+		p := &process{base: ev.Comm, exec: ev.ExecID, execKnown: true}
 		p.name(ev.ExecID, ev.Comm)
 		p.cgroup, p.cgroupKnown = ev.CgroupID, true
 		t.live[ev.TGID] = p
-	case Exec, Rename:
+	case Exec:
+		p := t.liveProcess(ev.TGID)
+		p.name(ev.ExecID, ev.Comm)
+		p.cgroup, p.cgroupKnown = ev.CgroupID, true
+		p.exec, p.execKnown = ev.ExecID, true
+		t.execs++
+	case Rename:
 		p := t.liveProcess(ev.TGID)
 		p.name(ev.ExecID, ev.Comm)
 		p.cgroup, p.cgroupKnown = ev.CgroupID, true
@@ -191,6 +204,19 @@ func (t *ProcessTable) Exited(tgid uint32) bool {
 // ExitedCount is how many exited processes wait to be folded.
 func (t *ProcessTable) ExitedCount() int { return len(t.exited) }
 
+// Superseded reports whether a running process has exec'd since the
+// generation execID: that generation's counts are final (its last calls
+// returned before the exec record was sent), so they can be folded without
+// waiting for the process to exit.
+func (t *ProcessTable) Superseded(tgid, execID uint32) bool {
+	p, ok := t.live[tgid]
+	// exec_id only grows within a process; the difference survives wrapping.
+	return ok && p.execKnown && int32(p.exec-execID) > 0
+}
+
+// ExecsSinceFold is how many exec records arrived since the last fold.
+func (t *ProcessTable) ExecsSinceFold() int { return t.execs }
+
 // Forget drops an exited process once its counts have been folded.
 func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
 
@@ -200,6 +226,7 @@ func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
 // kernel's inserts may miss an entry once, and the entry must still find
 // its name at the next fold rather than be counted as ~unknown.
 func (t *ProcessTable) ForgetExited() {
+	t.execs = 0
 	for tgid, p := range t.exited {
 		p.folds++
 		if p.folds >= 2 {

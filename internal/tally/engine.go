@@ -154,7 +154,7 @@ func (e *Engine) serve() {
 				continue
 			}
 			if !req.scrape {
-				if e.procs.ExitedCount() > 0 {
+				if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
 					if err := e.tally.Fold(); err != nil {
 						e.log.Error("fold exited processes", zap.Error(err))
 					}

@@ -102,6 +102,7 @@ type Processes interface {
 	Name(tgid, execID uint32) (string, bool)
 	CgroupID(tgid uint32) (uint64, bool)
 	Exited(tgid uint32) bool
+	Superseded(tgid, execID uint32) bool
 	ForgetExited()
 	MarkGone(tgid uint32)
 }
@@ -283,12 +284,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
-		if t.procs.Exited(k.Tgid) {
+		if exited, done := t.final(k.Tgid, k.ExecId); done {
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
 			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.labels, sc}, sub(v, a.base)})
-			t.exitedSeen[k.Tgid] = struct{}{}
+			if exited {
+				t.exitedSeen[k.Tgid] = struct{}{}
+			}
 			return
 		}
 		liveTGIDs[k.Tgid] = struct{}{}
@@ -315,10 +318,12 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		key := ErrorKey{SeriesKey{a.labels, sc}, k.Err}
-		if t.procs.Exited(k.Tgid) {
+		if exited, done := t.final(k.Tgid, k.ExecId); done {
 			t.deadErrors = append(t.deadErrors, k)
 			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
-			t.exitedSeen[k.Tgid] = struct{}{}
+			if exited {
+				t.exitedSeen[k.Tgid] = struct{}{}
+			}
 			return
 		}
 		if scrape {
@@ -390,6 +395,16 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	snap.Processes = len(liveTGIDs)
 	snap.FoldedProcesses = t.foldedProcesses
 	return snap, nil
+}
+
+// final reports whether an entry's counts can no longer grow, so it is
+// folded and deleted: its process exited, or exec'd since (which frees the
+// kernel entries of a fork's pre-exec calls while the program runs on).
+func (t *Tally) final(tgid, execID uint32) (exited, done bool) {
+	if t.procs.Exited(tgid) {
+		return true, true
+	}
+	return false, t.procs.Superseded(tgid, execID)
 }
 
 // attribute returns the live entry's attribution, creating it or following

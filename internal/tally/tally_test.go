@@ -430,6 +430,63 @@ func TestShortLivedProcessCountedExactly(t *testing.T) {
 	}
 }
 
+// A fork's calls before its exec (the shell's child: dup2, close, execve's
+// setup) can no longer grow once the exec record is in: they are folded and
+// their kernel entries freed while the program runs on, so that long-lived
+// processes hold entries for their current program only.
+func TestExecFoldsTheFinishedGeneration(t *testing.T) {
+	h := newHarness(t, func(uint32) bool { return true })
+	h.procComm(9, "sshd") // running before the daemon: its exec_id is not known
+	h.kernel.call(9, 4, read, 2, 20)
+	h.record(events.Fork, 7, 1, "bash")
+	h.kernel.call(7, 1, read, 4, 40)
+	h.kernel.fail(7, 1, openat, enoent, 1)
+	h.fold()
+	if len(h.kernel.deletedStats)+len(h.kernel.deletedErrors) != 0 {
+		t.Fatalf("before any exec, deleted %v %v", h.kernel.deletedStats, h.kernel.deletedErrors)
+	}
+
+	h.record(events.Exec, 7, 2, "python3")
+	h.kernel.call(7, 2, execve, 1, 1000)
+	h.kernel.call(7, 2, read, 10, 100)
+	h.fold()
+	wantDeleted := []loader.SyscallKey{statsKey(7, 1, read)}
+	if !slices.Equal(h.kernel.deletedStats, wantDeleted) {
+		t.Errorf("deleted stats %v, want %v", h.kernel.deletedStats, wantDeleted)
+	}
+	if want := []loader.ErrnoKey{errnoKey(7, 1, openat, enoent)}; !slices.Equal(h.kernel.deletedErrors, want) {
+		t.Errorf("deleted errors %v, want %v", h.kernel.deletedErrors, want)
+	}
+
+	h.kernel.call(7, 2, read, 1, 10)
+	snap := h.snapshot()
+	checkCalls(t, "after the fold", snap.Calls, map[SeriesKey]loader.Counts{
+		series("sshd", read):      counts(2, 20),
+		series("bash", read):      counts(4, 40),
+		series("python3", execve): counts(1, 1000),
+		series("python3", read):   counts(11, 110),
+	})
+	checkErrors(t, "after the fold", snap.Errors, map[ErrorKey]uint64{errSeries("bash", openat, enoent): 1})
+	if snap.Processes != 2 || snap.FoldedProcesses != 0 {
+		t.Errorf("Processes = %d, FoldedProcesses = %d, want 2 running and none folded", snap.Processes, snap.FoldedProcesses)
+	}
+
+	// A process found by the scan learns its generation at its first exec.
+	h.record(events.Exec, 9, 5, "sshd-session")
+	h.kernel.call(9, 5, read, 3, 30)
+	h.fold()
+	if got := h.kernel.deletedStats[len(h.kernel.deletedStats)-1]; got != statsKey(9, 4, read) {
+		t.Errorf("last deleted %v, want sshd's pre-exec entry", got)
+	}
+	checkCalls(t, "scanned process exec'd", h.snapshot().Calls, map[SeriesKey]loader.Counts{
+		series("sshd", read):         counts(2, 20),
+		series("sshd-session", read): counts(3, 30),
+		series("bash", read):         counts(4, 40),
+		series("python3", execve):    counts(1, 1000),
+		series("python3", read):      counts(11, 110),
+	})
+}
+
 func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
 	h := newHarness(t, nil)
 	h.record(events.Fork, 7, 1, "bash")

@@ -300,6 +300,56 @@ func TestExecSplitsCountsBetweenNames(t *testing.T) {
 	})
 }
 
+// Once a process has exec'd, its calls before the exec are folded and
+// their kernel entries freed while it runs on: exported counts unchanged.
+func TestExecFreesThePreExecEntriesWhileRunning(t *testing.T) {
+	h := start(t, setup{})
+	before := uniqueComm("pre")
+	after := uniqueComm("post")
+	link := filepath.Join(t.TempDir(), after)
+	if err := os.Symlink(h.workload, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(h.workload, "exec-hold", before, "300", link, "700")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	want := map[string]float64{calls(before, "getppid"): 300, calls(after, "getppid"): 700}
+	h.expect(2*time.Second, want)
+
+	tgid := uint32(cmd.Process.Pid)
+	generations := map[uint32]bool{}
+	ok := testenv.Eventually(3*time.Second, func() bool {
+		if _, err := h.engine.Snapshot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		clear(generations)
+		err := h.probes.ReadStats(func(k loader.SyscallKey, _ loader.Counts) {
+			if k.Tgid == tgid {
+				generations[k.ExecId] = true
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(generations) == 1
+	})
+	if !ok {
+		t.Errorf("running process %d keeps kernel entries of exec generations %v, want only the current one", tgid, generations)
+	}
+	h.expect(2*time.Second, want)
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(2*time.Second, want)
+}
+
 func TestSleepTimedWithinFivePercent(t *testing.T) {
 	h := start(t, setup{})
 	const ms = 300

@@ -9,6 +9,9 @@
  *   workload threads NAME T N   T threads, each N getppid calls.
  *   workload exec NAME N PATH M N getppid calls as NAME, then execve(PATH) as
  *                               "PATH getppid-only M".
+ *   workload exec-hold NAME N PATH M  the same, but exec'd as "PATH spin NAME2 M"
+ *                               (NAME2 the base name of PATH): it then waits for
+ *                               stdin to close.
  *   workload getppid-only M     M getppid calls under the exec'd name.
  *   workload thread-exec PATH M a second thread execve(PATH) as "PATH getppid-only M"
  *                               (so the exec'ing thread takes the leader's id).
@@ -92,11 +95,14 @@ static int threads(const char *name, long t, long n)
 	return 0;
 }
 
-static int do_exec(const char *name, long n, const char *path, const char *m)
+static int do_exec(const char *name, long n, const char *path, const char *m, int hold)
 {
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	name_self(name);
 	getppid_n(n);
-	char *argv[] = {(char *)path, "getppid-only", (char *)m, NULL};
+	char *argv_once[] = {(char *)path, "getppid-only", (char *)m, NULL};
+	char *argv_hold[] = {(char *)path, "spin", (char *)base, (char *)m, NULL};
+	char **argv = hold ? argv_hold : argv_once;
 	char *envp[] = {NULL};
 	syscall(SYS_execve, path, argv, envp);
 	perror("execve");
@@ -252,7 +258,9 @@ int main(int argc, char **argv)
 	if (argc >= 5 && strcmp(argv[1], "threads") == 0)
 		return threads(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 6 && strcmp(argv[1], "exec") == 0)
-		return do_exec(argv[2], atol(argv[3]), argv[4], argv[5]);
+		return do_exec(argv[2], atol(argv[3]), argv[4], argv[5], 0);
+	if (argc >= 6 && strcmp(argv[1], "exec-hold") == 0)
+		return do_exec(argv[2], atol(argv[3]), argv[4], argv[5], 1);
 	if (argc >= 3 && strcmp(argv[1], "getppid-only") == 0) {
 		getppid_n(atol(argv[2]));
 		return 0;
