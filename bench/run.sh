@@ -27,7 +27,7 @@ OUT=bench/.build
 if [ "$SMOKE" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
 	ITERS_SCALE=${ITERS_SCALE:-0.05}
-	VARIANTS=${VARIANTS:-floor floor-exit sysobsd sysobsd-nolat strace}
+	VARIANTS=${VARIANTS:-floor floor-exit floor-clock sysobsd sysobsd-nolat strace}
 	LIVE=${LIVE:-200} SHORT=${SHORT:-2000} SUSTAIN=${SUSTAIN:-2s} SCRAPE_EVERY=${SCRAPE_EVERY:-1s}
 	SCRAPES=2 BIG_STATS=0 QUIET_WAIT=0s BENCHTIME=${BENCHTIME:-200x} PROG_STATS=false
 else

@@ -1,6 +1,7 @@
 // Package floor attaches empty programs to tp_btf/sys_enter and
 // tp_btf/sys_exit: the baseline sysobsd's per-syscall cost is measured
-// against (bench/run.sh). Not part of the daemon.
+// against (bench/run.sh); or programs that only read the clock at entry and
+// exit, the least that timing a call costs. Not part of the daemon.
 package floor
 
 import (
@@ -17,16 +18,27 @@ type Attached struct {
 	links []link.Link
 }
 
-// Attach loads the floor object and attaches the empty sys_exit program and,
-// unless exitOnly, the empty sys_enter program.
-func Attach(exitOnly bool) (*Attached, error) {
+// Mode says which programs Attach attaches.
+type Mode int
+
+const (
+	Empty     Mode = iota // empty sys_enter and sys_exit programs
+	ExitOnly              // the empty sys_exit program only
+	ClockOnly             // a clock read in each, a duration summed at exit
+)
+
+// Attach loads the floor object and attaches the programs of mode.
+func Attach(mode Mode) (*Attached, error) {
 	a := &Attached{}
 	if err := loadFloorObjects(&a.objs, nil); err != nil {
 		return nil, fmt.Errorf("load floor programs: %w", err)
 	}
-	progs := map[string]*ebpf.Program{"sys_exit": a.objs.FloorExit}
-	if !exitOnly {
-		progs["sys_enter"] = a.objs.FloorEnter
+	progs := map[string]*ebpf.Program{"sys_exit": a.objs.FloorExit, "sys_enter": a.objs.FloorEnter}
+	switch mode {
+	case ExitOnly:
+		delete(progs, "sys_enter")
+	case ClockOnly:
+		progs = map[string]*ebpf.Program{"sys_exit": a.objs.ClockExit, "sys_enter": a.objs.ClockEnter}
 	}
 	for _, name := range []string{"sys_exit", "sys_enter"} {
 		prog, ok := progs[name]
