@@ -168,6 +168,35 @@ type Tally struct {
 	// attributed to at this scrape, with new counts or not: never idle.
 	liveCallKeys map[SeriesKey]struct{}
 	liveErrKeys  map[ErrorKey]struct{}
+	// generations holds, for one sync, what each process generation's
+	// entries share: a generation has an entry per syscall it made, and
+	// working out its labels and state takes several lookups in large maps
+	// (most of a large host's scrape). genPool keeps them between syncs.
+	generations map[generation]*generationInfo
+	genPool     []*generationInfo
+	// liveCalls sums, for one scrape, the live entries by label set (as an
+	// index into seriesLabels) and syscall: cheaper keys than SeriesKey's
+	// five strings; turned into SeriesKeys once per series at the end.
+	liveCalls    map[liveSeries]loader.Counts
+	seriesLabels []Labels
+	labelIndex   map[Labels]int32
+}
+
+type generation struct{ tgid, execID uint32 }
+
+// generationInfo is one process generation's part of a sync.
+type generationInfo struct {
+	labels Labels
+	named  bool  // labels are known (else its records are still in flight)
+	exited bool  // the process exited: its entries are folded
+	final  bool  // its counts can no longer grow (exited or exec'd since)
+	live   bool  // counted among the running processes of this sync
+	series int32 // index of labels in seriesLabels, -1 until needed
+}
+
+type liveSeries struct {
+	labels  int32
+	syscall Syscall
 }
 
 // New returns an empty tally over kernel and procs.
@@ -185,6 +214,9 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		unnamed:      make(map[uint32]struct{}),
 		liveCallKeys: make(map[SeriesKey]struct{}),
 		liveErrKeys:  make(map[ErrorKey]struct{}),
+		generations:  make(map[generation]*generationInfo),
+		liveCalls:    make(map[liveSeries]loader.Counts),
+		labelIndex:   make(map[Labels]int32),
 		sweepEvery:   30 * time.Second,
 		now:          time.Now,
 		labeler:      labeler{set: LabelSet(LabelComm)},
@@ -269,6 +301,10 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	clear(t.unnamed)
 	clear(t.liveCallKeys)
 	clear(t.liveErrKeys)
+	clear(t.generations)
+	clear(t.liveCalls)
+	clear(t.labelIndex)
+	t.seriesLabels = t.seriesLabels[:0]
 	liveTGIDs := make(map[uint32]struct{})
 
 	err := t.kernel.ReadStats(func(k loader.SyscallKey, v loader.Counts) {
@@ -277,32 +313,43 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
 		t.syscalls[sc] = struct{}{}
-		a := attribute(t, t.live, k, k.Tgid, k.ExecId, func(old Labels, c loader.Counts) {
+		g := t.generation(k.Tgid, k.ExecId)
+		a := attribute(t, t.live, k, g, func(old Labels, c loader.Counts) {
 			t.foldCalls(SeriesKey{old, sc}, c)
 		})
 		if a == nil {
 			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
-		if exited, done := t.final(k.Tgid, k.ExecId); done {
+		if g.final {
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
 			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.labels, sc}, sub(v, a.base)})
-			if exited {
+			if g.exited {
 				t.exitedSeen[k.Tgid] = struct{}{}
 			}
 			return
 		}
-		liveTGIDs[k.Tgid] = struct{}{}
+		if !g.live {
+			g.live = true
+			liveTGIDs[k.Tgid] = struct{}{}
+		}
 		if scrape {
-			addCounts(snap.Calls, SeriesKey{a.labels, sc}, sub(v, a.base))
+			key := liveSeries{t.seriesIndex(g), sc}
+			t.liveCalls[key] = plusCounts(t.liveCalls[key], sub(v, a.base))
 			a.exported = v
-			t.liveCallKeys[SeriesKey{a.labels, sc}] = struct{}{}
 		}
 	})
 	if err != nil {
 		return nil, err
+	}
+	if scrape {
+		for k, c := range t.liveCalls {
+			key := SeriesKey{t.seriesLabels[k.labels], k.syscall}
+			t.liveCallKeys[key] = struct{}{}
+			addCounts(snap.Calls, key, c)
+		}
 	}
 	err = t.kernel.ReadErrors(func(k loader.ErrnoKey, n uint64) {
 		if scrape {
@@ -310,7 +357,8 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		v := loader.Counts{Calls: n}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		a := attribute(t, t.liveErrors, k, k.Tgid, k.ExecId, func(old Labels, c loader.Counts) {
+		g := t.generation(k.Tgid, k.ExecId)
+		a := attribute(t, t.liveErrors, k, g, func(old Labels, c loader.Counts) {
 			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
 		})
 		if a == nil {
@@ -318,10 +366,10 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		key := ErrorKey{SeriesKey{a.labels, sc}, k.Err}
-		if exited, done := t.final(k.Tgid, k.ExecId); done {
+		if g.final {
 			t.deadErrors = append(t.deadErrors, k)
 			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
-			if exited {
+			if g.exited {
 				t.exitedSeen[k.Tgid] = struct{}{}
 			}
 			return
@@ -397,14 +445,39 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	return snap, nil
 }
 
-// final reports whether an entry's counts can no longer grow, so it is
-// folded and deleted: its process exited, or exec'd since (which frees the
-// kernel entries of a fork's pre-exec calls while the program runs on).
-func (t *Tally) final(tgid, execID uint32) (exited, done bool) {
-	if t.procs.Exited(tgid) {
-		return true, true
+// generation returns what this sync knows of a process generation, working
+// it out at its first entry. An entry is final, so folded and deleted, when
+// its process exited or exec'd since (which frees the kernel entries of a
+// fork's pre-exec calls while the program runs on).
+func (t *Tally) generation(tgid, execID uint32) *generationInfo {
+	key := generation{tgid, execID}
+	if g, ok := t.generations[key]; ok {
+		return g
 	}
-	return false, t.procs.Superseded(tgid, execID)
+	if len(t.generations) == len(t.genPool) {
+		t.genPool = append(t.genPool, new(generationInfo))
+	}
+	g := t.genPool[len(t.generations)]
+	*g = generationInfo{series: -1}
+	g.labels, g.named = t.labeler.labels(t.procs, tgid, execID)
+	g.exited = t.procs.Exited(tgid)
+	g.final = g.exited || t.procs.Superseded(tgid, execID)
+	t.generations[key] = g
+	return g
+}
+
+// seriesIndex is the index of g's labels in seriesLabels.
+func (t *Tally) seriesIndex(g *generationInfo) int32 {
+	if g.series < 0 {
+		i, ok := t.labelIndex[g.labels]
+		if !ok {
+			i = int32(len(t.seriesLabels))
+			t.seriesLabels = append(t.seriesLabels, g.labels)
+			t.labelIndex[g.labels] = i
+		}
+		g.series = i
+	}
+	return g.series
 }
 
 // attribute returns the live entry's attribution, creating it or following
@@ -412,10 +485,10 @@ func (t *Tally) final(tgid, execID uint32) (exited, done bool) {
 // under the old labels to the folded totals. It returns nil for an entry
 // whose process cannot be named yet (its records are still in flight): it
 // is exported once they arrive.
-func attribute[K comparable](t *Tally, live map[K]*attribution, k K, tgid, execID uint32, freeze func(old Labels, exported loader.Counts)) *attribution {
-	labels, ok := t.labeler.labels(t.procs, tgid, execID)
-	if !ok {
-		if !t.procs.Exited(tgid) {
+func attribute[K comparable](t *Tally, live map[K]*attribution, k K, g *generationInfo, freeze func(old Labels, exported loader.Counts)) *attribution {
+	labels := g.labels
+	if !g.named {
+		if !g.exited {
 			return nil
 		}
 		labels = unknownLabels.project(t.labeler.set)

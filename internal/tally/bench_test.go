@@ -1,0 +1,38 @@
+package tally
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/sysobsd/sysobsd/internal/events"
+)
+
+// BenchmarkSnapshot is the tally's part of a scrape on a large host: 10,000
+// running processes under 100 names, 10 syscalls each (100,000 kernel
+// entries, what 10,000 exec'd programs hold), and 2,000 error entries.
+func BenchmarkSnapshot(b *testing.B) {
+	const processes, perProcess = 10000, 10
+	h := &harness{kernel: newFakeKernel(), procRoot: b.TempDir()}
+	h.procs = events.NewProcessTable(h.procRoot)
+	h.tally = New(h.kernel, h.procs, func(uint32) bool { return true })
+	for p := range uint32(processes) {
+		tgid := 1000 + p
+		h.record(events.Fork, tgid, 1, "bash")
+		h.record(events.Exec, tgid, 2, fmt.Sprintf("worker%02d", p%100))
+		for nr := range uint16(perProcess) {
+			h.kernel.call(tgid, 2, Syscall{NR: nr}, 10, 1000)
+		}
+		if p%5 == 0 {
+			h.kernel.fail(tgid, 2, openat, enoent, 1)
+		}
+	}
+	if _, err := h.tally.Snapshot(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.tally.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
