@@ -193,6 +193,11 @@ const volatile bool measure_latency = true;
 /* start_slots' size less one, a power of two less one: the loader sizes it
  * from pid_max, so that every thread id has a slot of its own up to 2^18. */
 const volatile u32 start_slot_mask = 32767;
+/* Lifecycle records wake the reader only once this many bytes wait (0: every
+ * record). A wake-up is an interrupt, about 20 µs of the forking or exiting
+ * task's time on the benchmark machine; the daemon drains the ring buffer
+ * every fold interval and before every scrape anyway. */
+const volatile u64 lifecycle_wakeup_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -842,7 +847,12 @@ static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, c
 	ev->pad = 0;
 	ev->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), comm);
-	bpf_ringbuf_submit(ev, 0);
+	if (!lifecycle_wakeup_bytes)
+		bpf_ringbuf_submit(ev, 0);
+	else if (bpf_ringbuf_query(&lifecycle, BPF_RB_AVAIL_DATA) < lifecycle_wakeup_bytes)
+		bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+	else
+		bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
 }
 
 SEC("tp_btf/sched_process_fork")

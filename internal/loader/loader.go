@@ -57,8 +57,8 @@ func DefaultOptions() Options {
 	return Options{
 		Latency:               true,
 		ExcludeTGID:           uint32(os.Getpid()),
-		StatsEntries:          262144,
-		ErrorsEntries:         65536,
+		StatsEntries:          65536,
+		ErrorsEntries:         16384,
 		RingBufferBytes:       1024 * 1024,
 		EventsRingBufferBytes: 1024 * 1024,
 		KernelBTF:             KernelBTFPath,
@@ -126,14 +126,6 @@ func kernelBTF(path string) (*btf.Spec, error) {
 	return spec, nil
 }
 
-// allocateOnInsert reports whether the per-process hash maps may allocate
-// their entries when first used. tp_btf programs always may; raw tracepoint
-// programs only from Linux 6.1, whose hash maps allocate from BPF's own
-// caches (before, the verifier calls it unsafe and the kernel warns).
-func allocateOnInsert(mode string) bool {
-	return mode != "raw_tracepoint" || privilege.KernelAtLeast(6, 1)
-}
-
 // maxStartSlots bounds the entry-time slots (16 bytes each): 4 MiB. Hosts
 // whose pid_max is larger (systemd sets 2^22) share slots between thread
 // ids, and a thread whose slot is held falls back to task storage.
@@ -199,13 +191,12 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	}
 	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
 	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries
-	if allocateOnInsert(mode) {
-		// Memory follows the entries in use instead of max_entries times
-		// the number of CPUs, so the maps can be sized for a large host.
-		spec.Maps["syscall_stats"].Flags |= unix.BPF_F_NO_PREALLOC
-		spec.Maps["syscall_errors"].Flags |= unix.BPF_F_NO_PREALLOC
-	}
 	spec.Maps["lifecycle"].MaxEntries = opts.RingBufferBytes
+	// The engine drains the records at every fold and scrape: a quarter
+	// full is when they are worth an interrupt.
+	if err := spec.Variables["lifecycle_wakeup_bytes"].Set(uint64(opts.RingBufferBytes / 4)); err != nil {
+		return nil, fmt.Errorf("load BPF: set lifecycle_wakeup_bytes: %w", err)
+	}
 	if opts.EventsRingBufferBytes != 0 {
 		spec.Maps["notable_events"].MaxEntries = opts.EventsRingBufferBytes
 	}

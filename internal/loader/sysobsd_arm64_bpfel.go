@@ -161,6 +161,7 @@ const (
 	sysobsdProgSysExit             = "sys_exit"
 	sysobsdProgSysExitRaw          = "sys_exit_raw"
 	sysobsdProgTaskRename          = "task_rename"
+	sysobsdVarLifecycleWakeupBytes = "lifecycle_wakeup_bytes"
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
 	sysobsdVarStartSlotMask        = "start_slot_mask"
@@ -255,6 +256,7 @@ type sysobsdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdVariableSpecs struct {
+	LifecycleWakeupBytes *ebpf.VariableSpec `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
@@ -337,6 +339,7 @@ func (m *sysobsdMaps) Close() error {
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdVariables struct {
+	LifecycleWakeupBytes *ebpf.Variable `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
