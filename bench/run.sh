@@ -14,7 +14,7 @@
 #   NICE=-10        nice value of the measured loops and the tracers
 #   LIVE=10000 SHORT=100000 SUSTAIN=30s SCRAPE_EVERY=15s   scale runs
 #   SKIP_OVERHEAD=1 SKIP_SCALE=1 SKIP_GOBENCH=1             leave a part out
-#   SYSOBSD=build/sysobsd   the daemon binary (built with `make build` if it is missing)
+#   SYSOBSD=build/sysobsd   the daemon binary (the default is rebuilt with `make build` first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -78,10 +78,11 @@ trap cleanup EXIT
 
 # ---- build
 mkdir -p "$OUT"
-if [ ! -x "$SYSOBSD" ]; then
-	log "building $SYSOBSD"
+if [ "$SYSOBSD" = build/sysobsd ]; then
+	log "building $SYSOBSD" # never measure a stale binary
 	make build >/dev/null
 fi
+[ -x "$SYSOBSD" ] || die "no daemon binary at $SYSOBSD"
 log "building the loop, the floor and the harness"
 gcc -O2 -Wall -Wextra -static -pthread -o "$OUT/loop" bench/loop/loop.c
 CGO_ENABLED=0 go build -o "$OUT/floor" ./bench/cmd/floor

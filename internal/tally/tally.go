@@ -111,7 +111,7 @@ type Processes interface {
 // base belong to earlier names (already in the folded totals), counts from
 // base on to labels. exported is the value the last scrape showed.
 type attribution struct {
-	labels   Labels
+	labels   *Labels // shared by the generation's entries (see generationInfo.shared)
 	base     loader.Counts
 	exported loader.Counts
 }
@@ -192,6 +192,18 @@ type generationInfo struct {
 	final  bool  // its counts can no longer grow (exited or exec'd since)
 	live   bool  // counted among the running processes of this sync
 	series int32 // index of labels in seriesLabels, -1 until needed
+	// sharedLabels is what the attributions made in this sync point to:
+	// a generation's entries share one copy (a large host has 14 entries
+	// per process; 80 bytes of labels each was most of the daemon's heap).
+	sharedLabels *Labels
+}
+
+// shared returns a copy of l that the generation's attributions share.
+func (g *generationInfo) shared(l Labels) *Labels {
+	if g.sharedLabels == nil || *g.sharedLabels != l {
+		g.sharedLabels = &l
+	}
+	return g.sharedLabels
 }
 
 type liveSeries struct {
@@ -240,11 +252,11 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 		return
 	}
 	for k, a := range t.live {
-		addCounts(t.folded, SeriesKey{a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, sub(a.exported, a.base))
+		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, sub(a.exported, a.base))
 		a.base = a.exported
 	}
 	for k, a := range t.liveErrors {
-		addErrors(t.foldedErrors, ErrorKey{SeriesKey{a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.exported.Calls-a.base.Calls)
+		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.exported.Calls-a.base.Calls)
 		a.base = a.exported
 	}
 	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
@@ -325,7 +337,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
-			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{a.labels, sc}, sub(v, a.base)})
+			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{*a.labels, sc}, sub(v, a.base)})
 			if g.exited {
 				t.exitedSeen[k.Tgid] = struct{}{}
 			}
@@ -365,7 +377,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			t.unnamed[k.Tgid] = struct{}{}
 			return
 		}
-		key := ErrorKey{SeriesKey{a.labels, sc}, k.Err}
+		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		if g.final {
 			t.deadErrors = append(t.deadErrors, k)
 			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
@@ -495,11 +507,11 @@ func attribute[K comparable](t *Tally, live map[K]*attribution, k K, g *generati
 	}
 	a := live[k]
 	if a == nil {
-		a = &attribution{labels: labels}
+		a = &attribution{labels: g.shared(labels)}
 		live[k] = a
-	} else if a.labels != labels {
-		freeze(a.labels, sub(a.exported, a.base))
-		a.base, a.labels = a.exported, labels
+	} else if *a.labels != labels {
+		freeze(*a.labels, sub(a.exported, a.base))
+		a.base, a.labels = a.exported, g.shared(labels)
 	}
 	return a
 }
