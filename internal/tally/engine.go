@@ -30,22 +30,6 @@ type Engine struct {
 	FoldEvery time.Duration
 
 	decodeErrors uint64 // owned by the Run goroutine
-	// nextFold is when the next timed fold may run (owned by Run): a fold
-	// reads every kernel entry, so on a large, busy host the folds are
-	// spaced to keep their share of a core bounded (foldShare).
-	nextFold time.Time
-}
-
-// foldShare bounds the time spent folding: after a sync that took d, the
-// next timed fold waits d/foldShare. 140,000 entries (10,000 processes)
-// take ~135 ms to read and fold here, so exits every second would otherwise
-// cost 13% of a core; small hosts fold every FoldEvery as before.
-const foldShare = 0.05
-
-// foldSpacing is how long after a sync that took cost the next timed fold
-// may start.
-func foldSpacing(cost time.Duration) time.Duration {
-	return time.Duration(float64(cost) / foldShare)
 }
 
 type request struct {
@@ -170,19 +154,14 @@ func (e *Engine) serve() {
 				continue
 			}
 			if !req.scrape {
-				due := e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0
-				if due && !time.Now().Before(e.nextFold) {
-					start := time.Now()
+				if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
 					if err := e.tally.Fold(); err != nil {
 						e.log.Error("fold exited processes", zap.Error(err))
 					}
-					e.nextFold = time.Now().Add(foldSpacing(time.Since(start)))
 				}
 				continue
 			}
-			start := time.Now()
 			snap, err := e.tally.Snapshot()
-			e.nextFold = time.Now().Add(foldSpacing(time.Since(start)))
 			if snap != nil {
 				snap.DecodeErrors = e.decodeErrors
 			}

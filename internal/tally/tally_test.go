@@ -1034,19 +1034,3 @@ func TestFailedSyncDoesNotCountTwice(t *testing.T) {
 		})
 	}
 }
-
-// Folds of a large host are spaced to keep them under 5% of a core; those
-// of a small one still run every fold interval.
-func TestFoldSpacingBoundsTheShareOfACore(t *testing.T) {
-	for _, tc := range []struct{ cost, want time.Duration }{
-		{2 * time.Millisecond, 40 * time.Millisecond}, // below FoldEvery: no effect
-		{135 * time.Millisecond, 2700 * time.Millisecond},
-	} {
-		if got := foldSpacing(tc.cost); got != tc.want {
-			t.Errorf("foldSpacing(%v) = %v, want %v", tc.cost, got, tc.want)
-		}
-		if share := float64(tc.cost) / float64(tc.cost+foldSpacing(tc.cost)); share > 0.05 {
-			t.Errorf("a fold of %v every %v is %.1f%% of a core, want ≤ 5%%", tc.cost, foldSpacing(tc.cost), 100*share)
-		}
-	}
-}
