@@ -167,7 +167,7 @@ func TestChurnOfShortLivedProcesses(t *testing.T) {
 		return got[calls(comm, "getppid")]+got[calls(tally.UnknownComm, "getppid")] == float64(n*each)
 	})
 	if !exact {
-		t.Fatalf("getppid under %s %v + under ~unknown %v, want %d", comm, got[calls(comm, "getppid")], got[calls(tally.UnknownComm, "getppid")], n*each)
+		t.Fatalf("getppid under %s %v + under ~unknown %v, want %d (~other %v, drops: ringbuf_full %v stats_map_full %v)", comm, got[calls(comm, "getppid")], got[calls(tally.UnknownComm, "getppid")], n*each, got[calls(tally.OtherComm, "getppid")], got[`sysobsd_drops_total{reason="ringbuf_full"}`], got[`sysobsd_drops_total{reason="stats_map_full"}`])
 	}
 	if lost := got[`sysobsd_drops_total{reason="ringbuf_full"}`]; lost == 0 && got[calls(comm, "getppid")] != float64(n*each) {
 		t.Errorf("%s = %v with no record lost, want %d", calls(comm, "getppid"), got[calls(comm, "getppid")], n*each)
