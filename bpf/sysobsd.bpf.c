@@ -194,7 +194,7 @@ const volatile bool measure_latency = true;
  * from pid_max, so that every thread id has a slot of its own up to 2^18. */
 const volatile u32 start_slot_mask = 32767;
 /* Lifecycle records wake the reader only once this many bytes wait (0: every
- * record). A wake-up is an interrupt, about 20 µs of the forking or exiting
+ * record). A wake-up is an interrupt, about 25 µs of the forking or exiting
  * task's time on the benchmark machine; the daemon drains the ring buffer
  * every fold interval and before every scrape anyway. */
 const volatile u64 lifecycle_wakeup_bytes = 0;
@@ -235,8 +235,8 @@ struct {
 } overflow_errors SEC(".maps");
 
 /* Why not task storage alone: its lookup is a helper call with a recursion
- * lock, about 70 ns at entry and at exit on the benchmark machine, against a
- * few ns for an inlined array lookup (docs/benchmarks.md). */
+ * lock, about 86 ns per call (entry and exit) on the benchmark machine, against
+ * a few ns for an inlined array lookup (docs/benchmarks.md). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 32768);
