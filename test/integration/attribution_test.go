@@ -167,10 +167,7 @@ func TestExcludedCommIsNotCounted(t *testing.T) {
 	skipped := uniqueComm("skip")
 	h := start(t, setup{filters: config.Filters{Exclude: config.Match{Comms: []string{skipped}}}})
 	// Named by exec (a symlink), so the filter holds from its first call.
-	link := filepath.Join(t.TempDir(), skipped)
-	if err := os.Symlink(h.workload, link); err != nil {
-		t.Fatal(err)
-	}
+	link := h.workloadNamed(skipped)
 	if out, err := exec.Command(link, "getppid-only", "500").CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -204,10 +201,7 @@ func TestSeriesCapKeepsTotalsExact(t *testing.T) {
 	})
 	for _, comm := range comms {
 		// Named by exec, so the include filter counts them from the first call.
-		link := filepath.Join(t.TempDir(), comm)
-		if err := os.Symlink(h.workload, link); err != nil {
-			t.Fatal(err)
-		}
+		link := h.workloadNamed(comm)
 		if out, err := exec.Command(link, "getppid-only", strconv.Itoa(each)).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}

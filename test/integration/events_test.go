@@ -2,9 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -43,10 +41,7 @@ func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for _, comm := range comms {
-		link := filepath.Join(t.TempDir(), comm)
-		if err := os.Symlink(h.workload, link); err != nil {
-			t.Fatal(err)
-		}
+		link := h.workloadNamed(comm)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -105,10 +100,7 @@ func TestMapFullCountsTheExcessExactly(t *testing.T) {
 	})
 	var gated []*gatedProcess
 	for _, comm := range comms {
-		link := filepath.Join(t.TempDir(), comm)
-		if err := os.Symlink(h.workload, link); err != nil {
-			t.Fatal(err)
-		}
+		link := h.workloadNamed(comm)
 		gated = append(gated, startGated(t, link, comm, each))
 	}
 	for _, g := range gated {
@@ -150,10 +142,7 @@ func TestChurnOfShortLivedProcesses(t *testing.T) {
 	const each = 3
 	comm := uniqueComm("churn")
 	h := start(t, setup{filters: config.Filters{Include: config.Match{Comms: []string{comm}, Syscalls: []string{"getppid"}}}})
-	link := filepath.Join(t.TempDir(), comm)
-	if err := os.Symlink(h.workload, link); err != nil {
-		t.Fatal(err)
-	}
+	link := h.workloadNamed(comm)
 	before := time.Now()
 	if out, err := exec.Command(link, "churn", comm, fmt.Sprint(n), fmt.Sprint(each)).CombinedOutput(); err != nil {
 		t.Fatalf("churn: %v: %s", err, out)

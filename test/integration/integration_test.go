@@ -207,6 +207,17 @@ func (h *harness) run(args ...string) {
 	}
 }
 
+// workloadNamed is a path that runs the workload under comm from its exec
+// on (a symlink: the kernel names a process after the file it executes).
+func (h *harness) workloadNamed(comm string) string {
+	h.t.Helper()
+	link := filepath.Join(h.t.TempDir(), comm)
+	if err := os.Symlink(h.workload, link); err != nil {
+		h.t.Fatal(err)
+	}
+	return link
+}
+
 // uniqueComm gives each test process a name no other process on the host has.
 func uniqueComm(prefix string) string {
 	return fmt.Sprintf("%s%06d", prefix, rand.IntN(1000000))
@@ -285,10 +296,7 @@ func TestExecSplitsCountsBetweenNames(t *testing.T) {
 	h := start(t, setup{})
 	before := uniqueComm("bef")
 	after := uniqueComm("aft")
-	link := filepath.Join(t.TempDir(), after)
-	if err := os.Symlink(h.workload, link); err != nil {
-		t.Fatal(err)
-	}
+	link := h.workloadNamed(after)
 	h.run("exec", before, "300", link, "700")
 	h.expect(2*time.Second, map[string]float64{
 		calls(before, "getppid"): 300,
@@ -306,10 +314,7 @@ func TestExecFreesThePreExecEntriesWhileRunning(t *testing.T) {
 	h := start(t, setup{})
 	before := uniqueComm("pre")
 	after := uniqueComm("post")
-	link := filepath.Join(t.TempDir(), after)
-	if err := os.Symlink(h.workload, link); err != nil {
-		t.Fatal(err)
-	}
+	link := h.workloadNamed(after)
 	cmd := exec.Command(h.workload, "exec-hold", before, "300", link, "700")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -385,10 +390,7 @@ func TestThreadsSharingASlotAreTimed(t *testing.T) {
 func TestExecFromASecondThreadIsTimed(t *testing.T) {
 	h := start(t, setup{})
 	after := uniqueComm("tex")
-	link := filepath.Join(t.TempDir(), after)
-	if err := os.Symlink(h.workload, link); err != nil {
-		t.Fatal(err)
-	}
+	link := h.workloadNamed(after)
 	h.run("thread-exec", link, "100")
 	got := h.expect(2*time.Second, map[string]float64{
 		calls(after, "getppid"): 100,
