@@ -33,18 +33,16 @@ func Attach(mode Mode) (*Attached, error) {
 	if err := loadFloorObjects(&a.objs, nil); err != nil {
 		return nil, fmt.Errorf("load floor programs: %w", err)
 	}
-	progs := map[string]*ebpf.Program{"sys_exit": a.objs.FloorExit, "sys_enter": a.objs.FloorEnter}
+	// sys_exit first, as the daemon does.
+	progs := []*ebpf.Program{a.objs.FloorExit, a.objs.FloorEnter}
 	switch mode {
 	case ExitOnly:
-		delete(progs, "sys_enter")
+		progs = progs[:1]
 	case ClockOnly:
-		progs = map[string]*ebpf.Program{"sys_exit": a.objs.ClockExit, "sys_enter": a.objs.ClockEnter}
+		progs = []*ebpf.Program{a.objs.ClockExit, a.objs.ClockEnter}
 	}
-	for _, name := range []string{"sys_exit", "sys_enter"} {
-		prog, ok := progs[name]
-		if !ok {
-			continue
-		}
+	for i, prog := range progs {
+		name := [...]string{"sys_exit", "sys_enter"}[i]
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			a.Close()

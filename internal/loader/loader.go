@@ -178,12 +178,12 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	slots := uint32(1)
 	if opts.Latency {
 		slots = startSlots(readPIDMax())
-		if opts.StartSlots != 0 {
-			slots = opts.StartSlots
-		}
 	}
-	if slots&(slots-1) != 0 {
-		return nil, fmt.Errorf("load BPF: %d entry-time slots: not a power of two", slots)
+	if opts.Latency && opts.StartSlots != 0 {
+		if opts.StartSlots&(opts.StartSlots-1) != 0 {
+			return nil, fmt.Errorf("load BPF: %d entry-time slots: not a power of two", opts.StartSlots)
+		}
+		slots = opts.StartSlots
 	}
 	spec.Maps["start_slots"].MaxEntries = slots
 	if err := spec.Variables["start_slot_mask"].Set(slots - 1); err != nil {
