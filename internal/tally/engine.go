@@ -131,6 +131,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case err == nil:
 			e.procs.Apply(ev)
 		case errors.Is(err, events.ErrFlushed):
+			e.tally.Drained()
 			e.serve()
 		case errors.Is(err, events.ErrClosed):
 			e.serve() // answer what is queued, from the final state

@@ -161,9 +161,12 @@ type Tally struct {
 	deadErrnos []foldedErrors
 	exitedSeen map[uint32]struct{}
 	// unnamed holds the processes whose entries the last sync could not
-	// name: the sweep checks them too, or a process whose fork and exit
+	// name. Drained makes them suspects: their records, if sent, were in
+	// the ring buffer before that drain, so one still unnamed after it lost
+	// them. The sweep checks suspects too, or a process whose fork and exit
 	// records were both lost would keep its entries, uncounted, forever.
-	unnamed map[uint32]struct{}
+	unnamed  map[uint32]struct{}
+	suspects map[uint32]struct{}
 	// liveCallKeys and liveErrKeys are the series running processes are
 	// attributed to at this scrape, with new counts or not: never idle.
 	liveCallKeys map[SeriesKey]struct{}
@@ -224,6 +227,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		syscalls:     make(map[Syscall]struct{}),
 		exitedSeen:   make(map[uint32]struct{}),
 		unnamed:      make(map[uint32]struct{}),
+		suspects:     make(map[uint32]struct{}),
 		liveCallKeys: make(map[SeriesKey]struct{}),
 		liveErrKeys:  make(map[ErrorKey]struct{}),
 		generations:  make(map[generation]*generationInfo),
@@ -576,15 +580,27 @@ func plusCounts(a, b loader.Counts) loader.Counts {
 
 func plusErrors(a, b uint64) uint64 { return a + b }
 
+// Drained tells the tally that every lifecycle record sent before now has
+// been applied. Call it after each drain of the ring buffer, before the
+// syncs it precedes.
+func (t *Tally) Drained() {
+	for tgid := range t.unnamed {
+		t.suspects[tgid] = struct{}{}
+	}
+}
+
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.
 func (t *Tally) sweepLostExits() {
 	if t.alive == nil {
 		return
 	}
-	// Processes no record named are checked at every sync: after the ring
-	// buffer is drained, an unnamed and dead process lost both its fork and
-	// exit records, and its counts should not wait 30 s to be exported.
+	// Suspects are checked at every sync: still unnamed after a drain, a
+	// dead one lost both its fork and exit records, and its counts should
+	// not wait 30 s to be exported. An entry first seen unnamed in this
+	// drain's syncs is not one: its records may still be in the ring buffer
+	// (they wake the reader only in batches), and marking it gone would
+	// export its counts under ~unknown.
 	full := t.now().Sub(t.lastSweep) >= t.sweepEvery
 	if full {
 		t.lastSweep = t.now()
@@ -600,9 +616,10 @@ func (t *Tally) sweepLostExits() {
 			t.procs.MarkGone(tgid)
 		}
 	}
-	for tgid := range t.unnamed {
+	for tgid := range t.suspects {
 		check(tgid)
 	}
+	clear(t.suspects)
 	if !full {
 		return
 	}

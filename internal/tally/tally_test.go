@@ -203,8 +203,10 @@ func (h *harness) procComm(tgid uint32, comm string) {
 	}
 }
 
+// snapshot and fold drain first, as the engine does.
 func (h *harness) snapshot() *Snapshot {
 	h.t.Helper()
+	h.tally.Drained()
 	snap, err := h.tally.Snapshot()
 	if err != nil {
 		h.t.Fatalf("Snapshot() = %v", err)
@@ -214,6 +216,7 @@ func (h *harness) snapshot() *Snapshot {
 
 func (h *harness) fold() {
 	h.t.Helper()
+	h.tally.Drained()
 	if err := h.tally.Fold(); err != nil {
 		h.t.Fatalf("Fold() = %v", err)
 	}
@@ -964,6 +967,36 @@ func TestDeadUnnamedProcessSweptUnderUnknown(t *testing.T) {
 	checkErrors(t, "swept", snap.Errors, map[ErrorKey]uint64{errSeries(UnknownComm, openat, enoent): 2})
 	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 {
 		t.Errorf("dead unnamed process's entries still in the kernel: %v %v", h.kernel.stats, h.kernel.errs)
+	}
+}
+
+// A process born after a drain, dead before the next: its records wait in
+// the ring buffer (they wake the reader in batches), and syncs served
+// before the next drain must leave its entries for its name.
+func TestUnnamedProcessWaitsForTheNextDrain(t *testing.T) {
+	dead := map[uint32]bool{90: true}
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	h.kernel.call(90, 1, read, 6, 60)
+	h.kernel.fail(90, 1, openat, enoent, 2)
+
+	h.fold()
+	// A fold and a scrape served together: no drain between them.
+	for step, sync := range []func() error{h.tally.Fold, func() error { _, err := h.tally.Snapshot(); return err }} {
+		if err := sync(); err != nil {
+			t.Fatalf("sync %d: %v", step, err)
+		}
+	}
+	if len(h.kernel.stats) == 0 || len(h.kernel.errs) == 0 {
+		t.Fatalf("entries of a process whose records are in flight were folded before the next drain")
+	}
+	// The drain brings its records.
+	h.record(events.Fork, 90, 1, "short")
+	h.record(events.Exit, 90, 1, "short")
+	snap := h.snapshot()
+	checkCalls(t, "named", snap.Calls, map[SeriesKey]loader.Counts{series("short", read): counts(6, 60)})
+	checkErrors(t, "named", snap.Errors, map[ErrorKey]uint64{errSeries("short", openat, enoent): 2})
+	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 {
+		t.Errorf("exited process's entries still in the kernel: %v %v", h.kernel.stats, h.kernel.errs)
 	}
 }
 
