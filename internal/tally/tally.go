@@ -502,20 +502,31 @@ func (t *Tally) seriesIndex(g *generationInfo) int32 {
 // whose process cannot be named yet (its records are still in flight): it
 // is exported once they arrive.
 func attribute[K comparable](t *Tally, live map[K]*attribution, k K, g *generationInfo, freeze func(old Labels, exported loader.Counts)) *attribution {
-	labels := g.labels
+	labels := &g.labels
 	if !g.named {
 		if !g.exited {
 			return nil
 		}
-		labels = unknownLabels.project(t.labeler.set)
+		unknown := unknownLabels.project(t.labeler.set)
+		labels = &unknown
 	}
 	a := live[k]
 	if a == nil {
-		a = &attribution{labels: g.shared(labels)}
+		a = &attribution{labels: g.shared(*labels)}
 		live[k] = a
-	} else if *a.labels != labels {
-		freeze(*a.labels, sub(a.exported, a.base))
-		a.base, a.labels = a.exported, g.shared(labels)
+	} else if a.labels != g.sharedLabels {
+		// The strings are compared once per generation and sync: its other
+		// entries then share the pointer (these compares were most of a
+		// large host's scrape).
+		switch {
+		case *a.labels != *labels:
+			freeze(*a.labels, sub(a.exported, a.base))
+			a.base, a.labels = a.exported, g.shared(*labels)
+		case g.sharedLabels == nil:
+			g.sharedLabels = a.labels
+		default:
+			a.labels = g.sharedLabels
+		}
 	}
 	return a
 }
