@@ -62,10 +62,8 @@ type Maps struct {
 	objs sysobsdMaps
 	ncpu int
 
-	statsKeys  []SyscallKey
-	statsVals  []sysobsdSyscallStatsValue
-	errKeys    []ErrnoKey
-	errVals    []uint64
+	statsBatches [2]batch[SyscallKey, sysobsdSyscallStatsValue]
+	errBatches   [2]batch[ErrnoKey, uint64]
 	histVals   []sysobsdLatencyHistValue
 	dropVals   []uint64
 	slotKeys   []uint32
@@ -84,10 +82,10 @@ func (m *Maps) init() error {
 		return fmt.Errorf("count possible CPUs: %w", err)
 	}
 	m.ncpu = n
-	m.statsKeys = make([]SyscallKey, batchSize)
-	m.statsVals = make([]sysobsdSyscallStatsValue, batchSize*n)
-	m.errKeys = make([]ErrnoKey, batchSize)
-	m.errVals = make([]uint64, batchSize*n)
+	for i := range 2 {
+		m.statsBatches[i] = newBatch[SyscallKey, sysobsdSyscallStatsValue](n)
+		m.errBatches[i] = newBatch[ErrnoKey, uint64](n)
+	}
 	m.histVals = make([]sysobsdLatencyHistValue, n)
 	m.dropVals = make([]uint64, n)
 	return nil
@@ -109,7 +107,7 @@ func (m *Maps) ReadStats(fn func(SyscallKey, Counts)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.SyscallStats, m.statsKeys, m.statsVals, m.ncpu, func(k SyscallKey, per []sysobsdSyscallStatsValue) {
+	return batchRead(m.objs.SyscallStats, &m.statsBatches, m.ncpu, func(k SyscallKey, per []sysobsdSyscallStatsValue) {
 		var c Counts
 		for _, v := range per {
 			c.Calls += v.Calls
@@ -124,7 +122,7 @@ func (m *Maps) ReadErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.SyscallErrors, m.errKeys, m.errVals, m.ncpu, func(k ErrnoKey, per []uint64) {
+	return batchRead(m.objs.SyscallErrors, &m.errBatches, m.ncpu, func(k ErrnoKey, per []uint64) {
 		var n uint64
 		for _, v := range per {
 			n += v
@@ -138,7 +136,7 @@ func (m *Maps) ReadOverflowErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.OverflowErrors, m.errKeys, m.errVals, m.ncpu, func(k ErrnoKey, per []uint64) {
+	return batchRead(m.objs.OverflowErrors, &m.errBatches, m.ncpu, func(k ErrnoKey, per []uint64) {
 		var n uint64
 		for _, v := range per {
 			n += v
@@ -231,19 +229,54 @@ func (m *Maps) Close() error {
 	return m.objs.Close()
 }
 
-func batchRead[K, V any](m *ebpf.Map, keys []K, vals []V, ncpu int, fn func(K, []V)) error {
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			fn(keys[i], vals[i*ncpu:(i+1)*ncpu])
+// batch is scratch space for one batch lookup: keys and their per-CPU values.
+type batch[K, V any] struct {
+	keys []K
+	vals []V
+}
+
+func newBatch[K, V any](ncpu int) batch[K, V] {
+	return batch[K, V]{keys: make([]K, batchSize), vals: make([]V, batchSize*ncpu)}
+}
+
+// lookedUp is one batch lookup's result.
+type lookedUp[K, V any] struct {
+	b   *batch[K, V]
+	n   int
+	err error
+}
+
+// batchRead calls fn for every entry of m. The kernel copies the next batch
+// while fn works on this one: on a large host each is about half of a
+// scrape, and a host has more than one CPU.
+func batchRead[K, V any](m *ebpf.Map, scratch *[2]batch[K, V], ncpu int, fn func(K, []V)) error {
+	free := make(chan *batch[K, V], 2)
+	free <- &scratch[0]
+	free <- &scratch[1]
+	full := make(chan lookedUp[K, V], 1)
+	go func() {
+		var cursor ebpf.MapBatchCursor
+		for {
+			b := <-free
+			n, err := m.BatchLookup(&cursor, b.keys, b.vals, nil)
+			full <- lookedUp[K, V]{b, n, err}
+			if err != nil { // the end (ErrKeyNotExist) or a failure: fn's side stops too
+				return
+			}
 		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+	}()
+	for {
+		r := <-full
+		for i := 0; i < r.n; i++ {
+			fn(r.b.keys[i], r.b.vals[i*ncpu:(i+1)*ncpu])
+		}
+		if errors.Is(r.err, ebpf.ErrKeyNotExist) {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", m.String(), err)
+		if r.err != nil {
+			return fmt.Errorf("read %s: %w", m.String(), r.err)
 		}
+		free <- r.b
 	}
 }
 
