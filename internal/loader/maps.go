@@ -64,10 +64,10 @@ type Maps struct {
 
 	statsBatches [2]batch[SyscallKey, sysobsdSyscallStatsValue]
 	errBatches   [2]batch[ErrnoKey, uint64]
-	histVals   []sysobsdLatencyHistValue
-	dropVals   []uint64
-	slotKeys   []uint32
-	slotCounts []sysobsdSyscallStatsValue
+	histVals     []sysobsdLatencyHistValue
+	dropVals     []uint64
+	slotKeys     []uint32
+	slotCounts   []sysobsdSyscallStatsValue
 }
 
 // batchSize bounds one batch syscall; hash batches must cover a whole bucket.
