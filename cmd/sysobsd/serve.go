@@ -143,6 +143,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	collector.SetNativeHistograms(cfg.NativeHistograms)
 	registry.MustRegister(
 		collector,
+		metrics.NewProgramCollector(probes.RecursionMisses),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_total",
 			Help: "Notable events (failed and slow calls) received from the kernel."},
 			func() float64 { return float64(recent.Total()) }),

@@ -68,7 +68,9 @@ func DefaultOptions() Options {
 // Probes are the loaded maps and attached programs.
 type Probes struct {
 	Maps
-	programs []*ebpf.Program
+	// attached are the programs behind links, by hook name, kept open
+	// for their run statistics (RecursionMisses).
+	attached map[string]*ebpf.Program
 	links    []link.Link
 	// AttachMode is how the syscall hooks were attached: "tp_btf" or "raw_tracepoint".
 	AttachMode string
@@ -230,7 +232,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err != nil {
 		return nil, describeLoadError(err)
 	}
-	p := &Probes{AttachMode: mode}
+	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program)}
 	if err := coll.Assign(&p.Maps.objs); err != nil {
 		coll.Close()
 		return nil, fmt.Errorf("load BPF: %w", err)
@@ -254,19 +256,24 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		p.Maps.Close()
 		return nil, err
 	}
+	attached := func(name string, l link.Link) {
+		p.links = append(p.links, l)
+		// The hook's name: the raw_tracepoint twins count as the same.
+		p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
+	}
 	for _, name := range lifecycle {
 		l, err := attach(coll.Programs[name], mode, name)
 		if err != nil {
 			return fail(err)
 		}
-		p.links = append(p.links, l)
+		attached(name, l)
 	}
 	if prog := coll.Programs[renameProgram]; prog != nil {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
 		} else {
-			p.links = append(p.links, l)
+			attached(renameProgram, l)
 			p.RenamesTracked = true
 		}
 	}
@@ -280,9 +287,8 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		if err != nil {
 			return fail(err)
 		}
-		p.links = append(p.links, l)
+		attached(name, l)
 	}
-	// Keep programs alive through their links only.
 	closeColl()
 	return p, nil
 }
@@ -338,6 +344,26 @@ func (p *Probes) detach() {
 		l.Close()
 	}
 	p.links = nil
+	for _, prog := range p.attached {
+		prog.Close()
+	}
+	clear(p.attached)
+}
+
+// RecursionMisses returns, per attached program, the runs the kernel
+// skipped because the program was already running on that CPU (Linux 5.12;
+// 0 before): for sys_exit a call not counted, for a lifecycle program a
+// record not sent.
+func (p *Probes) RecursionMisses() (map[string]uint64, error) {
+	misses := make(map[string]uint64, len(p.attached))
+	for name, prog := range p.attached {
+		stats, err := prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("read %s's run statistics: %w", name, err)
+		}
+		misses[name] = stats.RecursionMisses
+	}
+	return misses, nil
 }
 
 // Close detaches every program and frees the maps.

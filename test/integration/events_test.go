@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +83,35 @@ func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
 	}
 	if n := len(recent.Query(nil, 0)); n > keep {
 		t.Errorf("buffer holds %d events, want at most %d", n, keep)
+	}
+}
+
+// Every attached program's skipped runs are exported, so a loss no map of
+// ours can count (a program already running on the CPU) is still seen.
+func TestRecursionMissesExportedPerProgram(t *testing.T) {
+	h := start(t, setup{})
+	got := h.scrape()
+	programs := []string{"sys_enter", "sys_exit", "process_fork", "process_exec", "process_exit", "cgroup_attach"}
+	if h.probes.RenamesTracked {
+		programs = append(programs, "task_rename")
+	}
+	n := 0
+	for k := range got {
+		if strings.HasPrefix(k, "sysobsd_bpf_program_recursion_misses_total{") {
+			n++
+		}
+	}
+	if n != len(programs) {
+		t.Errorf("%d programs export recursion misses, want %d (%v)", n, len(programs), programs)
+	}
+	for _, p := range programs {
+		k := fmt.Sprintf(`sysobsd_bpf_program_recursion_misses_total{program=%q}`, p)
+		v, ok := got[k]
+		if !ok {
+			t.Errorf("%s missing", k)
+		} else if v != 0 {
+			t.Errorf("%s = %v: the kernel skipped runs of an idle daemon's program", k, v)
+		}
 	}
 }
 
