@@ -214,6 +214,13 @@ func (t *ProcessTable) Superseded(tgid, execID uint32) bool {
 	return ok && p.execKnown && int32(p.exec-execID) > 0
 }
 
+// Running reports whether the generation is a running process's current
+// one: its counts still grow, and a fold leaves its entries alone.
+func (t *ProcessTable) Running(tgid, execID uint32) bool {
+	_, live := t.live[tgid]
+	return live && !t.Exited(tgid) && !t.Superseded(tgid, execID)
+}
+
 // ExecsSinceFold is how many exec records arrived since the last fold.
 func (t *ProcessTable) ExecsSinceFold() int { return t.execs }
 

@@ -11,6 +11,32 @@ import (
 // running processes under 100 names, 10 syscalls each (100,000 kernel
 // entries, what 10,000 exec'd programs hold), and 2,000 error entries.
 func BenchmarkSnapshot(b *testing.B) {
+	h := largeHost(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.tally.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFold is a timed fold on the same host: one of its processes
+// exits per fold, the others run on.
+func BenchmarkFold(b *testing.B) {
+	h := largeHost(b)
+	tgid := uint32(1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.record(events.Exit, tgid, 2, "worker")
+		if err := h.tally.Fold(); err != nil {
+			b.Fatal(err)
+		}
+		tgid++
+	}
+}
+
+func largeHost(b *testing.B) *harness {
+	b.Helper()
 	const processes, perProcess = 10000, 10
 	h := &harness{kernel: newFakeKernel(), procRoot: b.TempDir()}
 	h.procs = events.NewProcessTable(h.procRoot)
@@ -29,10 +55,5 @@ func BenchmarkSnapshot(b *testing.B) {
 	if _, err := h.tally.Snapshot(); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := h.tally.Snapshot(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return h
 }

@@ -103,6 +103,7 @@ type Processes interface {
 	CgroupID(tgid uint32) (uint64, bool)
 	Exited(tgid uint32) bool
 	Superseded(tgid, execID uint32) bool
+	Running(tgid, execID uint32) bool
 	ForgetExited()
 	MarkGone(tgid uint32)
 }
@@ -326,6 +327,11 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	err := t.kernel.ReadStats(func(k loader.SyscallKey, v loader.Counts) {
 		if scrape {
 			snap.StatsEntries++
+		} else if t.procs.Running(k.Tgid, k.ExecId) {
+			// A fold only takes final entries: a running process's are
+			// left for the next scrape to attribute (most of a large
+			// host's entries, and most of a fold's work otherwise).
+			return
 		}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
 		t.syscalls[sc] = struct{}{}
@@ -370,6 +376,8 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	err = t.kernel.ReadErrors(func(k loader.ErrnoKey, n uint64) {
 		if scrape {
 			snap.ErrorsEntries++
+		} else if t.procs.Running(k.Tgid, k.ExecId) {
+			return
 		}
 		v := loader.Counts{Calls: n}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
