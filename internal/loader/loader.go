@@ -256,7 +256,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		p.Maps.Close()
 		return nil, err
 	}
-	attached := func(name string, l link.Link) {
+	keep := func(name string, l link.Link) {
 		p.links = append(p.links, l)
 		// The hook's name: the raw_tracepoint twins count as the same.
 		p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
@@ -266,14 +266,14 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		if err != nil {
 			return fail(err)
 		}
-		attached(name, l)
+		keep(name, l)
 	}
 	if prog := coll.Programs[renameProgram]; prog != nil {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
 		} else {
-			attached(renameProgram, l)
+			keep(renameProgram, l)
 			p.RenamesTracked = true
 		}
 	}
@@ -287,7 +287,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		if err != nil {
 			return fail(err)
 		}
-		attached(name, l)
+		keep(name, l)
 	}
 	closeColl()
 	return p, nil
