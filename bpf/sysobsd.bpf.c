@@ -27,6 +27,12 @@
  *                    thread holds (only when pid_max exceeds the slots)
  *   lifecycle        ring buffer of struct lifecycle_event
  *   drops            per-CPU array of loss counters, indexed by enum drop_reason
+ *   entry_keys       ring buffer of struct errno_key: each syscall_stats entry
+ *                    (err 0) and syscall_errors entry when it is created, so
+ *                    the daemon can fold an exited process by its keys instead
+ *                    of reading the whole map; never wakes the reader
+ *   entry_keys_lost  per-CPU count of those records not sent (buffer full):
+ *                    no count is lost, the daemon reads the whole map instead
  *   filter_settings  one entry: which filters are on (all off by default)
  *   filter_pids, filter_comms, filter_cgroup_ids, filter_cgroup_names
  *                    what the config includes or excludes (MATCH_* bits)
@@ -256,6 +262,19 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } lifecycle SEC(".maps");
 
+/* 24 bytes a record: a second's new entries of a busy host fit (~43,000). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1024 * 1024);
+} entry_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} entry_keys_lost SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DROP_REASONS);
@@ -353,6 +372,29 @@ static __always_inline void count_drop(u32 reason)
 		*n += 1;
 }
 
+/* Tells the daemon an entry was created (err 0: in syscall_stats). Only the
+ * CPU whose insert succeeded sends it, so each entry is told once. */
+static __always_inline void announce_entry(struct syscall_key *key, u32 err)
+{
+	struct errno_key *rec;
+	u32 zero = 0;
+	u64 *lost;
+
+	rec = bpf_ringbuf_reserve(&entry_keys, sizeof(*rec), 0);
+	if (!rec) {
+		lost = bpf_map_lookup_elem(&entry_keys_lost, &zero);
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	rec->tgid = key->tgid;
+	rec->exec_id = key->exec_id;
+	rec->nr = key->nr;
+	rec->abi = key->abi;
+	rec->err = err;
+	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline u16 task_abi(struct task_struct *task)
 {
 #if defined(__TARGET_ARCH_x86)
@@ -410,8 +452,10 @@ static __always_inline void record_error(struct syscall_key *key, long ret)
 		*count += 1;
 		return;
 	}
-	if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST) == 0)
+	if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST) == 0) {
+		announce_entry(key, ekey.err);
 		return;
+	}
 	/* Lost the race to another CPU creating the same key, or the map is full. */
 	count = bpf_map_lookup_elem(&syscall_errors, &ekey);
 	if (count) {
@@ -663,7 +707,8 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	if (!stats) {
 		struct syscall_stats_value zero = {};
 
-		bpf_map_update_elem(&syscall_stats, &key, &zero, BPF_NOEXIST);
+		if (bpf_map_update_elem(&syscall_stats, &key, &zero, BPF_NOEXIST) == 0)
+			announce_entry(&key, 0);
 		stats = bpf_map_lookup_elem(&syscall_stats, &key);
 		if (!stats) {
 			count_drop(DROP_STATS_MAP_FULL);

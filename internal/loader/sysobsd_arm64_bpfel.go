@@ -133,6 +133,8 @@ type sysobsdSyscallStatsValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sysobsdMapDrops                = "drops"
+	sysobsdMapEntryKeys            = "entry_keys"
+	sysobsdMapEntryKeysLost        = "entry_keys_lost"
 	sysobsdMapErrnoNotable         = "errno_notable"
 	sysobsdMapFilterCgroupIds      = "filter_cgroup_ids"
 	sysobsdMapFilterCgroupNames    = "filter_cgroup_names"
@@ -231,6 +233,8 @@ type sysobsdProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdMapSpecs struct {
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	EntryKeys         *ebpf.MapSpec `ebpf:"entry_keys"`
+	EntryKeysLost     *ebpf.MapSpec `ebpf:"entry_keys_lost"`
 	ErrnoNotable      *ebpf.MapSpec `ebpf:"errno_notable"`
 	FilterCgroupIds   *ebpf.MapSpec `ebpf:"filter_cgroup_ids"`
 	FilterCgroupNames *ebpf.MapSpec `ebpf:"filter_cgroup_names"`
@@ -289,6 +293,8 @@ func (o *sysobsdObjects) Close() error {
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdMaps struct {
 	Drops             *ebpf.Map `ebpf:"drops"`
+	EntryKeys         *ebpf.Map `ebpf:"entry_keys"`
+	EntryKeysLost     *ebpf.Map `ebpf:"entry_keys_lost"`
 	ErrnoNotable      *ebpf.Map `ebpf:"errno_notable"`
 	FilterCgroupIds   *ebpf.Map `ebpf:"filter_cgroup_ids"`
 	FilterCgroupNames *ebpf.Map `ebpf:"filter_cgroup_names"`
@@ -313,6 +319,8 @@ type sysobsdMaps struct {
 func (m *sysobsdMaps) Close() error {
 	return _SysobsdClose(
 		m.Drops,
+		m.EntryKeys,
+		m.EntryKeysLost,
 		m.ErrnoNotable,
 		m.FilterCgroupIds,
 		m.FilterCgroupNames,
