@@ -19,9 +19,10 @@ type ProcessTable struct {
 	live     map[uint32]*process
 	// exited processes keep their names until their counts are folded.
 	exited map[uint32]*process
-	// execs counts exec records since the last fold: each leaves a finished
-	// generation whose entries can be folded (Superseded).
-	execs int
+	// execed holds the processes with an exec record since the last fold:
+	// each left a finished generation whose entries can be folded
+	// (Superseded).
+	execed map[uint32]struct{}
 }
 
 type process struct {
@@ -45,6 +46,7 @@ func NewProcessTable(procRoot string) *ProcessTable {
 		procRoot: procRoot,
 		live:     make(map[uint32]*process),
 		exited:   make(map[uint32]*process),
+		execed:   make(map[uint32]struct{}),
 	}
 }
 
@@ -88,7 +90,7 @@ func (t *ProcessTable) Apply(ev Lifecycle) {
 		p.name(ev.ExecID, ev.Comm)
 		p.cgroup, p.cgroupKnown = ev.CgroupID, true
 		p.exec, p.execKnown = ev.ExecID, true
-		t.execs++
+		t.execed[ev.TGID] = struct{}{}
 	case Rename:
 		p := t.liveProcess(ev.TGID)
 		p.name(ev.ExecID, ev.Comm)
@@ -221,8 +223,22 @@ func (t *ProcessTable) Running(tgid, execID uint32) bool {
 	return live && !t.Exited(tgid) && !t.Superseded(tgid, execID)
 }
 
-// ExecsSinceFold is how many exec records arrived since the last fold.
-func (t *ProcessTable) ExecsSinceFold() int { return t.execs }
+// ExecsSinceFold is how many processes exec'd since the last fold.
+func (t *ProcessTable) ExecsSinceFold() int { return len(t.execed) }
+
+// Finishing calls fn for every process that may have final entries: those
+// that exited and are not forgotten yet, and those that exec'd since the
+// last fold.
+func (t *ProcessTable) Finishing(fn func(tgid uint32)) {
+	for tgid := range t.exited {
+		fn(tgid)
+	}
+	for tgid := range t.execed {
+		if _, exited := t.exited[tgid]; !exited {
+			fn(tgid)
+		}
+	}
+}
 
 // Forget drops an exited process once its counts have been folded.
 func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
@@ -233,7 +249,7 @@ func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
 // kernel's inserts may miss an entry once, and the entry must still find
 // its name at the next fold rather than be counted as ~unknown.
 func (t *ProcessTable) ForgetExited() {
-	t.execs = 0
+	clear(t.execed)
 	for tgid, p := range t.exited {
 		p.folds++
 		if p.folds >= 2 {

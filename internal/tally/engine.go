@@ -155,10 +155,14 @@ func (e *Engine) serve() {
 				continue
 			}
 			if !req.scrape {
+				var err error
 				if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
-					if err := e.tally.Fold(); err != nil {
+					if err = e.tally.Fold(); err != nil {
 						e.log.Error("fold exited processes", zap.Error(err))
 					}
+				}
+				if req.reply != nil {
+					req.reply <- result{err: err}
 				}
 				continue
 			}
@@ -179,6 +183,13 @@ func (e *Engine) Reconfigure(ctx context.Context, labels LabelSet, limits Limits
 		t.SetLabels(labels, t.labeler.cgroups)
 		t.SetLimits(limits)
 	}})
+	return err
+}
+
+// Fold drains the ring buffer and folds what exited or exec'd, as the
+// engine does every FoldEvery.
+func (e *Engine) Fold(ctx context.Context) error {
+	_, err := e.do(ctx, request{})
 	return err
 }
 

@@ -80,6 +80,12 @@ type Snapshot struct {
 	Processes int
 	// FoldedProcesses counts processes whose counts were folded since start.
 	FoldedProcesses uint64
+	// FoldsByKeys and FullReads count how syncs read the per-process maps:
+	// looking up only finished processes' entries, or reading every entry.
+	FoldsByKeys, FullReads uint64
+	// EntryKeysLost counts the kernel's announcements of new entries that
+	// were not sent (no count lost: the next syncs read the maps in full).
+	EntryKeysLost uint64
 	// DecodeErrors counts lifecycle records that did not decode.
 	DecodeErrors uint64
 }
@@ -94,6 +100,13 @@ type Kernel interface {
 	ReadDrops() ([]uint64, error)
 	DeleteStats([]loader.SyscallKey) error
 	DeleteErrors([]loader.ErrnoKey) error
+	// LookupStats and LookupErrors read the given entries only.
+	LookupStats([]loader.SyscallKey, func(loader.SyscallKey, loader.Counts)) error
+	LookupErrors([]loader.ErrnoKey, func(loader.ErrnoKey, uint64)) error
+	// DrainEntryKeys hands over the kernel's announcements of new entries;
+	// EntryKeysLost counts those it could not send.
+	DrainEntryKeys(func(loader.ErrnoKey)) error
+	EntryKeysLost() (uint64, error)
 }
 
 // Processes names process generations, knows their cgroups and says which
@@ -104,6 +117,7 @@ type Processes interface {
 	Exited(tgid uint32) bool
 	Superseded(tgid, execID uint32) bool
 	Running(tgid, execID uint32) bool
+	Finishing(fn func(tgid uint32))
 	ForgetExited()
 	MarkGone(tgid uint32)
 }
@@ -150,9 +164,17 @@ type Tally struct {
 	touchedErrs map[ErrorKey]time.Time
 
 	foldedProcesses uint64
-	lastSweep       time.Time
-	sweepEvery      time.Duration
-	now             func() time.Time
+	// book knows the entries' keys, so that most folds look up only the
+	// finished processes' entries; foldsByKeys and fullReads count how
+	// syncs read the maps.
+	book         keyBook
+	foldsByKeys  uint64
+	fullReads    uint64
+	lookupStats  []loader.SyscallKey
+	lookupErrors []loader.ErrnoKey
+	lastSweep    time.Time
+	sweepEvery   time.Duration
+	now          func() time.Time
 
 	// scratch, reused between syncs
 	deadStats  []loader.SyscallKey
@@ -232,6 +254,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		liveCallKeys: make(map[SeriesKey]struct{}),
 		liveErrKeys:  make(map[ErrorKey]struct{}),
 		generations:  make(map[generation]*generationInfo),
+		book:         newKeyBook(),
 		liveCalls:    make(map[liveSeries]loader.Counts),
 		labelIndex:   make(map[Labels]int32),
 		sweepEvery:   30 * time.Second,
@@ -324,7 +347,31 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	t.seriesLabels = t.seriesLabels[:0]
 	liveTGIDs := make(map[uint32]struct{})
 
-	err := t.kernel.ReadStats(func(k loader.SyscallKey, v loader.Counts) {
+	if err := t.kernel.DrainEntryKeys(t.book.note); err != nil {
+		return nil, err
+	}
+	lost, err := t.kernel.EntryKeysLost()
+	if err != nil {
+		return nil, err
+	}
+	began := t.now()
+	// learn: this sync reads every entry, and the book may lack some.
+	learn := !t.book.complete || lost != t.book.lostAt
+	byKeys := !scrape && t.book.usable(lost, began) && t.collectFinished()
+	readStats, readErrors := t.kernel.ReadStats, t.kernel.ReadErrors
+	if byKeys {
+		readStats = func(fn func(loader.SyscallKey, loader.Counts)) error {
+			return t.kernel.LookupStats(t.lookupStats, fn)
+		}
+		readErrors = func(fn func(loader.ErrnoKey, uint64)) error {
+			return t.kernel.LookupErrors(t.lookupErrors, fn)
+		}
+	}
+
+	err = readStats(func(k loader.SyscallKey, v loader.Counts) {
+		if learn {
+			t.book.addStats(k)
+		}
 		if scrape {
 			snap.StatsEntries++
 		} else if t.procs.Running(k.Tgid, k.ExecId) {
@@ -373,7 +420,10 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			addCounts(snap.Calls, key, c)
 		}
 	}
-	err = t.kernel.ReadErrors(func(k loader.ErrnoKey, n uint64) {
+	err = readErrors(func(k loader.ErrnoKey, n uint64) {
+		if learn {
+			t.book.addError(k)
+		}
 		if scrape {
 			snap.ErrorsEntries++
 		} else if t.procs.Running(k.Tgid, k.ExecId) {
@@ -416,12 +466,20 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
 		delete(t.live, k)
 	}
+	t.book.removeStats(t.deadStats)
 	if err := t.kernel.DeleteErrors(t.deadErrors); err != nil {
 		return nil, err
 	}
 	for i, k := range t.deadErrors {
 		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
 		delete(t.liveErrors, k)
+	}
+	t.book.removeErrors(t.deadErrors)
+	if byKeys {
+		t.foldsByKeys++
+	} else {
+		t.fullReads++
+		t.book.fullReadDone(lost, began)
 	}
 	t.foldedProcesses += uint64(len(t.exitedSeen))
 	// Every exited process's entries were read and deleted above, so all
@@ -466,7 +524,29 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	t.limitSeries(snap)
 	snap.Processes = len(liveTGIDs)
 	snap.FoldedProcesses = t.foldedProcesses
+	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, lost
 	return snap, nil
+}
+
+// collectFinished gathers the book's keys of the finished processes'
+// final entries, and reports whether looking them up costs less than
+// reading the maps in full.
+func (t *Tally) collectFinished() bool {
+	t.lookupStats, t.lookupErrors = t.lookupStats[:0], t.lookupErrors[:0]
+	t.procs.Finishing(func(tgid uint32) {
+		for _, k := range t.book.stats[tgid] {
+			if !t.procs.Running(k.Tgid, k.ExecId) {
+				t.lookupStats = append(t.lookupStats, k)
+			}
+		}
+		for _, k := range t.book.errors[tgid] {
+			if !t.procs.Running(k.Tgid, k.ExecId) {
+				t.lookupErrors = append(t.lookupErrors, k)
+			}
+		}
+	})
+	n := len(t.lookupStats) + len(t.lookupErrors)
+	return n <= foldByKeysAlways || n*foldByKeysCost < t.book.keys
 }
 
 // generation returns what this sync knows of a process generation, working

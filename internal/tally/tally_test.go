@@ -43,6 +43,15 @@ type fakeKernel struct {
 	deletedErrors []loader.ErrnoKey
 	histReads     []Syscall
 	failMethod    string // name of the method that fails with errFaked
+
+	// announced holds the new entries' keys not drained yet, as the
+	// entry_keys ring buffer would; muted drops them (ring buffer full)
+	// and counts them in keysLost.
+	announced []loader.ErrnoKey
+	muted     bool
+	keysLost  uint64
+	// fullReads and lookups count how the maps were read.
+	fullReads, lookups int
 }
 
 func newFakeKernel() *fakeKernel {
@@ -67,7 +76,10 @@ func errnoKey(tgid, execID uint32, sc Syscall, errno uint32) loader.ErrnoKey {
 // call counts n calls taking ns nanoseconds in all, as sys_exit does.
 func (k *fakeKernel) call(tgid, execID uint32, sc Syscall, n, ns uint64) {
 	key := statsKey(tgid, execID, sc)
-	c := k.stats[key]
+	c, ok := k.stats[key]
+	if !ok {
+		k.announce(errnoKey(tgid, execID, sc, 0))
+	}
 	c.Calls += n
 	c.NS += ns
 	k.stats[key] = c
@@ -75,7 +87,60 @@ func (k *fakeKernel) call(tgid, execID uint32, sc Syscall, n, ns uint64) {
 
 // fail counts n calls that returned -errno.
 func (k *fakeKernel) fail(tgid, execID uint32, sc Syscall, errno uint32, n uint64) {
-	k.errs[errnoKey(tgid, execID, sc, errno)] += n
+	key := errnoKey(tgid, execID, sc, errno)
+	if _, ok := k.errs[key]; !ok {
+		k.announce(key)
+	}
+	k.errs[key] += n
+}
+
+func (k *fakeKernel) announce(key loader.ErrnoKey) {
+	if k.muted {
+		k.keysLost++
+		return
+	}
+	k.announced = append(k.announced, key)
+}
+
+func (k *fakeKernel) DrainEntryKeys(fn func(loader.ErrnoKey)) error {
+	if err := k.failing("DrainEntryKeys"); err != nil {
+		return err
+	}
+	for _, key := range k.announced {
+		fn(key)
+	}
+	k.announced = k.announced[:0]
+	return nil
+}
+
+func (k *fakeKernel) EntryKeysLost() (uint64, error) {
+	return k.keysLost, k.failing("EntryKeysLost")
+}
+
+func (k *fakeKernel) LookupStats(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
+	if err := k.failing("LookupStats"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		k.lookups++
+		if c, ok := k.stats[key]; ok {
+			fn(key, c)
+		}
+	}
+	return nil
+}
+
+func (k *fakeKernel) LookupErrors(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
+	if err := k.failing("LookupErrors"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		k.lookups++
+		if n, ok := k.errs[key]; ok {
+			fn(key, n)
+		}
+	}
+	return nil
 }
 
 func (k *fakeKernel) failing(method string) error {
@@ -89,6 +154,7 @@ func (k *fakeKernel) ReadStats(fn func(loader.SyscallKey, loader.Counts)) error 
 	if err := k.failing("ReadStats"); err != nil {
 		return err
 	}
+	k.fullReads++
 	for key, c := range k.stats {
 		fn(key, c)
 	}
@@ -704,18 +770,22 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 
 	for step := range steps {
 		switch r := rng.IntN(100); {
-		case r < 55: // calls
+		case r < 55: // calls; a new entry's announcement may be lost
 			if tgid, p, ok := liveTGID(); ok {
 				n := uint64(rng.IntN(5) + 1)
 				ns := n * uint64(rng.IntN(1000))
+				h.kernel.muted = rng.IntN(20) == 0
 				h.kernel.call(tgid, p.execID, syscalls[rng.IntN(len(syscalls))], n, ns)
+				h.kernel.muted = false
 				total.Calls += n
 				total.NS += ns
 			}
 		case r < 65: // failed calls
 			if tgid, p, ok := liveTGID(); ok {
 				n := uint64(rng.IntN(3) + 1)
+				h.kernel.muted = rng.IntN(20) == 0
 				h.kernel.fail(tgid, p.execID, syscalls[rng.IntN(len(syscalls))], errnos[rng.IntN(len(errnos))], n)
+				h.kernel.muted = false
 				totalErrors += n
 			}
 		case r < 72: // fork, on a tgid that may wait for its fold; its record may be lost
@@ -749,7 +819,23 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 				dead[tgid] = true
 			}
 		case r < 94:
+			exited := make(map[uint32]bool)
+			for tgid := range uint32(106) {
+				exited[tgid] = h.procs.Exited(tgid)
+			}
 			h.fold()
+			// Whether it looked entries up by key or read them all, a
+			// fold leaves nothing of a process that had exited.
+			for k := range h.kernel.stats {
+				if exited[k.Tgid] {
+					t.Fatalf("step %d: the fold left %+v of an exited process", step, k)
+				}
+			}
+			for k := range h.kernel.errs {
+				if exited[k.Tgid] {
+					t.Fatalf("step %d: the fold left %+v of an exited process", step, k)
+				}
+			}
 		default:
 			check(step)
 		}
