@@ -72,6 +72,11 @@ var (
 		"Running processes with counts in the kernel maps.", nil, nil)
 	foldedDesc = prometheus.NewDesc("sysobsd_processes_folded_total",
 		"Exited processes whose counts were folded into lasting totals and removed from the kernel maps.", nil, nil)
+	mapReadsDesc = prometheus.NewDesc("sysobsd_bpf_map_reads_total",
+		"Reads of the per-process kernel maps by how: by_keys (a fold looking up only the entries of processes that exited or exec'd), full (every entry: scrapes, and folds of many processes or after a lost entry announcement).",
+		[]string{"how"}, nil)
+	entryKeysLostDesc = prometheus.NewDesc("sysobsd_bpf_entry_announcements_lost_total",
+		"New kernel map entries the daemon was not told of (entry_keys ring buffer full). No count is lost: the next fold reads the maps in full.", nil, nil)
 	decodeErrorsDesc = prometheus.NewDesc("sysobsd_lifecycle_decode_errors_total",
 		"Lifecycle ring-buffer records that could not be decoded.", nil, nil)
 	scrapeErrorDesc = prometheus.NewDesc("sysobsd_scrape_error",
@@ -240,6 +245,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(c.capacity[1]), "syscall_errors")
 	c.emit(ch, processesDesc, prometheus.GaugeValue, float64(snap.Processes))
 	c.emit(ch, foldedDesc, prometheus.CounterValue, float64(snap.FoldedProcesses))
+	c.emit(ch, mapReadsDesc, prometheus.CounterValue, float64(snap.FoldsByKeys), "by_keys")
+	c.emit(ch, mapReadsDesc, prometheus.CounterValue, float64(snap.FullReads), "full")
+	c.emit(ch, entryKeysLostDesc, prometheus.CounterValue, float64(snap.EntryKeysLost))
 	c.emit(ch, decodeErrorsDesc, prometheus.CounterValue, float64(snap.DecodeErrors))
 }
 

@@ -116,6 +116,9 @@ func goldenSnapshot() *tally.Snapshot {
 		ErrorsEntries:   7,
 		Processes:       3,
 		FoldedProcesses: 9,
+		FoldsByKeys:     30,
+		FullReads:       4,
+		EntryKeysLost:   2,
 		DecodeErrors:    1,
 	})
 }
