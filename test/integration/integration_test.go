@@ -257,6 +257,59 @@ func TestShortLivedProcessCountedExactly(t *testing.T) {
 	waitNoKernelEntries(t, h)
 }
 
+// Once the tally has read the maps, the programs announce every new entry,
+// so a fold looks up the exited process's entries alone: it deletes them
+// all, counts them exactly, and leaves whole-map reads to scrapes.
+func TestFoldLooksUpTheExitedProcessByKeys(t *testing.T) {
+	h := start(t, setup{})
+	const byKeys, full = `sysobsd_bpf_map_reads_total{how="by_keys"}`, `sysobsd_bpf_map_reads_total{how="full"}`
+	before := h.scrape()
+	const n, m, k = 300, 4, 5
+	comm := uniqueComm("keyed")
+	cmd := exec.Command(h.workload, "basic", comm, fmt.Sprint(n), fmt.Sprint(m), fmt.Sprint(k))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("workload: %v: %s", err, out)
+	}
+	if err := h.engine.Fold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tgid := uint32(cmd.Process.Pid)
+	var left []loader.SyscallKey
+	if err := h.probes.ReadStats(func(key loader.SyscallKey, _ loader.Counts) {
+		if key.Tgid == tgid {
+			left = append(left, key)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("after the fold, the kernel keeps entries of exited process %d: %+v", tgid, left)
+	}
+
+	got := h.scrape()
+	want := map[string]float64{
+		calls(comm, "write"):           n + k,
+		errs(comm, "write", "ENOSPC"):  k,
+		calls(comm, "openat"):          m + 2,
+		errs(comm, "openat", "ENOENT"): m,
+		calls(comm, "prctl"):           1,
+	}
+	for key, v := range want {
+		if got[key] != v {
+			t.Errorf("%s = %v, want %v", key, got[key], v)
+		}
+	}
+	if got[byKeys] <= before[byKeys] {
+		t.Errorf("%s = %v, was %v: the fold did not go by keys", byKeys, got[byKeys], before[byKeys])
+	}
+	if got[full] != before[full]+1 {
+		t.Errorf("%s = %v, was %v: want one more (this scrape's)", full, got[full], before[full])
+	}
+	if got[`sysobsd_bpf_entry_announcements_lost_total{}`] != 0 {
+		t.Errorf("announcements lost: %v", got[`sysobsd_bpf_entry_announcements_lost_total{}`])
+	}
+}
+
 // waitNoKernelEntries checks that no kernel entry belongs to a process that
 // no longer exists once a fold has run.
 func waitNoKernelEntries(t *testing.T, h *harness) {
