@@ -44,6 +44,8 @@ type options struct {
 	short, perShort, workers int
 	sustain, scrapeEvery     time.Duration
 	scrapes                  int
+	trickle                  time.Duration
+	trickleRate              int
 	bigStats, bigErrors      int
 	out                      string
 }
@@ -60,6 +62,8 @@ func main() {
 	flag.DurationVar(&o.sustain, "sustain", 30*time.Second, "length of the sustained-rate run")
 	flag.DurationVar(&o.scrapeEvery, "scrape-every", 5*time.Second, "scrape interval during the sustained run")
 	flag.IntVar(&o.scrapes, "scrapes", 5, "scrapes timed with the long-lived processes running")
+	flag.DurationVar(&o.trickle, "trickle", 20*time.Second, "then, with them running, short-lived processes exit at a trickle for this long (0: skip)")
+	flag.IntVar(&o.trickleRate, "trickle-rate", 10, "short-lived processes started per second during the trickle")
 	flag.IntVar(&o.bigStats, "big-stats-entries", 262144, "then the long-lived run again with maps.stats_entries this large (0: skip)")
 	flag.IntVar(&o.bigErrors, "big-errors-entries", 65536, "maps.errors_entries of that run")
 	flag.StringVar(&o.out, "out", "", "write the markdown report here (default stdout)")
@@ -278,6 +282,14 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 	p("| processes tracked | %s |\n", thousands(int(last.sum("sysobsd_processes_tracked"))))
 	p("| getppid calls of `sobslive*` in /metrics | %s (want %s: %s) |\n", thousands(int(gotLive)), thousands(int(wantLive)), verdict(gotLive == wantLive))
 	p("| drops (sysobsd_drops_total, all reasons) | %s |\n", dropsLine(last, base))
+	if o.trickle > 0 {
+		tr, err := trickle(o, d)
+		if err != nil {
+			return err
+		}
+		p("| daemon CPU while %d short-lived processes a second start and exit (%s s, no scrapes) | **%s%% of a core** (%d processes; map reads: %s by keys, %s full) |\n",
+			o.trickleRate, f1(tr.wall.Seconds()), f2(100*tr.cpu.Seconds()/tr.wall.Seconds()), tr.processes, thousands(int(tr.byKeys)), thousands(int(tr.full)))
+	}
 	p("\n")
 	logf("stopping the long-lived processes")
 	beforeExit, err := d.scrape()
@@ -312,6 +324,48 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 	p("| drops while they exited | %s |\n", dropsLine(after, beforeExit))
 	p("\n")
 	return nil
+}
+
+type trickleResult struct {
+	wall, cpu    time.Duration
+	processes    int
+	byKeys, full float64 // sysobsd_bpf_map_reads_total meanwhile
+}
+
+// trickle starts o.trickleRate short-lived processes a second for
+// o.trickle, as a host whose programs come and go (cron jobs, health
+// checks): every second a process exits, and the daemon folds.
+func trickle(o options, d *daemon) (trickleResult, error) {
+	var r trickleResult
+	b, err := newBurster(o)
+	if err != nil {
+		return r, err
+	}
+	defer b.close()
+	before, err := d.scrape()
+	if err != nil {
+		return r, err
+	}
+	logf("trickle: %d short-lived processes a second for %v", o.trickleRate, o.trickle)
+	tick := time.NewTicker(time.Second / time.Duration(o.trickleRate))
+	defer tick.Stop()
+	cpu0, t0 := cpuNs(d.pid()), time.Now()
+	for time.Since(t0) < o.trickle {
+		<-tick.C
+		if _, err := b.run(); err != nil {
+			return r, err
+		}
+		r.processes++
+	}
+	r.cpu, r.wall = time.Duration(cpuNs(d.pid())-cpu0), time.Since(t0)
+	after, err := d.scrape()
+	if err != nil {
+		return r, err
+	}
+	r.byKeys = after.sum("sysobsd_bpf_map_reads_total", "how", "by_keys") - before.sum("sysobsd_bpf_map_reads_total", "how", "by_keys")
+	// Less the scrape that ended the window.
+	r.full = after.sum("sysobsd_bpf_map_reads_total", "how", "full") - before.sum("sysobsd_bpf_map_reads_total", "how", "full") - 1
+	return r, nil
 }
 
 // targets judges the scale targets; with fewer processes than the targets
@@ -566,29 +620,74 @@ func (ls *liveSet) stop() error {
 
 // ---- short-lived processes ----
 
-func churn(o options) (time.Duration, map[int]bool, error) {
-	pids := map[int]bool{}
-	dir, err := os.MkdirTemp("", "sysobsd-scale-")
-	if err != nil {
-		return 0, nil, err
-	}
-	defer os.RemoveAll(dir)
-	// The comm of an exec'd process is the name it was executed under.
+// burster runs short-lived processes: `loop burst N` executed as
+// `sobsburst` (the comm of an exec'd process is the name it was executed
+// under).
+type burster struct {
+	dir     string
+	devnull *os.File
+	argv    []string
+	attr    *syscall.ProcAttr
+}
+
+func newBurster(o options) (*burster, error) {
 	abs, err := filepath.Abs(o.loop)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sysobsd-scale-")
+	if err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, "sobsburst")
 	if err := os.Symlink(abs, path); err != nil {
-		return 0, nil, err
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &burster{
+		dir:     dir,
+		devnull: devnull,
+		argv:    []string{path, "burst", strconv.Itoa(o.perShort)},
+		attr:    &syscall.ProcAttr{Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd()}},
+	}, nil
+}
+
+func (b *burster) close() {
+	b.devnull.Close()
+	os.RemoveAll(b.dir)
+}
+
+// run starts one process and waits for it; it returns its pid.
+func (b *burster) run() (int, error) {
+	pid, err := syscall.ForkExec(b.argv[0], b.argv, b.attr)
+	if err != nil {
+		return 0, err
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == nil && !(ws.Exited() && ws.ExitStatus() == 0) {
+		err = fmt.Errorf("exit status %v", ws)
+	}
+	return pid, err
+}
+
+func churn(o options) (time.Duration, map[int]bool, error) {
+	pids := map[int]bool{}
+	b, err := newBurster(o)
+	if err != nil {
 		return 0, nil, err
 	}
-	defer devnull.Close()
-	attr := &syscall.ProcAttr{Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd()}}
-	argv := []string{path, "burst", strconv.Itoa(o.perShort)}
+	defer b.close()
 	var next atomic.Int64
 	var failures atomic.Int64
 	var firstErr error
@@ -600,21 +699,11 @@ func churn(o options) (time.Duration, map[int]bool, error) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(o.short) {
-				pid, err := syscall.ForkExec(path, argv, attr)
-				if err == nil {
+				pid, err := b.run()
+				if pid != 0 {
 					mu.Lock()
 					pids[pid] = true
 					mu.Unlock()
-					var ws syscall.WaitStatus
-					for {
-						_, err = syscall.Wait4(pid, &ws, 0, nil)
-						if err != syscall.EINTR {
-							break
-						}
-					}
-					if err == nil && !(ws.Exited() && ws.ExitStatus() == 0) {
-						err = fmt.Errorf("exit status %v", ws)
-					}
 				}
 				if err != nil {
 					failures.Add(1)

@@ -27,9 +27,10 @@ const fullReadEvery = 30 * time.Second
 // of reading every entry of the maps: on a host with 10,000 processes that
 // read is 87 ms, and a fold runs every second a process exits.
 type keyBook struct {
-	stats  map[uint32][]loader.SyscallKey // by tgid
-	errors map[uint32][]loader.ErrnoKey
-	keys   int // in both maps
+	// byTGID holds each process's entries packed (packKey): a large host's
+	// 140,000 entries take ~1.3 MB.
+	byTGID map[uint32][]uint64
+	keys   int
 	// complete is true while no announcement has been lost since the last
 	// full read began (lostAt): every entry is then in the book. The book
 	// starts incomplete, so the first sync reads the maps in full.
@@ -39,36 +40,47 @@ type keyBook struct {
 }
 
 func newKeyBook() keyBook {
-	return keyBook{
-		stats:  make(map[uint32][]loader.SyscallKey),
-		errors: make(map[uint32][]loader.ErrnoKey),
+	return keyBook{byTGID: make(map[uint32][]uint64)}
+}
+
+// packKey packs an entry's key less its tgid: exec_id, nr, abi (0 or 1)
+// and errno (at most 4095; 0 for a stats entry) fit in 64 bits.
+func packKey(execID uint32, nr, abi uint16, errno uint32) (uint64, bool) {
+	if abi > 1 || errno > 0x7fff {
+		return 0, false
+	}
+	return uint64(execID)<<32 | uint64(nr)<<16 | uint64(abi)<<15 | uint64(errno), true
+}
+
+func unpackKey(tgid uint32, p uint64) loader.ErrnoKey {
+	return loader.ErrnoKey{
+		Tgid:   tgid,
+		ExecId: uint32(p >> 32),
+		Nr:     uint16(p >> 16),
+		Abi:    uint16(p>>15) & 1,
+		Err:    uint32(p) & 0x7fff,
 	}
 }
 
 // note records an announcement: an errors entry's key, or with Err 0 a
 // stats entry's.
-func (b *keyBook) note(k loader.ErrnoKey) {
-	if k.Err == 0 {
-		b.addStats(loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi})
+func (b *keyBook) note(k loader.ErrnoKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) }
+
+func (b *keyBook) addStats(k loader.SyscallKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, 0) }
+
+func (b *keyBook) addError(k loader.ErrnoKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) }
+
+// add ignores a key the book has: a full read sees entries that were
+// announced too.
+func (b *keyBook) add(tgid, execID uint32, nr, abi uint16, errno uint32) {
+	p, ok := packKey(execID, nr, abi, errno)
+	if !ok {
+		b.complete = false // not a key the programs make; read in full
 		return
 	}
-	b.addError(k)
-}
-
-// addStats and addError ignore a key the book has: a full read sees
-// entries that were announced too.
-func (b *keyBook) addStats(k loader.SyscallKey) {
-	keys := b.stats[k.Tgid]
-	if !slices.Contains(keys, k) {
-		b.stats[k.Tgid] = append(keys, k)
-		b.keys++
-	}
-}
-
-func (b *keyBook) addError(k loader.ErrnoKey) {
-	keys := b.errors[k.Tgid]
-	if !slices.Contains(keys, k) {
-		b.errors[k.Tgid] = append(keys, k)
+	keys := b.byTGID[tgid]
+	if !slices.Contains(keys, p) {
+		b.byTGID[tgid] = append(keys, p)
 		b.keys++
 	}
 }
@@ -76,34 +88,38 @@ func (b *keyBook) addError(k loader.ErrnoKey) {
 // removeStats and removeErrors forget deleted entries.
 func (b *keyBook) removeStats(deleted []loader.SyscallKey) {
 	for _, k := range deleted {
-		if remove(b.stats, k.Tgid, k) {
-			b.keys--
-		}
+		b.remove(k.Tgid, k.ExecId, k.Nr, k.Abi, 0)
 	}
 }
 
 func (b *keyBook) removeErrors(deleted []loader.ErrnoKey) {
 	for _, k := range deleted {
-		if remove(b.errors, k.Tgid, k) {
-			b.keys--
-		}
+		b.remove(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err)
 	}
 }
 
-func remove[K comparable](m map[uint32][]K, tgid uint32, k K) bool {
-	keys := m[tgid]
-	i := slices.Index(keys, k)
+func (b *keyBook) remove(tgid, execID uint32, nr, abi uint16, errno uint32) {
+	p, _ := packKey(execID, nr, abi, errno)
+	keys := b.byTGID[tgid]
+	i := slices.Index(keys, p)
 	if i < 0 {
-		return false
+		return
 	}
+	b.keys--
 	keys[i] = keys[len(keys)-1]
 	keys = keys[:len(keys)-1]
 	if len(keys) == 0 {
-		delete(m, tgid)
+		delete(b.byTGID, tgid)
 	} else {
-		m[tgid] = keys
+		b.byTGID[tgid] = keys
 	}
-	return true
+}
+
+// each calls fn for every entry of the process: stats entries with Err 0.
+func (b *keyBook) each(tgid uint32, fn func(loader.ErrnoKey)) {
+	for _, p := range b.byTGID[tgid] {
+		fn(unpackKey(tgid, p))
+	}
 }
 
 // usable reports whether a fold may go by the book's keys: nothing was lost

@@ -138,3 +138,19 @@ func TestFoldsReadEverythingAfterAWhileWithoutScrapes(t *testing.T) {
 		t.Errorf("%d full reads and %d lookups, want 2 (the first snapshot, then after %v) and 3", h.kernel.fullReads, h.kernel.lookups, fullReadEvery)
 	}
 }
+
+func TestPackedKeysRoundTrip(t *testing.T) {
+	for _, k := range []loader.ErrnoKey{
+		{Tgid: 1, ExecId: 0, Nr: 0, Abi: 0, Err: 0},
+		{Tgid: 4194304, ExecId: 0xffffffff, Nr: 0xffff, Abi: 1, Err: 4095},
+		{Tgid: 77, ExecId: 3, Nr: 257, Abi: 0, Err: 13},
+	} {
+		p, ok := packKey(k.ExecId, k.Nr, k.Abi, k.Err)
+		if got := unpackKey(k.Tgid, p); !ok || got != k {
+			t.Errorf("packKey(%+v) = %#x, %v; unpacks to %+v", k, p, ok, got)
+		}
+	}
+	if _, ok := packKey(1, 2, 2, 0); ok {
+		t.Errorf("packKey took abi 2, which it cannot hold")
+	}
+}

@@ -534,16 +534,15 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 func (t *Tally) collectFinished() bool {
 	t.lookupStats, t.lookupErrors = t.lookupStats[:0], t.lookupErrors[:0]
 	t.procs.Finishing(func(tgid uint32) {
-		for _, k := range t.book.stats[tgid] {
-			if !t.procs.Running(k.Tgid, k.ExecId) {
-				t.lookupStats = append(t.lookupStats, k)
-			}
-		}
-		for _, k := range t.book.errors[tgid] {
-			if !t.procs.Running(k.Tgid, k.ExecId) {
+		t.book.each(tgid, func(k loader.ErrnoKey) {
+			switch {
+			case t.procs.Running(k.Tgid, k.ExecId):
+			case k.Err == 0:
+				t.lookupStats = append(t.lookupStats, loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi})
+			default:
 				t.lookupErrors = append(t.lookupErrors, k)
 			}
-		}
+		})
 	})
 	n := len(t.lookupStats) + len(t.lookupErrors)
 	return n <= foldByKeysAlways || n*foldByKeysCost < t.book.keys
