@@ -79,10 +79,11 @@ func overview() *dashboard.DashboardBuilder {
 			"percentunit", query("sysobsd_bpf_map_entries"+sel()+" / sysobsd_bpf_map_max_entries"+sel(), "{{map}} {{instance}}")).
 			Max(1)).
 		WithPanel(timeseriesPanel("Tracked and folded processes",
-			"Processes with counts in the kernel maps, and exited processes folded into lasting totals per second.",
+			"Processes with counts in the kernel maps, and exited processes folded into lasting totals per second. Then reads of the kernel maps per second: by_keys (a fold looking up the exited processes' entries, cheap), full (every entry: each scrape, and folds after a burst of exits or a lost entry announcement, sysobsd_bpf_entry_announcements_lost_total). Full reads far above the scrape rate cost CPU on a large host.",
 			"short",
 			query("sum by (instance) (sysobsd_processes_tracked"+sel()+")", "tracked {{instance}}"),
-			query("sum by (instance) ("+rate("sysobsd_processes_folded_total")+")", "folded/s {{instance}}"))).
+			query("sum by (instance) ("+rate("sysobsd_processes_folded_total")+")", "folded/s {{instance}}"),
+			query("sum by (instance, how) ("+rate("sysobsd_bpf_map_reads_total")+")", "map reads/s {{how}} {{instance}}"))).
 		WithPanel(timeseriesPanel("Read and decode errors",
 			"1 when reading the kernel maps failed at the last scrape (sysobsd_scrape_error); lifecycle records that could not be decoded per second.",
 			"short",
