@@ -13,6 +13,7 @@
 #   VARIANTS=...    overhead variants to run, e.g. "floor sysobsd" (default: all)
 #   NICE=-10        nice value of the measured loops and the tracers
 #   LIVE=10000 SHORT=100000 SUSTAIN=30s SCRAPE_EVERY=15s   scale runs
+#   TRICKLE=20s TRICKLE_RATE=10   with the live processes up, short-lived ones exit at a trickle
 #   SKIP_OVERHEAD=1 SKIP_SCALE=1 SKIP_GOBENCH=1             leave a part out
 #   SYSOBSD=build/sysobsd   the daemon binary (the default is rebuilt with `make build` first)
 set -euo pipefail
@@ -28,13 +29,13 @@ if [ "$SMOKE" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
 	ITERS_SCALE=${ITERS_SCALE:-0.05}
 	VARIANTS=${VARIANTS:-floor floor-exit floor-clock sysobsd sysobsd-nolat strace}
-	LIVE=${LIVE:-200} SHORT=${SHORT:-2000} SUSTAIN=${SUSTAIN:-2s} SCRAPE_EVERY=${SCRAPE_EVERY:-1s}
+	LIVE=${LIVE:-200} SHORT=${SHORT:-2000} SUSTAIN=${SUSTAIN:-2s} SCRAPE_EVERY=${SCRAPE_EVERY:-1s} TRICKLE=${TRICKLE:-2s}
 	SCRAPES=2 BIG_STATS=0 QUIET_WAIT=0s BENCHTIME=${BENCHTIME:-200x} PROG_STATS=false
 else
 	ROUNDS=${ROUNDS:-5}
 	ITERS_SCALE=${ITERS_SCALE:-1}
 	VARIANTS=${VARIANTS:-}
-	LIVE=${LIVE:-10000} SHORT=${SHORT:-100000} SUSTAIN=${SUSTAIN:-30s} SCRAPE_EVERY=${SCRAPE_EVERY:-15s}
+	LIVE=${LIVE:-10000} SHORT=${SHORT:-100000} SUSTAIN=${SUSTAIN:-30s} SCRAPE_EVERY=${SCRAPE_EVERY:-15s} TRICKLE=${TRICKLE:-20s}
 	SCRAPES=5 BIG_STATS=${BIG_STATS:-262144} QUIET_WAIT=${QUIET_WAIT:-30s} BENCHTIME=${BENCHTIME:-1s} PROG_STATS=true
 fi
 
@@ -105,6 +106,7 @@ if [ "${SKIP_SCALE:-0}" != 1 ]; then
 	log "scale: $LIVE long-lived, $SHORT short-lived processes, $SUSTAIN sustained"
 	"$OUT/scale" -sysobsd "$SYSOBSD" -loop "$OUT/loop" -live "$LIVE" -short "$SHORT" \
 		-sustain "$SUSTAIN" -scrape-every "$SCRAPE_EVERY" -scrapes "$SCRAPES" \
+		-trickle "$TRICKLE" -trickle-rate "${TRICKLE_RATE:-10}" \
 		-big-stats-entries "$BIG_STATS" -out "$report/scale.md"
 fi
 
@@ -135,7 +137,7 @@ version() { "$@" 2>&1 | head -1 || true; }
 	echo
 	echo "| | |"
 	echo "|---|---|"
-	echo "| command | \`$command_line\` (ROUNDS=$ROUNDS ITERS_SCALE=$ITERS_SCALE NICE=$NICE LIVE=$LIVE SHORT=$SHORT SUSTAIN=$SUSTAIN SCRAPE_EVERY=$SCRAPE_EVERY${VARIANTS:+ VARIANTS=\"$VARIANTS\"}) |"
+	echo "| command | \`$command_line\` (ROUNDS=$ROUNDS ITERS_SCALE=$ITERS_SCALE NICE=$NICE LIVE=$LIVE SHORT=$SHORT SUSTAIN=$SUSTAIN SCRAPE_EVERY=$SCRAPE_EVERY TRICKLE=$TRICKLE${VARIANTS:+ VARIANTS=\"$VARIANTS\"}) |"
 	echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC'), ${took} s |"
 	echo "| kernel | $(uname -r) ($(uname -m)) |"
 	echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) |"
