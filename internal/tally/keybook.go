@@ -129,8 +129,9 @@ func (b *keyBook) usable(lost uint64, now time.Time) bool {
 	return b.complete && lost == b.lostAt && now.Sub(b.lastFullRead) < fullReadEvery
 }
 
-// fullReadDone notes a full read of both maps that began when lost
-// announcements were counted lost: the book has every key since.
+// fullReadDone notes a full read of both maps, begun when the kernel's
+// count of lost announcements was lost: the book has every key since,
+// unless that count grows.
 func (b *keyBook) fullReadDone(lost uint64, began time.Time) {
 	b.complete, b.lostAt, b.lastFullRead = true, lost, began
 }
