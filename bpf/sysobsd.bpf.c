@@ -263,10 +263,12 @@ struct {
 } lifecycle SEC(".maps");
 
 /* 24 bytes a record: the new entries between two folds (a second) of a host
- * starting ~4,000 processes a second fit (~87,000, ~20 per process). */
+ * starting ~1,000 processes a second fit (~21,800, ~20 per process); beyond
+ * that, folds read the maps in full, as before announcements. Small, because
+ * the reader maps the buffer twice and it counts in the daemon's RSS. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 * 1024 * 1024);
+	__uint(max_entries, 512 * 1024);
 } entry_keys SEC(".maps");
 
 struct {
