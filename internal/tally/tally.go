@@ -126,9 +126,29 @@ type Processes interface {
 // base belong to earlier names (already in the folded totals), counts from
 // base on to labels. exported is the value the last scrape showed.
 type attribution struct {
-	labels   *Labels // shared by the generation's entries (see generationInfo.shared)
-	base     loader.Counts
+	labels *Labels // shared by the generation's entries (see generationInfo.shared)
+	// base is nil while zero, as it is until a rename or a label change:
+	// 32 bytes an entry instead of 48, ~1.6 MB less on a large host.
+	base     *loader.Counts
 	exported loader.Counts
+}
+
+// since returns v less what belongs to earlier names.
+func (a *attribution) since(v loader.Counts) loader.Counts {
+	if a.base == nil {
+		return v
+	}
+	return sub(v, *a.base)
+}
+
+// rebase hands everything exported so far to earlier names.
+func (a *attribution) rebase() {
+	if a.exported == (loader.Counts{}) {
+		a.base = nil
+		return
+	}
+	base := a.exported
+	a.base = &base
 }
 
 // foldedCalls and foldedErrors are what a dead entry adds to the totals.
@@ -280,12 +300,12 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 		return
 	}
 	for k, a := range t.live {
-		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, sub(a.exported, a.base))
-		a.base = a.exported
+		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, a.since(a.exported))
+		a.rebase()
 	}
 	for k, a := range t.liveErrors {
-		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.exported.Calls-a.base.Calls)
-		a.base = a.exported
+		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.since(a.exported).Calls)
+		a.rebase()
 	}
 	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
 	for k, v := range t.folded {
@@ -394,7 +414,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
-			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{*a.labels, sc}, sub(v, a.base)})
+			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{*a.labels, sc}, a.since(v)})
 			if g.exited {
 				t.exitedSeen[k.Tgid] = struct{}{}
 			}
@@ -406,7 +426,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		if scrape {
 			key := liveSeries{t.seriesIndex(g), sc}
-			t.liveCalls[key] = plusCounts(t.liveCalls[key], sub(v, a.base))
+			t.liveCalls[key] = plusCounts(t.liveCalls[key], a.since(v))
 			a.exported = v
 		}
 	})
@@ -442,14 +462,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		if g.final {
 			t.deadErrors = append(t.deadErrors, k)
-			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, n - a.base.Calls})
+			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, a.since(v).Calls})
 			if g.exited {
 				t.exitedSeen[k.Tgid] = struct{}{}
 			}
 			return
 		}
 		if scrape {
-			addErrors(snap.Errors, key, n-a.base.Calls)
+			addErrors(snap.Errors, key, a.since(v).Calls)
 			a.exported = v
 			t.liveErrKeys[key] = struct{}{}
 		}
@@ -607,8 +627,9 @@ func attribute[K comparable](t *Tally, live map[K]*attribution, k K, g *generati
 		// entry was a third of the tally's part of a large scrape).
 		switch {
 		case *a.labels != *labels:
-			freeze(*a.labels, sub(a.exported, a.base))
-			a.base, a.labels = a.exported, g.shared(*labels)
+			freeze(*a.labels, a.since(a.exported))
+			a.rebase()
+			a.labels = g.shared(*labels)
 		case g.sharedLabels == nil:
 			g.sharedLabels = a.labels
 		default:
