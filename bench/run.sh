@@ -195,7 +195,9 @@ EOF
 	echo "(as root). The scrape path of a large host, in its steps: BenchmarkReadStats is the kernel's"
 	echo "batch read of 140,000 per-process entries, BenchmarkSnapshot the tally's attribution of"
 	echo "100,000 entries of 10,000 processes, BenchmarkCollect one scrape's collection over 10,000"
-	echo "series. BenchmarkDecodeLifecycle is one ring-buffer record."
+	echo "series. A fold: BenchmarkLookupStats looks up 1,400 entries by key in the same map,"
+	echo "BenchmarkFold is the tally's work to fold one exited process of that host."
+	echo "BenchmarkDecodeLifecycle is one ring-buffer record."
 	echo
 	echo '```'
 	if [ -f "$report/gobench.txt" ]; then grep -E '^(Benchmark|goos|goarch|cpu|pkg)' "$report/gobench.txt"; else echo "(not run)"; fi
