@@ -136,22 +136,14 @@ func (m *Maps) LookupStats(keys []SyscallKey, fn func(SyscallKey, Counts)) error
 	if err := m.init(); err != nil {
 		return err
 	}
-	for _, k := range keys {
-		err := m.objs.SyscallStats.Lookup(&k, m.statsVals)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("look up syscall_stats: %w", err)
-		}
+	return lookupEach(m.objs.SyscallStats, keys, m.statsVals, func(k SyscallKey, per []sysobsdSyscallStatsValue) {
 		var c Counts
-		for _, v := range m.statsVals {
+		for _, v := range per {
 			c.Calls += v.Calls
 			c.NS += v.Ns
 		}
 		fn(k, c)
-	}
-	return nil
+	})
 }
 
 // LookupErrors is LookupStats for the errors map.
@@ -159,19 +151,26 @@ func (m *Maps) LookupErrors(keys []ErrnoKey, fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
+	return lookupEach(m.objs.SyscallErrors, keys, m.errVals, func(k ErrnoKey, per []uint64) {
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		fn(k, n)
+	})
+}
+
+// lookupEach calls fn with the per-CPU values of each key that has an entry.
+func lookupEach[K, V any](m *ebpf.Map, keys []K, per []V, fn func(K, []V)) error {
 	for _, k := range keys {
-		err := m.objs.SyscallErrors.Lookup(&k, m.errVals)
+		err := m.Lookup(&k, per)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("look up syscall_errors: %w", err)
+			return fmt.Errorf("look up %s: %w", m.String(), err)
 		}
-		var n uint64
-		for _, v := range m.errVals {
-			n += v
-		}
-		fn(k, n)
+		fn(k, per)
 	}
 	return nil
 }

@@ -118,26 +118,22 @@ func (k *fakeKernel) EntryKeysLost() (uint64, error) {
 }
 
 func (k *fakeKernel) LookupStats(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
-	if err := k.failing("LookupStats"); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		k.lookups++
-		if c, ok := k.stats[key]; ok {
-			fn(key, c)
-		}
-	}
-	return nil
+	return lookup(k, "LookupStats", k.stats, keys, fn)
 }
 
 func (k *fakeKernel) LookupErrors(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
-	if err := k.failing("LookupErrors"); err != nil {
+	return lookup(k, "LookupErrors", k.errs, keys, fn)
+}
+
+// lookup counts each key looked up and calls fn for those with entries.
+func lookup[K comparable, V any](k *fakeKernel, method string, entries map[K]V, keys []K, fn func(K, V)) error {
+	if err := k.failing(method); err != nil {
 		return err
 	}
 	for _, key := range keys {
 		k.lookups++
-		if n, ok := k.errs[key]; ok {
-			fn(key, n)
+		if v, ok := entries[key]; ok {
+			fn(key, v)
 		}
 	}
 	return nil
