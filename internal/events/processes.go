@@ -41,7 +41,7 @@ type process struct {
 	// cgroup is the cgroup2 id from the latest record (or the scan).
 	cgroup      uint64
 	cgroupKnown bool
-	folds       int // folds since the process exited (ForgetExited)
+	folds       int // full reads since the process exited (ForgetExited)
 	// exec is the current generation's exec_id, when a fork or exec record
 	// told it (processes found by Scan learn it at their first exec).
 	exec      uint32
@@ -264,13 +264,18 @@ func (t *ProcessTable) Finishing(fn func(tgid uint32)) {
 // Forget drops an exited process once its counts have been folded.
 func (t *ProcessTable) Forget(tgid uint32) { delete(t.exited, tgid) }
 
-// ForgetExited drops every exited process.
+// ForgetExited drops every exited process that two full reads of the maps
+// have passed over; fullRead tells whether the sync that calls it was one.
 //
-// An exited process is kept through two calls: a map read racing with the
-// kernel's inserts may miss an entry once, and the entry must still find
-// its name at the next fold rather than be counted as ~unknown.
-func (t *ProcessTable) ForgetExited() {
+// A map read racing with the kernel's inserts may miss an entry once, and a
+// fold by keys misses an entry whose key the tally never learned: such an
+// entry must still find its name at the next full read rather than be
+// counted as ~unknown.
+func (t *ProcessTable) ForgetExited(fullRead bool) {
 	clear(t.execed)
+	if !fullRead {
+		return
+	}
 	for tgid, p := range t.exited {
 		p.folds++
 		if p.folds >= 2 {

@@ -97,9 +97,11 @@ func TestTwoProcessesKeepTheirOwnNames(t *testing.T) {
 	if !pt.Exited(10) {
 		t.Error("Exited(10) = false after its exit record")
 	}
-	pt.ForgetExited()
-	checkState(t, "kept through one fold", pt, 20, true, false, 1, 1)
-	pt.ForgetExited()
+	pt.ForgetExited(true)
+	checkState(t, "kept through one full read", pt, 20, true, false, 1, 1)
+	pt.ForgetExited(false)
+	checkState(t, "kept through a fold by keys", pt, 20, true, false, 1, 1)
+	pt.ForgetExited(true)
 	checkState(t, "forget exited", pt, 20, true, false, 1, 0)
 	checkNames(t, "forget exited", pt, []nameCase{{10, 1, ""}, {20, 2, "b2"}})
 }

@@ -77,6 +77,8 @@ var (
 		[]string{"how"}, nil)
 	entryKeysLostDesc = prometheus.NewDesc("sysobsd_bpf_entry_announcements_lost_total",
 		"New kernel map entries the daemon was not told of (entry_keys ring buffer full). No count is lost: the next fold reads the maps in full.", nil, nil)
+	missedByKeysDesc = prometheus.NewDesc("sysobsd_bpf_entries_missed_by_keys_total",
+		"Entries of exited or exec'd processes that a full read of the kernel maps found but the daemon had not been told of: folds by key had left them to it. None is lost (they are folded under their process's name); a rising count means the kernel's entry announcements are incomplete.", nil, nil)
 	decodeErrorsDesc = prometheus.NewDesc("sysobsd_lifecycle_decode_errors_total",
 		"Lifecycle ring-buffer records that could not be decoded.", nil, nil)
 	scrapeErrorDesc = prometheus.NewDesc("sysobsd_scrape_error",
@@ -248,6 +250,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.emit(ch, mapReadsDesc, prometheus.CounterValue, float64(snap.FoldsByKeys), "by_keys")
 	c.emit(ch, mapReadsDesc, prometheus.CounterValue, float64(snap.FullReads), "full")
 	c.emit(ch, entryKeysLostDesc, prometheus.CounterValue, float64(snap.EntryKeysLost))
+	c.emit(ch, missedByKeysDesc, prometheus.CounterValue, float64(snap.MissedByKeys))
 	c.emit(ch, decodeErrorsDesc, prometheus.CounterValue, float64(snap.DecodeErrors))
 }
 

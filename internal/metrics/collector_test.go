@@ -119,6 +119,7 @@ func goldenSnapshot() *tally.Snapshot {
 		FoldsByKeys:     30,
 		FullReads:       4,
 		EntryKeysLost:   2,
+		MissedByKeys:    1,
 		DecodeErrors:    1,
 	})
 }

@@ -115,6 +115,12 @@ func (b *keyBook) remove(tgid, execID uint32, nr, abi uint16, errno uint32) {
 	}
 }
 
+// has reports whether the book knows the entry.
+func (b *keyBook) has(tgid, execID uint32, nr, abi uint16, errno uint32) bool {
+	p, ok := packKey(execID, nr, abi, errno)
+	return ok && slices.Contains(b.byTGID[tgid], p)
+}
+
 // each calls fn for every entry of the process: stats entries with Err 0.
 func (b *keyBook) each(tgid uint32, fn func(loader.ErrnoKey)) {
 	for _, p := range b.byTGID[tgid] {

@@ -154,3 +154,28 @@ func TestPackedKeysRoundTrip(t *testing.T) {
 		t.Errorf("packKey took abi 2, which it cannot hold")
 	}
 }
+
+// An entry whose key the book never learned (not announced, and not counted
+// lost) escapes folds by key; its process stays known until full reads have
+// passed over it, so the next one folds it under its name.
+func TestEntryMissedByKeysIsFoldedByNameAtTheNextFullRead(t *testing.T) {
+	h := busyHost(t, 20)
+	h.record(events.Fork, 300, 1, "missed")
+	h.kernel.stats[statsKey(300, 1, read)] = counts(5, 50)
+	h.record(events.Exit, 300, 1, "missed")
+	for range 3 {
+		h.fold()
+	}
+	if _, ok := h.kernel.stats[statsKey(300, 1, read)]; !ok || !h.procs.Exited(300) {
+		t.Fatalf("folds by key: entry kept %v, process known %v; want both", ok, h.procs.Exited(300))
+	}
+	snap := h.snapshot()
+	checkCalls(t, "next full read", snap.Calls, map[SeriesKey]loader.Counts{
+		series("worker", read):  counts(20*3, 20*300),
+		series("worker", write): counts(20*2, 20*200),
+		series("missed", read):  counts(5, 50),
+	})
+	if snap.MissedByKeys != 1 {
+		t.Errorf("MissedByKeys = %d, want 1", snap.MissedByKeys)
+	}
+}

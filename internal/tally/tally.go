@@ -86,6 +86,9 @@ type Snapshot struct {
 	// EntryKeysLost counts the kernel's announcements of new entries that
 	// were not sent (no count lost: the next syncs read the maps in full).
 	EntryKeysLost uint64
+	// MissedByKeys counts finished entries a full read found that the
+	// tally had not been told of: folds by key had left them (none is lost).
+	MissedByKeys uint64
 	// DecodeErrors counts lifecycle records that did not decode.
 	DecodeErrors uint64
 }
@@ -118,7 +121,7 @@ type Processes interface {
 	Superseded(tgid, execID uint32) bool
 	Running(tgid, execID uint32) bool
 	Finishing(fn func(tgid uint32))
-	ForgetExited()
+	ForgetExited(fullRead bool)
 	MarkGone(tgid uint32)
 }
 
@@ -190,6 +193,7 @@ type Tally struct {
 	book         keyBook
 	foldsByKeys  uint64
 	fullReads    uint64
+	missedByKeys uint64
 	lookupStats  []loader.SyscallKey
 	lookupErrors []loader.ErrnoKey
 	lastSweep    time.Time
@@ -378,6 +382,10 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	// learn: this sync reads every entry, and the book may lack some.
 	learn := !t.book.complete || lost != t.book.lostAt
 	byKeys := !scrape && t.book.usable(lost, began) && t.collectFinished()
+	// checkBook: a full read with a complete book, which should know every
+	// finished process's entry (their announcements came before the
+	// records that finished them); one it lacks, folds by key had missed.
+	checkBook := !learn && !byKeys
 	readStats, readErrors := t.kernel.ReadStats, t.kernel.ReadErrors
 	if byKeys {
 		readStats = func(fn func(loader.SyscallKey, loader.Counts)) error {
@@ -411,6 +419,9 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		if g.final {
+			if checkBook && !t.book.has(k.Tgid, k.ExecId, k.Nr, k.Abi, 0) {
+				t.missedByKeys++
+			}
 			// Folded only once deleted: after a failed sync, the entry
 			// and its attribution are still there for the next one.
 			t.deadStats = append(t.deadStats, k)
@@ -461,6 +472,9 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		if g.final {
+			if checkBook && !t.book.has(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) {
+				t.missedByKeys++
+			}
 			t.deadErrors = append(t.deadErrors, k)
 			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, a.since(v).Calls})
 			if g.exited {
@@ -505,8 +519,9 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	// Every exited process's entries were read and deleted above, so all
 	// are done with, also those that had none (no calls counted, or all in
 	// the overflow counters): forgetting only those seen would keep them,
-	// and the engine folding every tick for them, forever.
-	t.procs.ForgetExited()
+	// and the engine folding every tick for them, forever. Only full reads
+	// count: what a fold by keys missed, the next full read folds by name.
+	t.procs.ForgetExited(!byKeys)
 	if !scrape {
 		return nil, nil
 	}
@@ -545,6 +560,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	snap.Processes = len(liveTGIDs)
 	snap.FoldedProcesses = t.foldedProcesses
 	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, lost
+	snap.MissedByKeys = t.missedByKeys
 	return snap, nil
 }
 

@@ -284,6 +284,14 @@ func (h *harness) fold() {
 	}
 }
 
+// fullFold is a fold that reads the maps in full, as one after a lost
+// announcement does.
+func (h *harness) fullFold() {
+	h.t.Helper()
+	h.tally.book.complete = false
+	h.fold()
+}
+
 func series(comm string, sc Syscall) SeriesKey {
 	return SeriesKey{Labels: Labels{Comm: comm}, Syscall: sc}
 }
@@ -422,7 +430,8 @@ func TestFoldMovesExitedProcessToLastingTotals(t *testing.T) {
 	if len(h.kernel.stats) != 1 || len(h.kernel.errs) != 1 {
 		t.Errorf("kernel keeps %d stats and %d errors entries, want 1 and 1 (process 11's)", len(h.kernel.stats), len(h.kernel.errs))
 	}
-	h.fold() // an exited process is kept through two folds
+	h.fullFold() // an exited process is kept through two full reads
+	h.fullFold()
 	if h.procs.Exited(10) || h.procs.ExitedCount() != 0 {
 		t.Errorf("process 10 not forgotten after its fold")
 	}
@@ -895,7 +904,7 @@ func TestExitedProcessWithoutNameCountedUnderUnknown(t *testing.T) {
 	snap := h.snapshot()
 	checkCalls(t, "unknown", snap.Calls, map[SeriesKey]loader.Counts{series(UnknownComm, read): counts(9, 90)})
 	checkErrors(t, "unknown", snap.Errors, map[ErrorKey]uint64{errSeries(UnknownComm, openat, enoent): 1})
-	h.fold() // an exited process is kept through two folds
+	h.fullFold() // an exited process is kept through two full reads
 	if len(h.kernel.stats) != 0 || len(h.kernel.errs) != 0 || h.procs.Exited(66) {
 		t.Errorf("unnamed exited process not folded: %d stats, %d errors entries left, exited %v",
 			len(h.kernel.stats), len(h.kernel.errs), h.procs.Exited(66))
@@ -988,7 +997,7 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	if len(h.kernel.errs) != 0 {
 		t.Errorf("dead process's errors entries still in the kernel: %v", h.kernel.errs)
 	}
-	h.fold() // an exited process is kept through two folds
+	h.fullFold() // an exited process is kept through two full reads
 	if h.procs.Exited(80) || !h.procs.Known(81) {
 		t.Errorf("after the sweep: Exited(80) = %v, Known(81) = %v", h.procs.Exited(80), h.procs.Known(81))
 	}
@@ -1018,10 +1027,10 @@ func TestExitedProcessWithoutEntriesIsForgotten(t *testing.T) {
 	h.record(events.Fork, 31, 1, "crowded")
 	h.kernel.overflow[read] = counts(4, 40)
 	h.record(events.Exit, 31, 1, "crowded")
-	h.fold()
-	h.fold() // an exited process is kept through two folds
+	h.fullFold()
+	h.fullFold() // an exited process is kept through two full reads
 	if n := h.procs.ExitedCount(); n != 0 {
-		t.Errorf("ExitedCount() = %d after two folds, want 0", n)
+		t.Errorf("ExitedCount() = %d after two full reads, want 0", n)
 	}
 	snap := h.snapshot()
 	if snap.FoldedProcesses != 0 {
@@ -1101,7 +1110,7 @@ func TestReusedTGIDBeforeFold(t *testing.T) {
 		series("newer", read): counts(5, 50),
 	}
 	checkCalls(t, "fold", snap.Calls, want)
-	h.fold() // an exited process is kept through two folds
+	h.fullFold() // an exited process is kept through two full reads
 	if !h.procs.Known(40) || h.procs.Exited(40) {
 		t.Errorf("after the fold: Known(40) = %v, Exited(40) = %v; want the new process live", h.procs.Known(40), h.procs.Exited(40))
 	}
