@@ -120,14 +120,7 @@ func (m *Maps) ReadStats(fn func(SyscallKey, Counts)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.SyscallStats, &m.statsBatches, m.ncpu, func(k SyscallKey, per []sysobsdSyscallStatsValue) {
-		var c Counts
-		for _, v := range per {
-			c.Calls += v.Calls
-			c.NS += v.Ns
-		}
-		fn(k, c)
-	})
+	return batchRead(m.objs.SyscallStats, &m.statsBatches, m.ncpu, sumStats(fn))
 }
 
 // LookupStats calls fn for each of keys that has an entry: one lookup per
@@ -136,14 +129,7 @@ func (m *Maps) LookupStats(keys []SyscallKey, fn func(SyscallKey, Counts)) error
 	if err := m.init(); err != nil {
 		return err
 	}
-	return lookupEach(m.objs.SyscallStats, keys, m.statsVals, func(k SyscallKey, per []sysobsdSyscallStatsValue) {
-		var c Counts
-		for _, v := range per {
-			c.Calls += v.Calls
-			c.NS += v.Ns
-		}
-		fn(k, c)
-	})
+	return lookupEach(m.objs.SyscallStats, keys, m.statsVals, sumStats(fn))
 }
 
 // LookupErrors is LookupStats for the errors map.
@@ -151,13 +137,29 @@ func (m *Maps) LookupErrors(keys []ErrnoKey, fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return lookupEach(m.objs.SyscallErrors, keys, m.errVals, func(k ErrnoKey, per []uint64) {
+	return lookupEach(m.objs.SyscallErrors, keys, m.errVals, sumErrors(fn))
+}
+
+// sumStats and sumErrors hand fn an entry's values summed over CPUs.
+func sumStats(fn func(SyscallKey, Counts)) func(SyscallKey, []sysobsdSyscallStatsValue) {
+	return func(k SyscallKey, per []sysobsdSyscallStatsValue) {
+		var c Counts
+		for _, v := range per {
+			c.Calls += v.Calls
+			c.NS += v.Ns
+		}
+		fn(k, c)
+	}
+}
+
+func sumErrors(fn func(ErrnoKey, uint64)) func(ErrnoKey, []uint64) {
+	return func(k ErrnoKey, per []uint64) {
 		var n uint64
 		for _, v := range per {
 			n += v
 		}
 		fn(k, n)
-	})
+	}
 }
 
 // lookupEach calls fn with the per-CPU values of each key that has an entry.
@@ -234,13 +236,7 @@ func (m *Maps) ReadErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.SyscallErrors, &m.errBatches, m.ncpu, func(k ErrnoKey, per []uint64) {
-		var n uint64
-		for _, v := range per {
-			n += v
-		}
-		fn(k, n)
-	})
+	return batchRead(m.objs.SyscallErrors, &m.errBatches, m.ncpu, sumErrors(fn))
 }
 
 // ReadOverflowErrors calls fn for errors counted without their process (map full).
@@ -248,13 +244,7 @@ func (m *Maps) ReadOverflowErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.OverflowErrors, &m.errBatches, m.ncpu, func(k ErrnoKey, per []uint64) {
-		var n uint64
-		for _, v := range per {
-			n += v
-		}
-		fn(k, n)
-	})
+	return batchRead(m.objs.OverflowErrors, &m.errBatches, m.ncpu, sumErrors(fn))
 }
 
 // ReadOverflowStats calls fn for every syscall slot that has calls counted
