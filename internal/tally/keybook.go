@@ -62,45 +62,31 @@ func unpackKey(tgid uint32, p uint64) loader.ErrnoKey {
 	}
 }
 
-// note records an announcement: an errors entry's key, or with Err 0 a
-// stats entry's.
-func (b *keyBook) note(k loader.ErrnoKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) }
+// statsEntry is a stats entry's key as the book and the announcements
+// write it: an errno key with errno 0.
+func statsEntry(k loader.SyscallKey) loader.ErrnoKey {
+	return loader.ErrnoKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}
+}
 
-func (b *keyBook) addStats(k loader.SyscallKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, 0) }
-
-func (b *keyBook) addError(k loader.ErrnoKey) { b.add(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) }
-
-// add ignores a key the book has: a full read sees entries that were
-// announced too.
-func (b *keyBook) add(tgid, execID uint32, nr, abi uint16, errno uint32) {
-	p, ok := packKey(execID, nr, abi, errno)
+// add records an entry (an announcement, or one a full read saw); it
+// ignores one the book has. A key packKey cannot hold is not one the
+// programs make: left out, a full read still folds its entry by name.
+func (b *keyBook) add(k loader.ErrnoKey) {
+	p, ok := packKey(k.ExecId, k.Nr, k.Abi, k.Err)
 	if !ok {
-		b.complete = false // not a key the programs make; read in full
 		return
 	}
-	keys := b.byTGID[tgid]
+	keys := b.byTGID[k.Tgid]
 	if !slices.Contains(keys, p) {
-		b.byTGID[tgid] = append(keys, p)
+		b.byTGID[k.Tgid] = append(keys, p)
 		b.keys++
 	}
 }
 
-// removeStats and removeErrors forget deleted entries.
-func (b *keyBook) removeStats(deleted []loader.SyscallKey) {
-	for _, k := range deleted {
-		b.remove(k.Tgid, k.ExecId, k.Nr, k.Abi, 0)
-	}
-}
-
-func (b *keyBook) removeErrors(deleted []loader.ErrnoKey) {
-	for _, k := range deleted {
-		b.remove(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err)
-	}
-}
-
-func (b *keyBook) remove(tgid, execID uint32, nr, abi uint16, errno uint32) {
-	p, _ := packKey(execID, nr, abi, errno)
-	keys := b.byTGID[tgid]
+// remove forgets a deleted entry.
+func (b *keyBook) remove(k loader.ErrnoKey) {
+	p, _ := packKey(k.ExecId, k.Nr, k.Abi, k.Err)
+	keys := b.byTGID[k.Tgid]
 	i := slices.Index(keys, p)
 	if i < 0 {
 		return
@@ -109,16 +95,16 @@ func (b *keyBook) remove(tgid, execID uint32, nr, abi uint16, errno uint32) {
 	keys[i] = keys[len(keys)-1]
 	keys = keys[:len(keys)-1]
 	if len(keys) == 0 {
-		delete(b.byTGID, tgid)
+		delete(b.byTGID, k.Tgid)
 	} else {
-		b.byTGID[tgid] = keys
+		b.byTGID[k.Tgid] = keys
 	}
 }
 
 // has reports whether the book knows the entry.
-func (b *keyBook) has(tgid, execID uint32, nr, abi uint16, errno uint32) bool {
-	p, ok := packKey(execID, nr, abi, errno)
-	return ok && slices.Contains(b.byTGID[tgid], p)
+func (b *keyBook) has(k loader.ErrnoKey) bool {
+	p, ok := packKey(k.ExecId, k.Nr, k.Abi, k.Err)
+	return ok && slices.Contains(b.byTGID[k.Tgid], p)
 }
 
 // each calls fn for every entry of the process: stats entries with Err 0.

@@ -371,7 +371,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	t.seriesLabels = t.seriesLabels[:0]
 	liveTGIDs := make(map[uint32]struct{})
 
-	if err := t.kernel.DrainEntryKeys(t.book.note); err != nil {
+	if err := t.kernel.DrainEntryKeys(t.book.add); err != nil {
 		return nil, err
 	}
 	lost, err := t.kernel.EntryKeysLost()
@@ -398,7 +398,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 
 	err = readStats(func(k loader.SyscallKey, v loader.Counts) {
 		if learn {
-			t.book.addStats(k)
+			t.book.add(statsEntry(k))
 		}
 		if scrape {
 			snap.StatsEntries++
@@ -419,7 +419,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		if g.final {
-			if checkBook && !t.book.has(k.Tgid, k.ExecId, k.Nr, k.Abi, 0) {
+			if checkBook && !t.book.has(statsEntry(k)) {
 				t.missedByKeys++
 			}
 			// Folded only once deleted: after a failed sync, the entry
@@ -453,7 +453,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	}
 	err = readErrors(func(k loader.ErrnoKey, n uint64) {
 		if learn {
-			t.book.addError(k)
+			t.book.add(k)
 		}
 		if scrape {
 			snap.ErrorsEntries++
@@ -472,7 +472,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		if g.final {
-			if checkBook && !t.book.has(k.Tgid, k.ExecId, k.Nr, k.Abi, k.Err) {
+			if checkBook && !t.book.has(k) {
 				t.missedByKeys++
 			}
 			t.deadErrors = append(t.deadErrors, k)
@@ -499,16 +499,16 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	for i, k := range t.deadStats {
 		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
 		delete(t.live, k)
+		t.book.remove(statsEntry(k))
 	}
-	t.book.removeStats(t.deadStats)
 	if err := t.kernel.DeleteErrors(t.deadErrors); err != nil {
 		return nil, err
 	}
 	for i, k := range t.deadErrors {
 		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
 		delete(t.liveErrors, k)
+		t.book.remove(k)
 	}
-	t.book.removeErrors(t.deadErrors)
 	if byKeys {
 		t.foldsByKeys++
 	} else {
