@@ -18,9 +18,13 @@
  *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns}
  *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
  *   latency_hist     per-CPU array [abi][nr] -> histogram, power-of-two seconds
+ *   group_stats / group_errors
+ *                    per-CPU hashes {cgroup, process name, nr, abi, errno}:
+ *                    calls whose per-process entry could not be created (map
+ *                    full), so every label but pid stays exact
  *   overflow_stats / overflow_errors
- *                    per-CPU arrays by [abi][nr]: calls whose hash entry could
- *                    not be created (map full) land here, so totals stay exact
+ *                    per-CPU, by [abi][nr] (errors: and errno): calls that fit
+ *                    in neither of the above, so totals stay exact
  *   start_slots      array by thread id (tid & start_slot_mask): the entry
  *                    time of the thread's current syscall
  *   start_times      task storage: the same, for a thread whose slot another
@@ -84,7 +88,10 @@ enum drop_reason {
 	DROP_LISTED_MAP_FULL = 5,   /* a process's filter verdict not stored: it gets the default */
 	DROP_NOTABLE_RATE_LIMITED = 6, /* a notable event over the per-CPU rate limit, not sent */
 	DROP_NOTABLE_RINGBUF_FULL = 7, /* a notable event not sent: its ring buffer was full */
-	DROP_REASONS = 8,
+	DROP_GROUP_STATS_FULL = 8,  /* a call counted in overflow_stats: group_stats full too */
+	DROP_GROUP_ERRORS_FULL = 9, /* an error counted in overflow_errors: group_errors full too */
+	DROP_ERROR_UNCOUNTED = 10,  /* an error not counted at all: overflow_errors full */
+	DROP_REASONS = 11,
 };
 
 enum lifecycle_kind {
@@ -126,6 +133,16 @@ struct errno_key {
 	u16 nr;
 	u16 abi;
 	u32 err;
+};
+
+/* A call counted without its process (per-process map full): by what the
+ * labels other than pid are made of, so they stay exact. */
+struct group_key {
+	u64 cgroup_id;
+	char comm[COMM_LEN]; /* the process's name, NUL-padded */
+	u16 nr;
+	u16 abi;
+	u32 err; /* 0 in group_stats */
 };
 
 struct syscall_stats_value {
@@ -225,6 +242,22 @@ struct {
 	__type(key, u32);
 	__type(value, struct latency_hist_value);
 } latency_hist SEC(".maps");
+
+/* Never trimmed: an entry is a label set, not a process, so no fold can
+ * know it final; it is only read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct group_key);
+	__type(value, struct syscall_stats_value);
+} group_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct group_key);
+	__type(value, u64);
+} group_errors SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -367,6 +400,7 @@ const enum lifecycle_kind *unused_lifecycle_kind __attribute__((unused));
 const enum process_filter *unused_process_filter __attribute__((unused));
 const struct filter_settings_value *unused_filter_settings __attribute__((unused));
 const struct notable_event *unused_notable_event __attribute__((unused));
+const struct group_key *unused_group_key __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -439,7 +473,60 @@ static __always_inline u32 array_slot(u16 abi, long nr)
 	return abi * NR_SLOTS + slot;
 }
 
-static __always_inline void record_error(struct syscall_key *key, long ret)
+/* Creates key's entry in a per-CPU hash map of counters, at zero, and
+ * returns it; NULL if the map is full. Another CPU may create the same key
+ * first: the insert fails and the lookup finds that one. */
+static __always_inline void *create_counter(void *map, void *key, void *zero, bool *created)
+{
+	*created = bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == 0;
+	return bpf_map_lookup_elem(map, key);
+}
+
+/* The entry of key, created if missing; NULL if the map is full. */
+static __always_inline void *counter_of(void *map, void *key, void *zero, bool *created)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	return v ? v : create_counter(map, key, zero, created);
+}
+
+static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
+}
+
+static __always_inline void group_key_of(struct group_key *g, struct task_struct *task,
+					 struct syscall_key *key, u32 err)
+{
+	__builtin_memset(g, 0, sizeof(*g));
+	g->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
+	bpf_probe_read_kernel_str(g->comm, sizeof(g->comm), task->group_leader->comm);
+	g->nr = key->nr;
+	g->abi = key->abi;
+	g->err = err;
+}
+
+/* Where a call is counted when its process's entry cannot be created (the
+ * per-process map is full): by name and cgroup, or failing that by syscall. */
+static __always_inline struct syscall_stats_value *
+group_stats_of(struct task_struct *task, struct syscall_key *key, long nr)
+{
+	struct syscall_stats_value zero = {}, *stats;
+	struct group_key g;
+	bool created;
+	u32 slot;
+
+	count_drop(DROP_STATS_MAP_FULL);
+	group_key_of(&g, task, key, 0);
+	stats = counter_of(&group_stats, &g, &zero, &created);
+	if (stats)
+		return stats;
+	count_drop(DROP_GROUP_STATS_FULL);
+	slot = array_slot(key->abi, nr);
+	return bpf_map_lookup_elem(&overflow_stats, &slot);
+}
+
+static __always_inline void record_error(struct task_struct *task, struct syscall_key *key, long ret)
 {
 	struct errno_key ekey = {
 		.tgid = key->tgid,
@@ -448,38 +535,31 @@ static __always_inline void record_error(struct syscall_key *key, long ret)
 		.abi = key->abi,
 		.err = (u32)(-ret),
 	};
-	u64 one = 1, *count;
+	struct group_key g;
+	u64 zero = 0, *count;
+	bool created = false;
 
-	count = bpf_map_lookup_elem(&syscall_errors, &ekey);
-	if (count) {
-		*count += 1;
-		return;
-	}
-	if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST) == 0) {
+	count = counter_of(&syscall_errors, &ekey, &zero, &created);
+	if (created)
 		announce_entry(key, ekey.err);
+	if (!count) {
+		count_drop(DROP_ERRORS_MAP_FULL);
+		group_key_of(&g, task, key, ekey.err);
+		count = counter_of(&group_errors, &g, &zero, &created);
+	}
+	if (!count) {
+		count_drop(DROP_GROUP_ERRORS_FULL);
+		ekey.tgid = 0;
+		ekey.exec_id = 0;
+		count = counter_of(&overflow_errors, &ekey, &zero, &created);
+	}
+	if (!count) {
+		count_drop(DROP_ERROR_UNCOUNTED);
 		return;
 	}
-	/* Lost the race to another CPU creating the same key, or the map is full. */
-	count = bpf_map_lookup_elem(&syscall_errors, &ekey);
-	if (count) {
-		*count += 1;
-		return;
-	}
-	count_drop(DROP_ERRORS_MAP_FULL);
-	ekey.tgid = 0;
-	ekey.exec_id = 0;
-	count = bpf_map_lookup_elem(&overflow_errors, &ekey);
-	if (count) {
-		*count += 1;
-		return;
-	}
-	bpf_map_update_elem(&overflow_errors, &ekey, &one, BPF_NOEXIST);
+	*count += 1;
 }
 
-static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
-{
-	return BPF_CORE_READ(task, cgroups, dfl_cgrp);
-}
 
 /* Filters cost an inlined array lookup and two branches while all are off. */
 static __always_inline bool process_filtered_out(struct filter_settings_value *fs, u32 tgid)
@@ -709,15 +789,13 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	stats = bpf_map_lookup_elem(&syscall_stats, &key);
 	if (!stats) {
 		struct syscall_stats_value zero = {};
+		bool created = false;
 
-		if (bpf_map_update_elem(&syscall_stats, &key, &zero, BPF_NOEXIST) == 0)
+		stats = create_counter(&syscall_stats, &key, &zero, &created);
+		if (created)
 			announce_entry(&key, 0);
-		stats = bpf_map_lookup_elem(&syscall_stats, &key);
-		if (!stats) {
-			count_drop(DROP_STATS_MAP_FULL);
-			slot = array_slot(key.abi, nr);
-			stats = bpf_map_lookup_elem(&overflow_stats, &slot);
-		}
+		if (!stats)
+			stats = group_stats_of(task, &key, nr);
 	}
 	if (stats) {
 		stats->calls += 1;
@@ -740,7 +818,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	}
 
 	if (ret < 0 && ret >= -MAX_ERRNO)
-		record_error(&key, ret);
+		record_error(task, &key, ret);
 
 	if (fs && fs->notable && is_notable(fs, ret, ns))
 		send_notable(fs, regs, task, &key, nr, ret, ns);

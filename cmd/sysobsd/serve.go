@@ -82,6 +82,8 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	loadOpts.Latency = cfg.Latency
 	loadOpts.StatsEntries = cfg.Maps.StatsEntries
 	loadOpts.ErrorsEntries = cfg.Maps.ErrorsEntries
+	loadOpts.GroupStatsEntries = cfg.Maps.GroupStatsEntries
+	loadOpts.GroupErrorsEntries = cfg.Maps.GroupErrorsEntries
 	loadOpts.RingBufferBytes = cfg.Maps.RingBufferBytes
 	loadOpts.EventsRingBufferBytes = cfg.Events.RingBufferBytes
 	if opts.attachMode != "auto" {
@@ -138,8 +140,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	go func() { engineDone <- engine.Run(ctx) }()
 
 	registry := prometheus.NewRegistry()
-	statsCap, errorsCap := probes.Capacity()
-	collector := metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log)
+	collector := metrics.NewCollector(engine, syscalls.Host(), probes.Capacity(), log)
 	collector.SetNativeHistograms(cfg.NativeHistograms)
 	registry.MustRegister(
 		collector,

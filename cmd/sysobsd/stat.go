@@ -120,6 +120,7 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	loadOpts := loader.DefaultOptions()
 	loadOpts.KernelBTF = opts.kernelBTF
 	loadOpts.StatsEntries, loadOpts.ErrorsEntries = cfg.Maps.StatsEntries, cfg.Maps.ErrorsEntries
+	loadOpts.GroupStatsEntries, loadOpts.GroupErrorsEntries = cfg.Maps.GroupStatsEntries, cfg.Maps.GroupErrorsEntries
 	loadOpts.Prepare = func(p *loader.Probes) error {
 		if child != nil {
 			// Not listed yet: its exec lists it, so the gate's own calls stay out.

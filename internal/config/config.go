@@ -91,9 +91,11 @@ var HistogramLabelNames = []string{"syscall"}
 
 // Maps sizes the kernel maps.
 type Maps struct {
-	StatsEntries    uint32 `yaml:"stats_entries"`
-	ErrorsEntries   uint32 `yaml:"errors_entries"`
-	RingBufferBytes uint32 `yaml:"ring_buffer_bytes"`
+	StatsEntries       uint32 `yaml:"stats_entries"`
+	ErrorsEntries      uint32 `yaml:"errors_entries"`
+	GroupStatsEntries  uint32 `yaml:"group_stats_entries"`
+	GroupErrorsEntries uint32 `yaml:"group_errors_entries"`
+	RingBufferBytes    uint32 `yaml:"ring_buffer_bytes"`
 }
 
 // Default returns the embedded defaults.
@@ -297,6 +299,12 @@ func (c Config) validate(name string, root *yaml.Node) error {
 	}
 	if c.Maps.ErrorsEntries < 1024 || c.Maps.ErrorsEntries > 1<<24 {
 		return bad("maps.errors_entries", "%d is out of range; allowed: 1024 to 16777216", c.Maps.ErrorsEntries)
+	}
+	if c.Maps.GroupStatsEntries < 1024 || c.Maps.GroupStatsEntries > 1<<24 {
+		return bad("maps.group_stats_entries", "%d is out of range; allowed: 1024 to 16777216", c.Maps.GroupStatsEntries)
+	}
+	if c.Maps.GroupErrorsEntries < 1024 || c.Maps.GroupErrorsEntries > 1<<24 {
+		return bad("maps.group_errors_entries", "%d is out of range; allowed: 1024 to 16777216", c.Maps.GroupErrorsEntries)
 	}
 	rb := c.Maps.RingBufferBytes
 	if rb < 4096 || rb > 1<<30 || rb&(rb-1) != 0 {

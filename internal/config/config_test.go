@@ -20,9 +20,11 @@ var documented = Config{
 	Latency:      true,
 	FoldInterval: time.Second,
 	Maps: Maps{
-		StatsEntries:    65536,
-		ErrorsEntries:   16384,
-		RingBufferBytes: 1 << 20,
+		StatsEntries:       65536,
+		ErrorsEntries:      16384,
+		GroupStatsEntries:  8192,
+		GroupErrorsEntries: 4096,
+		RingBufferBytes:    1 << 20,
 	},
 	Labels:          []string{"comm"},
 	HistogramLabels: []string{"syscall"},
@@ -119,7 +121,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"everything", "latency: false\nfold_interval: 2s\nmaps:\n  stats_entries: 2048\n  errors_entries: 4096\n  ring_buffer_bytes: 8192\n",
 			with(func(c *Config) {
 				c.Latency, c.FoldInterval = false, 2*time.Second
-				c.Maps = Maps{StatsEntries: 2048, ErrorsEntries: 4096, RingBufferBytes: 8192}
+				c.Maps = Maps{StatsEntries: 2048, ErrorsEntries: 4096, GroupStatsEntries: 8192, GroupErrorsEntries: 4096, RingBufferBytes: 8192}
 			})},
 		{"labels and filters", "labels: [comm, unit, pid]\ncardinality:\n  max_series: 10\n  idle_timeout: 0s\nfilters:\n  exclude:\n    comms: [sshd]\n    syscalls: [futex]\n",
 			with(func(c *Config) {
@@ -147,7 +149,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 // says where (file and line) and what (the key, or the YAML problem).
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"
-	const mapsKeys = "allowed: errors_entries, ring_buffer_bytes, stats_entries"
+	const mapsKeys = "allowed: errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
 		doc  string
@@ -235,7 +237,7 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		// Wrong shapes.
 		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
 		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
-		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, ring_buffer_bytes, stats_entries"}},
+		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},
 		{"two documents", "latency: true\n---\nlatency: false\n", 2, []string{"more than one YAML document; sysobsd reads one"}},

@@ -3,11 +3,9 @@
 package events
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
@@ -67,11 +65,7 @@ func DecodeLifecycle(raw []byte) (Lifecycle, error) {
 		ExecID:   binary.NativeEndian.Uint32(raw[8:12]),
 		CgroupID: binary.NativeEndian.Uint64(raw[16:24]),
 	}
-	comm := raw[24:40]
-	if i := bytes.IndexByte(comm, 0); i >= 0 {
-		comm = comm[:i]
-	}
-	ev.Comm = strings.ToValidUTF8(string(comm), "?") // label values must be UTF-8; "?" as ps shows it
+	ev.Comm = loader.CString(raw[24:40])
 	if ev.Kind < Fork || ev.Kind > Cgroup {
 		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
 	}

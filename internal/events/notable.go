@@ -1,13 +1,11 @@
 package events
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +75,7 @@ func (d *Decoder) Decode(raw []byte) (Notable, error) {
 		Time:     time.Unix(0, int64(ev.TsNs)+int64(d.bootDelta)),
 		PID:      ev.Tgid,
 		TID:      ev.Tid,
-		Comm:     cString(ev.Comm[:]),
+		Comm:     loader.CString(ev.Comm[:]),
 		Compat:   ev.Abi == uint16(syscalls.Compat),
 		Args:     ev.Args,
 		Ret:      ev.Ret,
@@ -90,7 +88,7 @@ func (d *Decoder) Decode(raw []byte) (Notable, error) {
 		n.Errno = syscalls.ErrnoName(uint32(-ev.Ret))
 	}
 	if ev.PathLen > 0 {
-		n.Path = cString(ev.Path[:min(int(ev.PathLen), len(ev.Path))])
+		n.Path = loader.CString(ev.Path[:min(int(ev.PathLen), len(ev.Path))])
 		if int(ev.PathLen) >= d.pathMax {
 			n.Path += "..."
 		}
@@ -104,17 +102,6 @@ func (d *Decoder) Decode(raw []byte) (Notable, error) {
 		}
 	}
 	return n, nil
-}
-
-func cString(b []int8) string {
-	raw := make([]byte, len(b))
-	for i, c := range b {
-		raw[i] = byte(c)
-	}
-	if i := bytes.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i]
-	}
-	return strings.ToValidUTF8(string(raw), "?")
 }
 
 // NotableReader reads the notable events' ring buffer.

@@ -34,6 +34,11 @@ type Options struct {
 	// StatsEntries and ErrorsEntries size the per-process hash maps.
 	StatsEntries  uint32
 	ErrorsEntries uint32
+	// GroupStatsEntries and GroupErrorsEntries, when not 0, size the maps
+	// that count by process name and cgroup what the per-process maps have
+	// no room for (0: the object's 8192 and 4096).
+	GroupStatsEntries  uint32
+	GroupErrorsEntries uint32
 	// RingBufferBytes sizes the lifecycle ring buffer (a power of two, ≥ page size).
 	RingBufferBytes uint32
 	// EventsRingBufferBytes sizes the notable events' ring buffer.
@@ -193,6 +198,12 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	}
 	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
 	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries
+	if opts.GroupStatsEntries != 0 {
+		spec.Maps["group_stats"].MaxEntries = opts.GroupStatsEntries
+	}
+	if opts.GroupErrorsEntries != 0 {
+		spec.Maps["group_errors"].MaxEntries = opts.GroupErrorsEntries
+	}
 	spec.Maps["lifecycle"].MaxEntries = opts.RingBufferBytes
 	// The engine drains the records at every fold and scrape: a quarter
 	// full is when they are worth an interrupt.

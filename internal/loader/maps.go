@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -19,6 +20,10 @@ type (
 	ErrnoKey = sysobsdErrnoKey
 	// LifecycleEvent is a ring-buffer record: fork, exec, rename or exit.
 	LifecycleEvent = sysobsdLifecycleEvent
+	// GroupKey is a process name in a cgroup calling one syscall (with an
+	// errno, in the errors' map): where calls are counted whose process has
+	// no entry of its own, the per-process map being full.
+	GroupKey = sysobsdGroupKey
 )
 
 // Lifecycle record kinds, as the BPF programs send them.
@@ -48,6 +53,22 @@ var DropReasons = []string{
 	// Notable events lost: exported as sysobsd_events_dropped_total.
 	sysobsdDropReasonDROP_NOTABLE_RATE_LIMITED: "notable_rate_limited",
 	sysobsdDropReasonDROP_NOTABLE_RINGBUF_FULL: "notable_ringbuf_full",
+	sysobsdDropReasonDROP_GROUP_STATS_FULL:     "group_stats_map_full",
+	sysobsdDropReasonDROP_GROUP_ERRORS_FULL:    "group_errors_map_full",
+	sysobsdDropReasonDROP_ERROR_UNCOUNTED:      "error_uncounted",
+}
+
+// CString is a NUL-terminated kernel string (a comm, a path) as a label
+// value: cut at the NUL, and valid UTF-8 ("?" for a bad byte, as ps shows).
+func CString[B byte | int8](s []B) string {
+	raw := make([]byte, 0, len(s))
+	for _, c := range s {
+		if c == 0 {
+			break
+		}
+		raw = append(raw, byte(c))
+	}
+	return strings.ToValidUTF8(string(raw), "?")
 }
 
 // Counts are one key's calls and nanoseconds, summed over CPUs.
@@ -68,12 +89,15 @@ type Maps struct {
 
 	statsBatches [2]batch[SyscallKey, sysobsdSyscallStatsValue]
 	errBatches   [2]batch[ErrnoKey, uint64]
-	histVals     []sysobsdLatencyHistValue
-	dropVals     []uint64
-	slotKeys     []uint32
-	slotCounts   []sysobsdSyscallStatsValue
-	statsVals    []sysobsdSyscallStatsValue
-	errVals      []uint64
+	// The group maps are small and mostly empty: smaller batches.
+	groupStatsBatches [2]batch[GroupKey, sysobsdSyscallStatsValue]
+	groupErrBatches   [2]batch[GroupKey, uint64]
+	histVals          []sysobsdLatencyHistValue
+	dropVals          []uint64
+	slotKeys          []uint32
+	slotCounts        []sysobsdSyscallStatsValue
+	statsVals         []sysobsdSyscallStatsValue
+	errVals           []uint64
 
 	// entryKeys reads the kernel's announcements of new entries, never
 	// blocking: they wait in the ring buffer until the next fold or scrape.
@@ -82,7 +106,10 @@ type Maps struct {
 }
 
 // batchSize bounds one batch syscall; hash batches must cover a whole bucket.
-const batchSize = 4096
+const (
+	batchSize      = 4096
+	groupBatchSize = 512
+)
 
 func (m *Maps) init() error {
 	if m.ncpu != 0 {
@@ -94,8 +121,10 @@ func (m *Maps) init() error {
 	}
 	m.ncpu = n
 	for i := range 2 {
-		m.statsBatches[i] = newBatch[SyscallKey, sysobsdSyscallStatsValue](n)
-		m.errBatches[i] = newBatch[ErrnoKey, uint64](n)
+		m.statsBatches[i] = newBatch[SyscallKey, sysobsdSyscallStatsValue](n, batchSize)
+		m.errBatches[i] = newBatch[ErrnoKey, uint64](n, batchSize)
+		m.groupStatsBatches[i] = newBatch[GroupKey, sysobsdSyscallStatsValue](n, groupBatchSize)
+		m.groupErrBatches[i] = newBatch[GroupKey, uint64](n, groupBatchSize)
 	}
 	m.histVals = make([]sysobsdLatencyHistValue, n)
 	m.dropVals = make([]uint64, n)
@@ -110,9 +139,19 @@ func (m *Maps) Lifecycle() *ebpf.Map { return m.objs.Lifecycle }
 // NotableEvents is the ring buffer of failed and slow calls.
 func (m *Maps) NotableEvents() *ebpf.Map { return m.objs.NotableEvents }
 
-// Capacity of the per-process hash maps, for the fill metrics.
-func (m *Maps) Capacity() (stats, errs uint32) {
-	return m.objs.SyscallStats.MaxEntries(), m.objs.SyscallErrors.MaxEntries()
+// Capacities are the hash maps' sizes, for the fill metrics.
+type Capacities struct {
+	Stats, Errors, GroupStats, GroupErrors uint32
+}
+
+// Capacity returns the hash maps' sizes.
+func (m *Maps) Capacity() Capacities {
+	return Capacities{
+		Stats:       m.objs.SyscallStats.MaxEntries(),
+		Errors:      m.objs.SyscallErrors.MaxEntries(),
+		GroupStats:  m.objs.GroupStats.MaxEntries(),
+		GroupErrors: m.objs.GroupErrors.MaxEntries(),
+	}
 }
 
 // ReadStats calls fn for every {process generation, syscall} entry.
@@ -140,26 +179,31 @@ func (m *Maps) LookupErrors(keys []ErrnoKey, fn func(ErrnoKey, uint64)) error {
 	return lookupEach(m.objs.SyscallErrors, keys, m.errVals, sumErrors(fn))
 }
 
+// sumCounts and sumCount add an entry's per-CPU values.
+func sumCounts(per []sysobsdSyscallStatsValue) Counts {
+	var c Counts
+	for _, v := range per {
+		c.Calls += v.Calls
+		c.NS += v.Ns
+	}
+	return c
+}
+
+func sumCount(per []uint64) uint64 {
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
+}
+
 // sumStats and sumErrors hand fn an entry's values summed over CPUs.
 func sumStats(fn func(SyscallKey, Counts)) func(SyscallKey, []sysobsdSyscallStatsValue) {
-	return func(k SyscallKey, per []sysobsdSyscallStatsValue) {
-		var c Counts
-		for _, v := range per {
-			c.Calls += v.Calls
-			c.NS += v.Ns
-		}
-		fn(k, c)
-	}
+	return func(k SyscallKey, per []sysobsdSyscallStatsValue) { fn(k, sumCounts(per)) }
 }
 
 func sumErrors(fn func(ErrnoKey, uint64)) func(ErrnoKey, []uint64) {
-	return func(k ErrnoKey, per []uint64) {
-		var n uint64
-		for _, v := range per {
-			n += v
-		}
-		fn(k, n)
-	}
+	return func(k ErrnoKey, per []uint64) { fn(k, sumCount(per)) }
 }
 
 // lookupEach calls fn with the per-CPU values of each key that has an entry.
@@ -239,7 +283,29 @@ func (m *Maps) ReadErrors(fn func(ErrnoKey, uint64)) error {
 	return batchRead(m.objs.SyscallErrors, &m.errBatches, m.ncpu, sumErrors(fn))
 }
 
-// ReadOverflowErrors calls fn for errors counted without their process (map full).
+// ReadGroupStats calls fn for every {cgroup, process name, syscall} entry:
+// calls counted without their process (per-process map full).
+func (m *Maps) ReadGroupStats(fn func(GroupKey, Counts)) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	return batchRead(m.objs.GroupStats, &m.groupStatsBatches, m.ncpu, func(k GroupKey, per []sysobsdSyscallStatsValue) {
+		fn(k, sumCounts(per))
+	})
+}
+
+// ReadGroupErrors is ReadGroupStats for the errors.
+func (m *Maps) ReadGroupErrors(fn func(GroupKey, uint64)) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	return batchRead(m.objs.GroupErrors, &m.groupErrBatches, m.ncpu, func(k GroupKey, per []uint64) {
+		fn(k, sumCount(per))
+	})
+}
+
+// ReadOverflowErrors calls fn for errors counted by syscall and errno only
+// (the per-process and group maps full).
 func (m *Maps) ReadOverflowErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
@@ -263,12 +329,7 @@ func (m *Maps) ReadOverflowStats(fn func(abi, nr uint16, c Counts)) error {
 		return fmt.Errorf("read overflow_stats: %w", err)
 	}
 	for i := 0; i < n; i++ {
-		var c Counts
-		for _, v := range m.slotCounts[i*m.ncpu : (i+1)*m.ncpu] {
-			c.Calls += v.Calls
-			c.NS += v.Ns
-		}
-		if c.Calls != 0 {
+		if c := sumCounts(m.slotCounts[i*m.ncpu : (i+1)*m.ncpu]); c.Calls != 0 {
 			slot := m.slotKeys[i]
 			fn(uint16(slot/NRSlots), uint16(slot%NRSlots), c)
 		}
@@ -340,8 +401,8 @@ type batch[K, V any] struct {
 	vals []V
 }
 
-func newBatch[K, V any](ncpu int) batch[K, V] {
-	return batch[K, V]{keys: make([]K, batchSize), vals: make([]V, batchSize*ncpu)}
+func newBatch[K, V any](ncpu, size int) batch[K, V] {
+	return batch[K, V]{keys: make([]K, size), vals: make([]V, size*ncpu)}
 }
 
 // lookedUp is one batch lookup's result.

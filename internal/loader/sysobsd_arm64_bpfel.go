@@ -24,7 +24,10 @@ const (
 	sysobsdDropReasonDROP_LISTED_MAP_FULL      sysobsdDropReason = 5
 	sysobsdDropReasonDROP_NOTABLE_RATE_LIMITED sysobsdDropReason = 6
 	sysobsdDropReasonDROP_NOTABLE_RINGBUF_FULL sysobsdDropReason = 7
-	sysobsdDropReasonDROP_REASONS              sysobsdDropReason = 8
+	sysobsdDropReasonDROP_GROUP_STATS_FULL     sysobsdDropReason = 8
+	sysobsdDropReasonDROP_GROUP_ERRORS_FULL    sysobsdDropReason = 9
+	sysobsdDropReasonDROP_ERROR_UNCOUNTED      sysobsdDropReason = 10
+	sysobsdDropReasonDROP_REASONS              sysobsdDropReason = 11
 )
 
 type sysobsdErrnoKey struct {
@@ -47,6 +50,15 @@ type sysobsdFilterSettingsValue struct {
 	SlowNs        uint64
 	PathMax       uint32
 	Pad           uint32
+}
+
+type sysobsdGroupKey struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	Comm     [16]int8
+	Nr       uint16
+	Abi      uint16
+	Err      uint32
 }
 
 type sysobsdLatencyHistValue struct {
@@ -141,6 +153,8 @@ const (
 	sysobsdMapFilterComms          = "filter_comms"
 	sysobsdMapFilterPids           = "filter_pids"
 	sysobsdMapFilterSettings       = "filter_settings"
+	sysobsdMapGroupErrors          = "group_errors"
+	sysobsdMapGroupStats           = "group_stats"
 	sysobsdMapLatencyHist          = "latency_hist"
 	sysobsdMapLifecycle            = "lifecycle"
 	sysobsdMapNotableBudget        = "notable_budget"
@@ -169,6 +183,7 @@ const (
 	sysobsdVarStartSlotMask        = "start_slot_mask"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
+	sysobsdVarUnusedGroupKey       = "unused_group_key"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
 	sysobsdVarUnusedLifecycleKind  = "unused_lifecycle_kind"
 	sysobsdVarUnusedNotableEvent   = "unused_notable_event"
@@ -241,6 +256,8 @@ type sysobsdMapSpecs struct {
 	FilterComms       *ebpf.MapSpec `ebpf:"filter_comms"`
 	FilterPids        *ebpf.MapSpec `ebpf:"filter_pids"`
 	FilterSettings    *ebpf.MapSpec `ebpf:"filter_settings"`
+	GroupErrors       *ebpf.MapSpec `ebpf:"group_errors"`
+	GroupStats        *ebpf.MapSpec `ebpf:"group_stats"`
 	LatencyHist       *ebpf.MapSpec `ebpf:"latency_hist"`
 	Lifecycle         *ebpf.MapSpec `ebpf:"lifecycle"`
 	NotableBudget     *ebpf.MapSpec `ebpf:"notable_budget"`
@@ -266,6 +283,7 @@ type sysobsdVariableSpecs struct {
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
+	UnusedGroupKey       *ebpf.VariableSpec `ebpf:"unused_group_key"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.VariableSpec `ebpf:"unused_lifecycle_kind"`
 	UnusedNotableEvent   *ebpf.VariableSpec `ebpf:"unused_notable_event"`
@@ -301,6 +319,8 @@ type sysobsdMaps struct {
 	FilterComms       *ebpf.Map `ebpf:"filter_comms"`
 	FilterPids        *ebpf.Map `ebpf:"filter_pids"`
 	FilterSettings    *ebpf.Map `ebpf:"filter_settings"`
+	GroupErrors       *ebpf.Map `ebpf:"group_errors"`
+	GroupStats        *ebpf.Map `ebpf:"group_stats"`
 	LatencyHist       *ebpf.Map `ebpf:"latency_hist"`
 	Lifecycle         *ebpf.Map `ebpf:"lifecycle"`
 	NotableBudget     *ebpf.Map `ebpf:"notable_budget"`
@@ -327,6 +347,8 @@ func (m *sysobsdMaps) Close() error {
 		m.FilterComms,
 		m.FilterPids,
 		m.FilterSettings,
+		m.GroupErrors,
+		m.GroupStats,
 		m.LatencyHist,
 		m.Lifecycle,
 		m.NotableBudget,
@@ -353,6 +375,7 @@ type sysobsdVariables struct {
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
+	UnusedGroupKey       *ebpf.Variable `ebpf:"unused_group_key"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.Variable `ebpf:"unused_lifecycle_kind"`
 	UnusedNotableEvent   *ebpf.Variable `ebpf:"unused_notable_event"`

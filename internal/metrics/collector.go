@@ -59,15 +59,15 @@ var (
 	durationDesc = prometheus.NewDesc("sysobsd_syscall_duration_seconds",
 		"Latency of system calls, host-wide.", []string{"syscall"}, nil)
 	dropsDesc = prometheus.NewDesc("sysobsd_drops_total",
-		"Losses in the kernel by reason: ringbuf_full (a lifecycle record not sent), stats_map_full and errors_map_full (counted under comm=\"~other\" instead of the process), no_start_time (a call counted without its duration), start_storage_unavailable (an entry time not stored).",
+		"Losses in the kernel by reason: ringbuf_full (a lifecycle record not sent), stats_map_full and errors_map_full (counted by process name and cgroup, without pid, instead of per process), group_stats_map_full and group_errors_map_full (those full too: counted under comm=\"~other\"), error_uncounted (an error not counted), no_start_time (a call counted without its duration), start_storage_unavailable (an entry time not stored), listed_map_full (a filter verdict not stored).",
 		[]string{"reason"}, nil)
 	eventsDroppedDesc = prometheus.NewDesc("sysobsd_events_dropped_total",
 		"Notable events (failed and slow calls) not sent to user space, by reason: rate_limited (over events.rate_limit per CPU), ringbuf_full.",
 		[]string{"reason"}, nil)
 	mapEntriesDesc = prometheus.NewDesc("sysobsd_bpf_map_entries",
-		"Entries in the per-process kernel maps at the last scrape.", []string{"map"}, nil)
+		"Entries in the kernel's hash maps of counters at the last scrape.", []string{"map"}, nil)
 	mapCapacityDesc = prometheus.NewDesc("sysobsd_bpf_map_max_entries",
-		"Capacity of the per-process kernel maps.", []string{"map"}, nil)
+		"Capacity of the kernel's hash maps of counters.", []string{"map"}, nil)
 	processesDesc = prometheus.NewDesc("sysobsd_processes_tracked",
 		"Running processes with counts in the kernel maps.", nil, nil)
 	foldedDesc = prometheus.NewDesc("sysobsd_processes_folded_total",
@@ -93,18 +93,18 @@ type Collector struct {
 	descs    map[tally.LabelSet]processDescs
 	source   Source
 	names    *syscalls.Table
-	capacity [2]uint32 // stats, errors
+	capacity loader.Capacities
 	timeout  time.Duration
 	log      *zap.Logger
 }
 
-// NewCollector names syscalls with names; capacity is the per-process kernel
-// maps' size (loader.Maps.Capacity), exported as a fill gauge.
-func NewCollector(source Source, names *syscalls.Table, statsCapacity, errorsCapacity uint32, log *zap.Logger) *Collector {
+// NewCollector names syscalls with names; capacity is the kernel hash maps'
+// size (loader.Maps.Capacity), exported beside their fill.
+func NewCollector(source Source, names *syscalls.Table, capacity loader.Capacities, log *zap.Logger) *Collector {
 	return &Collector{
 		source:   source,
 		names:    names,
-		capacity: [2]uint32{statsCapacity, errorsCapacity},
+		capacity: capacity,
 		timeout:  10 * time.Second,
 		log:      log,
 	}
@@ -241,10 +241,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.emit(ch, dropsDesc, prometheus.CounterValue, float64(n), loader.DropReasons[i])
 	}
-	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.StatsEntries), "syscall_stats")
-	c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(snap.ErrorsEntries), "syscall_errors")
-	c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(c.capacity[0]), "syscall_stats")
-	c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(c.capacity[1]), "syscall_errors")
+	for _, m := range []struct {
+		name              string
+		entries, capacity int
+	}{
+		{"syscall_stats", snap.StatsEntries, int(c.capacity.Stats)},
+		{"syscall_errors", snap.ErrorsEntries, int(c.capacity.Errors)},
+		{"group_stats", snap.GroupStatsEntries, int(c.capacity.GroupStats)},
+		{"group_errors", snap.GroupErrorsEntries, int(c.capacity.GroupErrors)},
+	} {
+		c.emit(ch, mapEntriesDesc, prometheus.GaugeValue, float64(m.entries), m.name)
+		c.emit(ch, mapCapacityDesc, prometheus.GaugeValue, float64(m.capacity), m.name)
+	}
 	c.emit(ch, processesDesc, prometheus.GaugeValue, float64(snap.Processes))
 	c.emit(ch, foldedDesc, prometheus.CounterValue, float64(snap.FoldedProcesses))
 	c.emit(ch, mapReadsDesc, prometheus.CounterValue, float64(snap.FoldsByKeys), "by_keys")

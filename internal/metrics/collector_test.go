@@ -131,7 +131,7 @@ func newTestCollector(t testing.TB, source Source) (*Collector, *observer.Observ
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	return NewCollector(source, names, 65536, 16384, zap.New(core)), logs
+	return NewCollector(source, names, loader.Capacities{Stats: 65536, Errors: 16384, GroupStats: 8192, GroupErrors: 4096}, zap.New(core)), logs
 }
 
 // gather collects c through a pedantic registry, which checks every metric
@@ -220,7 +220,7 @@ func TestCollectorSeriesCounts(t *testing.T) {
 		"sysobsd_syscall_duration_seconds": 2,                           // read and futex; openat and write measured nothing
 		"sysobsd_drops_total":              len(loader.DropReasons) - 2, // the notable_ ones are events_dropped
 		"sysobsd_events_dropped_total":     2,
-		"sysobsd_bpf_map_entries":          2,
+		"sysobsd_bpf_map_entries":          4,
 		"sysobsd_scrape_error":             1,
 	} {
 		if got := seriesCount(t, c, name); got != want {

@@ -115,21 +115,45 @@ func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 	if lb.set.Has(LabelPID) {
 		l.PID = strconv.FormatUint(uint64(tgid), 10)
 	}
-	if lb.set&LabelSet(LabelUnit|LabelContainer|LabelCgroup) != 0 && lb.cgroups != nil {
+	if lb.wantsCgroup() {
 		if id, ok := procs.CgroupID(tgid); ok {
-			ident := lb.identity(id)
-			if lb.set.Has(LabelUnit) {
-				l.Unit = ident.Unit
-			}
-			if lb.set.Has(LabelContainer) {
-				l.Container = ident.Container
-			}
-			if lb.set.Has(LabelCgroup) {
-				l.Cgroup = ident.Path
-			}
+			lb.setCgroupLabels(&l, id)
 		}
 	}
 	return l, true
+}
+
+// groupLabels are the labels of calls the kernel counted by process name
+// and cgroup (its per-process map full): a process's, but pid "~other".
+func (lb *labeler) groupLabels(comm string, cgroupID uint64) Labels {
+	var l Labels
+	if lb.set.Has(LabelComm) {
+		l.Comm = comm
+	}
+	if lb.set.Has(LabelPID) {
+		l.PID = OtherComm
+	}
+	if lb.wantsCgroup() {
+		lb.setCgroupLabels(&l, cgroupID)
+	}
+	return l
+}
+
+func (lb *labeler) wantsCgroup() bool {
+	return lb.set&LabelSet(LabelUnit|LabelContainer|LabelCgroup) != 0 && lb.cgroups != nil
+}
+
+func (lb *labeler) setCgroupLabels(l *Labels, id uint64) {
+	ident := lb.identity(id)
+	if lb.set.Has(LabelUnit) {
+		l.Unit = ident.Unit
+	}
+	if lb.set.Has(LabelContainer) {
+		l.Container = ident.Container
+	}
+	if lb.set.Has(LabelCgroup) {
+		l.Cgroup = ident.Path
+	}
 }
 
 func (lb *labeler) identity(id uint64) cgroups.Identity {

@@ -74,8 +74,9 @@ type Snapshot struct {
 	CallsSeriesOverflows  uint64
 	ErrorsSeriesOverflows uint64
 	Drops                 []uint64 // indexed like loader.DropReasons
-	// Fill of the per-process kernel maps when the snapshot was taken.
-	StatsEntries, ErrorsEntries int
+	// Fill of the kernel's hash maps when the snapshot was taken.
+	StatsEntries, ErrorsEntries           int
+	GroupStatsEntries, GroupErrorsEntries int
 	// Processes is how many running processes have counts in the kernel.
 	Processes int
 	// FoldedProcesses counts processes whose counts were folded since start.
@@ -97,6 +98,10 @@ type Snapshot struct {
 type Kernel interface {
 	ReadStats(func(loader.SyscallKey, loader.Counts)) error
 	ReadErrors(func(loader.ErrnoKey, uint64)) error
+	// ReadGroupStats and ReadGroupErrors read what the kernel counted by
+	// process name and cgroup, its per-process maps being full.
+	ReadGroupStats(func(loader.GroupKey, loader.Counts)) error
+	ReadGroupErrors(func(loader.GroupKey, uint64)) error
 	ReadOverflowStats(func(abi, nr uint16, c loader.Counts)) error
 	ReadOverflowErrors(func(loader.ErrnoKey, uint64)) error
 	ReadHistogram(abi, nr uint16) (loader.Histogram, error)
@@ -177,7 +182,12 @@ type Tally struct {
 	foldedErrors map[ErrorKey]uint64
 	live         map[loader.SyscallKey]*attribution
 	liveErrors   map[loader.ErrnoKey]*attribution
-	syscalls     map[Syscall]struct{} // every syscall ever seen, for histograms
+	// groupCalls and groupErrors attribute the kernel's entries by process
+	// name and cgroup: never folded (no process's exit ends them), they
+	// are exported as they are, at every scrape.
+	groupCalls  map[loader.GroupKey]*attribution
+	groupErrors map[loader.GroupKey]*attribution
+	syscalls    map[Syscall]struct{} // every syscall ever seen, for histograms
 
 	labeler     labeler
 	limits      Limits
@@ -271,6 +281,8 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		foldedErrors: make(map[ErrorKey]uint64),
 		live:         make(map[loader.SyscallKey]*attribution),
 		liveErrors:   make(map[loader.ErrnoKey]*attribution),
+		groupCalls:   make(map[loader.GroupKey]*attribution),
+		groupErrors:  make(map[loader.GroupKey]*attribution),
 		syscalls:     make(map[Syscall]struct{}),
 		exitedSeen:   make(map[uint32]struct{}),
 		unnamed:      make(map[uint32]struct{}),
@@ -308,6 +320,14 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 		a.rebase()
 	}
 	for k, a := range t.liveErrors {
+		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.since(a.exported).Calls)
+		a.rebase()
+	}
+	for k, a := range t.groupCalls {
+		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, a.since(a.exported))
+		a.rebase()
+	}
+	for k, a := range t.groupErrors {
 		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.since(a.exported).Calls)
 		a.rebase()
 	}
@@ -532,6 +552,9 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	for k, v := range t.foldedErrors {
 		snap.Errors[k] += v
 	}
+	if err := t.readGroups(snap); err != nil {
+		return nil, err
+	}
 	err = t.kernel.ReadOverflowStats(func(abi, nr uint16, c loader.Counts) {
 		sc := Syscall{ABI: abi, NR: nr}
 		t.syscalls[sc] = struct{}{}
@@ -562,6 +585,46 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, lost
 	snap.MissedByKeys = t.missedByKeys
 	return snap, nil
+}
+
+// readGroups adds what the kernel counted by process name and cgroup, its
+// per-process maps being full: exact for every label but pid.
+func (t *Tally) readGroups(snap *Snapshot) error {
+	var g generationInfo
+	err := t.kernel.ReadGroupStats(func(k loader.GroupKey, v loader.Counts) {
+		snap.GroupStatsEntries++
+		sc := Syscall{ABI: k.Abi, NR: k.Nr}
+		t.syscalls[sc] = struct{}{}
+		a := attribute(t, t.groupCalls, k, t.groupGeneration(&g, k), func(old Labels, c loader.Counts) {
+			t.foldCalls(SeriesKey{old, sc}, c)
+		})
+		key := SeriesKey{*a.labels, sc}
+		addCounts(snap.Calls, key, a.since(v))
+		a.exported = v
+		t.liveCallKeys[key] = struct{}{}
+	})
+	if err != nil {
+		return err
+	}
+	return t.kernel.ReadGroupErrors(func(k loader.GroupKey, n uint64) {
+		snap.GroupErrorsEntries++
+		v := loader.Counts{Calls: n}
+		sc := Syscall{ABI: k.Abi, NR: k.Nr}
+		a := attribute(t, t.groupErrors, k, t.groupGeneration(&g, k), func(old Labels, c loader.Counts) {
+			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
+		})
+		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
+		addErrors(snap.Errors, key, a.since(v).Calls)
+		a.exported = v
+		t.liveErrKeys[key] = struct{}{}
+	})
+}
+
+// groupGeneration makes g stand for a group entry in attribute: named, by
+// the labels its key gives.
+func (t *Tally) groupGeneration(g *generationInfo, k loader.GroupKey) *generationInfo {
+	*g = generationInfo{labels: t.labeler.groupLabels(loader.CString(k.Comm[:]), k.CgroupId), named: true, series: -1}
+	return g
 }
 
 // collectFinished gathers the book's keys of the finished processes'

@@ -36,6 +36,8 @@ type fakeKernel struct {
 	errs         map[loader.ErrnoKey]uint64
 	overflow     map[Syscall]loader.Counts
 	overflowErrs map[loader.ErrnoKey]uint64
+	groups       map[loader.GroupKey]loader.Counts
+	groupErrs    map[loader.GroupKey]uint64
 	hists        map[Syscall]loader.Histogram
 	drops        []uint64
 
@@ -60,6 +62,8 @@ func newFakeKernel() *fakeKernel {
 		errs:         make(map[loader.ErrnoKey]uint64),
 		overflow:     make(map[Syscall]loader.Counts),
 		overflowErrs: make(map[loader.ErrnoKey]uint64),
+		groups:       make(map[loader.GroupKey]loader.Counts),
+		groupErrs:    make(map[loader.GroupKey]uint64),
 		hists:        make(map[Syscall]loader.Histogram),
 		drops:        []uint64{1, 2, 3, 4, 5},
 	}
@@ -162,6 +166,42 @@ func (k *fakeKernel) ReadErrors(fn func(loader.ErrnoKey, uint64)) error {
 		return err
 	}
 	for key, n := range k.errs {
+		fn(key, n)
+	}
+	return nil
+}
+
+// groupKey is the kernel's key for calls of a process named comm in a
+// cgroup that had no room in the per-process map.
+func groupKey(cgroup uint64, comm string, sc Syscall, errno uint32) loader.GroupKey {
+	k := loader.GroupKey{CgroupId: cgroup, Nr: sc.NR, Abi: sc.ABI, Err: errno}
+	for i := range min(len(comm), len(k.Comm)-1) {
+		k.Comm[i] = int8(comm[i])
+	}
+	return k
+}
+
+// callInGroup counts n calls as sys_exit does when the per-process map is full.
+func (k *fakeKernel) callInGroup(cgroup uint64, comm string, sc Syscall, n, ns uint64) {
+	key := groupKey(cgroup, comm, sc, 0)
+	k.groups[key] = plusCounts(k.groups[key], counts(n, ns))
+}
+
+func (k *fakeKernel) ReadGroupStats(fn func(loader.GroupKey, loader.Counts)) error {
+	if err := k.failing("ReadGroupStats"); err != nil {
+		return err
+	}
+	for key, c := range k.groups {
+		fn(key, c)
+	}
+	return nil
+}
+
+func (k *fakeKernel) ReadGroupErrors(fn func(loader.GroupKey, uint64)) error {
+	if err := k.failing("ReadGroupErrors"); err != nil {
+		return err
+	}
+	for key, n := range k.groupErrs {
 		fn(key, n)
 	}
 	return nil
@@ -894,6 +934,50 @@ func TestOverflowCountedUnderOther(t *testing.T) {
 	}
 }
 
+// A full per-process map: the kernel counts by process name and cgroup,
+// and those counts join the series of the processes that have entries.
+func TestGroupCountsJoinTheirProcessesSeries(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 10, 1, "nginx")
+	h.kernel.call(10, 1, read, 1, 10)
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 100, 1000)
+	h.kernel.callInGroup(dockerCgroup, "nginx", read, 20, 200)
+	h.kernel.callInGroup(nginxCgroup, "postgres", openat, 5, 50)
+	h.kernel.groupErrs[groupKey(nginxCgroup, "postgres", openat, enoent)] = 3
+
+	snap := h.snapshot()
+	checkCalls(t, "by comm", snap.Calls, map[SeriesKey]loader.Counts{
+		series("nginx", read):      counts(121, 1210),
+		series("postgres", openat): counts(5, 50),
+	})
+	checkErrors(t, "by comm", snap.Errors, map[ErrorKey]uint64{errSeries("postgres", openat, enoent): 3})
+	if snap.GroupStatsEntries != 3 || snap.GroupErrorsEntries != 1 || snap.StatsEntries != 1 {
+		t.Errorf("entries = %d group stats, %d group errors, %d stats; want 3, 1, 1", snap.GroupStatsEntries, snap.GroupErrorsEntries, snap.StatsEntries)
+	}
+	if _, ok := snap.Histograms[openat]; !ok {
+		t.Error("no histogram for a syscall seen only in the group counters")
+	}
+
+	// With cgroup labels and pid, each group is its own series, pid "~other";
+	// what was exported before stays under the old labels.
+	h.tally.SetLabels(LabelSet(LabelComm|LabelUnit|LabelContainer|LabelPID), newFakeCgroups())
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 1, 10)
+	h.kernel.callInGroup(dockerCgroup, "nginx", read, 2, 20)
+	next := h.snapshot()
+	inNginx := Labels{Comm: "nginx", Unit: "nginx.service", PID: OtherComm}
+	inDocker := Labels{Comm: "nginx", Unit: dockerUnit, Container: ctrID, PID: OtherComm}
+	checkCalls(t, "by cgroup", next.Calls, map[SeriesKey]loader.Counts{
+		series("nginx", read):      counts(121, 1210),
+		series("postgres", openat): counts(5, 50),
+		{inNginx, read}:            counts(1, 10),
+		{inDocker, read}:           counts(2, 20),
+	})
+	checkErrors(t, "by cgroup", next.Errors, map[ErrorKey]uint64{errSeries("postgres", openat, enoent): 3})
+	if len(h.kernel.groups) != 3 {
+		t.Errorf("group entries deleted: %d left, want 3", len(h.kernel.groups))
+	}
+}
+
 func TestExitedProcessWithoutNameCountedUnderUnknown(t *testing.T) {
 	h := newHarness(t, nil)
 	// No record and no /proc entry: its fork and exit records were lost.
@@ -1126,7 +1210,7 @@ func TestReusedTGIDBeforeFold(t *testing.T) {
 // tally so that the next one counts every exited entry exactly once.
 func TestFailedSyncDoesNotCountTwice(t *testing.T) {
 	for _, method := range []string{"ReadStats", "ReadErrors", "DeleteStats", "DeleteErrors",
-		"ReadOverflowStats", "ReadOverflowErrors", "ReadHistogram", "ReadDrops"} {
+		"ReadGroupStats", "ReadGroupErrors", "ReadOverflowStats", "ReadOverflowErrors", "ReadHistogram", "ReadDrops"} {
 		t.Run(method, func(t *testing.T) {
 			h := newHarness(t, nil)
 			h.record(events.Fork, 1, 1, "a")

@@ -115,17 +115,74 @@ func TestRecursionMissesExportedPerProgram(t *testing.T) {
 	}
 }
 
-// More live processes than the per-process map holds: the excess is counted
-// under comm="~other" and stats_map_full, nothing crashes, totals stay exact.
-func TestMapFullCountsTheExcessExactly(t *testing.T) {
+// More live processes than the per-process map holds: the excess is
+// counted by process name and cgroup, so every comm's total stays exact, and
+// stats_map_full counts the calls that lost their pid.
+func TestMapFullCountsEachCommExactly(t *testing.T) {
 	const procs, each, entries = 100, 50, 64
+	got, comms := runMapFull(t, procs, each, func(o *loader.Options) { o.StatsEntries = entries })
+	for _, comm := range comms {
+		if v := got[calls(comm, "getppid")]; v != each {
+			t.Errorf("%s = %v, want %d", calls(comm, "getppid"), v, each)
+		}
+	}
+	if got[`sysobsd_drops_total{reason="stats_map_full"}`] == 0 {
+		t.Errorf("no stats_map_full drop counted with %d processes in %d entries", procs, entries)
+	}
+	if v := got[`sysobsd_bpf_map_entries{map="group_stats"}`]; v < procs-entries {
+		t.Errorf("group_stats holds %v entries, want at least %d", v, procs-entries)
+	}
+	if v, ok := got[calls(tally.OtherComm, "getppid")]; ok {
+		t.Errorf(`%v calls under comm="~other" with room in group_stats`, v)
+	}
+}
+
+// Both the per-process and the group map full: what fits in neither is
+// counted under comm="~other", and the totals stay exact.
+func TestMapsFullCountTheExcessUnderOther(t *testing.T) {
+	const procs, each, entries = 100, 50, 32
+	got, _ := runMapFull(t, procs, each, func(o *loader.Options) {
+		o.StatsEntries, o.GroupStatsEntries = entries, entries
+	})
+	for _, reason := range []string{"stats_map_full", "group_stats_map_full"} {
+		if got[fmt.Sprintf(`sysobsd_drops_total{reason=%q}`, reason)] == 0 {
+			t.Errorf("no %s drop counted with %d processes in %d + %d entries", reason, procs, entries, entries)
+		}
+	}
+	if got[calls(tally.OtherComm, "getppid")] == 0 {
+		t.Errorf(`no comm="~other" series for the excess`)
+	}
+}
+
+// An errors map of one entry: the process's first failing call takes it,
+// the other errno is counted by name and cgroup, both exactly.
+func TestErrorsMapFullCountsEachCommExactly(t *testing.T) {
+	const n, m, k = 10, 7, 13
+	comm := uniqueComm("ef")
+	h := start(t, setup{
+		load:    func(o *loader.Options) { o.ErrorsEntries = 1 },
+		filters: config.Filters{Include: config.Match{Comms: []string{comm}}},
+	})
+	h.run("basic", comm, fmt.Sprint(n), fmt.Sprint(m), fmt.Sprint(k))
+	h.expect(2*time.Second, map[string]float64{
+		errs(comm, "openat", "ENOENT"):                  m,
+		errs(comm, "write", "ENOSPC"):                   k,
+		`sysobsd_drops_total{reason="errors_map_full"}`: k,
+	})
+}
+
+// runMapFull runs procs processes of distinct names, each making each
+// getppid calls, with maps sized by load, and returns the scrape once the
+// calls summed over every series are exact.
+func runMapFull(t *testing.T, procs, each int, load func(*loader.Options)) (map[string]float64, []string) {
+	t.Helper()
 	prefix := uniqueComm("mf")[:8]
 	comms := make([]string, procs)
 	for i := range comms {
 		comms[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
 	h := start(t, setup{
-		load:    func(o *loader.Options) { o.StatsEntries = entries },
+		load:    load,
 		filters: config.Filters{Include: config.Match{Comms: comms, Syscalls: []string{"getppid"}}},
 	})
 	var gated []*gatedProcess
@@ -142,24 +199,16 @@ func TestMapFullCountsTheExcessExactly(t *testing.T) {
 		got = h.scrape()
 		sum = 0
 		for k, v := range got {
-			if len(k) > len("sysobsd_syscalls_total{") && k[:len("sysobsd_syscalls_total{")] == "sysobsd_syscalls_total{" {
+			if strings.HasPrefix(k, "sysobsd_syscalls_total{") {
 				sum += v
 			}
 		}
-		return sum == procs*each
+		return sum == float64(procs*each)
 	})
 	if !ok {
 		t.Fatalf("getppid summed over series = %v, want %d", sum, procs*each)
 	}
-	if got[`sysobsd_drops_total{reason="stats_map_full"}`] == 0 {
-		t.Errorf("no stats_map_full drop counted with %d processes in %d entries", procs, entries)
-	}
-	if got[calls("~other", "getppid")] == 0 {
-		t.Errorf(`no comm="~other" series for the excess`)
-	}
-	for _, g := range gated {
-		g.exit()
-	}
+	return got, comms
 }
 
 // Churn: 100,000 processes started and ended: totals exact, no kernel entry

@@ -87,9 +87,8 @@ func start(t *testing.T, s setup) *harness {
 			t.Errorf("close: %v", err)
 		}
 	})
-	statsCap, errorsCap := probes.Capacity()
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(metrics.NewCollector(engine, syscalls.Host(), statsCap, errorsCap, log),
+	registry.MustRegister(metrics.NewCollector(engine, syscalls.Host(), probes.Capacity(), log),
 		metrics.NewProgramCollector(probes.RecursionMisses))
 	return &harness{t: t, probes: probes, engine: engine, registry: registry, workload: workload}
 }

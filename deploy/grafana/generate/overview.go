@@ -69,13 +69,13 @@ func overview() *dashboard.DashboardBuilder {
 			Span(24)).
 		WithRow(row("sysobsd")).
 		WithPanel(timeseriesPanel("Lost by reason",
-			"sysobsd_drops_total per second by reason: ringbuf_full (a process record not sent), stats_map_full and errors_map_full (counted under comm=\"~other\"), no_start_time (a call without its duration; normal right after start), start_storage_unavailable, listed_map_full. Then notable events not sent (sysobsd_events_dropped_total, when events are on): rate_limited by design, ringbuf_full when the daemon falls behind. Then runs of a BPF program the kernel skipped (sysobsd_bpf_program_recursion_misses_total): for sys_exit, calls not counted.",
+			"sysobsd_drops_total per second by reason: ringbuf_full (a process record not sent), stats_map_full and errors_map_full (counted by process name and cgroup, without pid), group_stats_map_full and group_errors_map_full (those full too: counted under comm=\"~other\"), error_uncounted, no_start_time (a call without its duration; normal right after start), start_storage_unavailable, listed_map_full. Then notable events not sent (sysobsd_events_dropped_total, when events are on): rate_limited by design, ringbuf_full when the daemon falls behind. Then runs of a BPF program the kernel skipped (sysobsd_bpf_program_recursion_misses_total): for sys_exit, calls not counted.",
 			"cps",
 			query("sum by (instance, reason) ("+rate("sysobsd_drops_total")+")", "{{reason}} {{instance}}"),
 			query("sum by (instance, reason) ("+rate("sysobsd_events_dropped_total")+")", "events {{reason}} {{instance}}"),
 			query("sum by (instance, program) ("+rate("sysobsd_bpf_program_recursion_misses_total")+")", "skipped {{program}} {{instance}}"))).
 		WithPanel(timeseriesPanel("Kernel map fill",
-			"Entries in the per-process kernel maps over their capacity (maps.stats_entries, maps.errors_entries). At 1 new processes are counted under comm=\"~other\".",
+			"Entries in the kernel's hash maps of counters over their capacity (maps.stats_entries, maps.errors_entries, maps.group_stats_entries, maps.group_errors_entries). With syscall_stats or syscall_errors at 1, new processes are counted by name and cgroup (no pid label); with group_stats or group_errors at 1 too, under comm=\"~other\".",
 			"percentunit", query("sysobsd_bpf_map_entries"+sel()+" / sysobsd_bpf_map_max_entries"+sel(), "{{map}} {{instance}}")).
 			Max(1)).
 		WithPanel(timeseriesPanel("Tracked and folded processes",
