@@ -144,7 +144,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	collector.SetNativeHistograms(cfg.NativeHistograms)
 	registry.MustRegister(
 		collector,
-		metrics.NewProgramCollector(probes.RecursionMisses),
+		metrics.NewProgramCollector(probes.ProgramStats),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_total",
 			Help: "Notable events (failed and slow calls) received from the kernel."},
 			func() float64 { return float64(recent.Total()) }),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -74,7 +75,7 @@ func DefaultOptions() Options {
 type Probes struct {
 	Maps
 	// attached are the programs behind links, by hook name, kept open
-	// for their run statistics (RecursionMisses).
+	// for their run statistics (ProgramStats).
 	attached map[string]*ebpf.Program
 	links    []link.Link
 	// AttachMode is how the syscall hooks were attached: "tp_btf" or "raw_tracepoint".
@@ -361,20 +362,30 @@ func (p *Probes) detach() {
 	clear(p.attached)
 }
 
-// RecursionMisses returns, per attached program, the runs the kernel
-// skipped because the program was already running on that CPU (Linux 5.12;
-// 0 before): for sys_exit a call not counted, for a lifecycle program a
-// record not sent.
-func (p *Probes) RecursionMisses() (map[string]uint64, error) {
-	misses := make(map[string]uint64, len(p.attached))
+// ProgramStats are an attached program's run statistics, kept by the kernel.
+type ProgramStats struct {
+	// Runs and Runtime count only while kernel.bpf_stats_enabled is 1 (the
+	// kernel's accounting reads the clock twice per run, so it is off by
+	// default): then Runtime/Runs is the program's own cost per run.
+	Runs    uint64
+	Runtime time.Duration
+	// RecursionMisses are runs the kernel skipped because the program was
+	// already running on that CPU (Linux 5.12; 0 before): for sys_exit a
+	// call not counted, for a lifecycle program a record not sent.
+	RecursionMisses uint64
+}
+
+// ProgramStats returns each attached program's run statistics.
+func (p *Probes) ProgramStats() (map[string]ProgramStats, error) {
+	out := make(map[string]ProgramStats, len(p.attached))
 	for name, prog := range p.attached {
 		stats, err := prog.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("read %s's run statistics: %w", name, err)
 		}
-		misses[name] = stats.RecursionMisses
+		out[name] = ProgramStats{Runs: stats.RunCount, Runtime: stats.Runtime, RecursionMisses: stats.RecursionMisses}
 	}
-	return misses, nil
+	return out, nil
 }
 
 // Close detaches every program and frees the maps.

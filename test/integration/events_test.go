@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/loader"
@@ -111,6 +114,31 @@ func TestRecursionMissesExportedPerProgram(t *testing.T) {
 			t.Errorf("%s missing", k)
 		} else if v != 0 {
 			t.Errorf("%s = %v: the kernel skipped runs of an idle daemon's program", k, v)
+		}
+	}
+}
+
+// With the kernel's run statistics on, what each program costs is exported:
+// sys_enter and sys_exit run at least once per call the workload makes.
+func TestProgramRunStatisticsExported(t *testing.T) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("turn on the kernel's BPF run statistics: %v", err)
+	}
+	defer stats.Close()
+	h := start(t, setup{})
+	const n = 20000
+	before := h.scrape()
+	h.run("basic", uniqueComm("runs"), fmt.Sprint(n), "0", "0")
+	got := h.scrape()
+	for _, p := range []string{"sys_enter", "sys_exit"} {
+		runs := fmt.Sprintf(`sysobsd_bpf_program_runs_total{program=%q}`, p)
+		secs := fmt.Sprintf(`sysobsd_bpf_program_run_seconds_total{program=%q}`, p)
+		if d := got[runs] - before[runs]; d < n {
+			t.Errorf("%s rose by %v over a workload of %d writes, want at least %d", runs, d, n, n)
+		}
+		if d := got[secs] - before[secs]; d <= 0 {
+			t.Errorf("%s rose by %v, want > 0", secs, d)
 		}
 	}
 }

@@ -89,7 +89,7 @@ func start(t *testing.T, s setup) *harness {
 	})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics.NewCollector(engine, syscalls.Host(), probes.Capacity(), log),
-		metrics.NewProgramCollector(probes.RecursionMisses))
+		metrics.NewProgramCollector(probes.ProgramStats))
 	return &harness{t: t, probes: probes, engine: engine, registry: registry, workload: workload}
 }
 

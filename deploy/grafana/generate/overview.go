@@ -84,6 +84,14 @@ func overview() *dashboard.DashboardBuilder {
 			query("sum by (instance) (sysobsd_processes_tracked"+sel()+")", "tracked {{instance}}"),
 			query("sum by (instance) ("+rate("sysobsd_processes_folded_total")+")", "folded/s {{instance}}"),
 			query("sum by (instance, how) ("+rate("sysobsd_bpf_map_reads_total")+")", "map reads/s {{how}} {{instance}}"))).
+		WithPanel(timeseriesPanel("What the BPF programs cost, per run",
+			"Time per run of sysobsd's syscall programs (sysobsd_bpf_program_run_seconds_total over sysobsd_bpf_program_runs_total): sys_enter plus sys_exit is what sysobsd adds to every syscall on the host, beyond the kernel's own cost of calling a program. Empty unless kernel.bpf_stats_enabled=1 on the host: the kernel's accounting reads the clock twice per run, so it is off by default; turn it on for a while to measure.",
+			"s",
+			query("sum by (instance, program) ("+rate("sysobsd_bpf_program_run_seconds_total", `program=~"sys_enter|sys_exit"`)+") / sum by (instance, program) ("+rate("sysobsd_bpf_program_runs_total", `program=~"sys_enter|sys_exit"`)+")", "{{program}} {{instance}}"))).
+		WithPanel(timeseriesPanel("What the BPF programs cost, CPU",
+			"CPU time all runs of sysobsd's BPF programs take, in the tasks that run them (their syscalls and process events), as a share of one core: the part of sysobsd's cost that the daemon's own CPU does not show. Empty unless kernel.bpf_stats_enabled=1 on the host.",
+			"percentunit",
+			query("sum by (instance) ("+rate("sysobsd_bpf_program_run_seconds_total")+")", "{{instance}}"))).
 		WithPanel(timeseriesPanel("Read and decode errors",
 			"1 when reading the kernel maps failed at the last scrape (sysobsd_scrape_error); lifecycle records that could not be decoded per second.",
 			"short",
