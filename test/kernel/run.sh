@@ -13,6 +13,8 @@
 #   VM_MEMORY       guest memory (default 1G)
 #   TEST_RUN        only the Go tests matching this -test.run regexp (no
 #                   spaces), and no daemon runs: to repeat one test on 6.1
+#   TEST_COUNT      run the Go tests this many times (-test.count; default 1),
+#                   to catch a rare failure (raise VM_TIMEOUT to match)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH
@@ -22,6 +24,10 @@ timeout_s=${VM_TIMEOUT:-270}
 memory=${VM_MEMORY:-1G}
 marker=SYSOBSD_KERNEL_TEST
 test_run=${TEST_RUN:-}
+test_count=${TEST_COUNT:-1}
+case "$test_count" in
+'' | *[!0-9]* | 0) echo "kernel-test: TEST_COUNT must be a positive number" >&2; exit 2 ;;
+esac
 case "$test_run" in
 *[[:space:]]*) echo "kernel-test: TEST_RUN must not contain spaces" >&2; exit 2 ;;
 esac
@@ -128,7 +134,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
 	-accel tcg,thread=single -cpu max -smp 2 -m "$memory" \
 	-nographic -no-reboot -net none \
 	-kernel "$vmlinuz" -initrd "$initrd" \
-	-append "console=ttyS0 quiet loglevel=5 panic=-1 oops=panic softlockup_panic=1 hung_task_panic=1${test_run:+ sysobsd.run=$test_run}" \
+	-append "console=ttyS0 quiet loglevel=5 panic=-1 oops=panic softlockup_panic=1 hung_task_panic=1${test_run:+ sysobsd.run=$test_run} sysobsd.count=$test_count" \
 	</dev/null 2>&1 | sed -u 's/\r$//; s/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' | tee "$console"
 status=${PIPESTATUS[0]}
 set -e
