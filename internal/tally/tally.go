@@ -224,6 +224,13 @@ type Tally struct {
 	// records were both lost would keep its entries, uncounted, forever.
 	unnamed  map[uint32]struct{}
 	suspects map[uint32]struct{}
+	// dead holds the processes a sweep found gone (kill(pid, 0)) without
+	// an exit record applied. Their records, if sent, may still wait in the
+	// ring buffer (a rename among them names their calls, the exit record
+	// their last name), so they are marked gone only once a drain has come
+	// after and brought no exit: Drained moves them to deadBeforeDrain.
+	dead            map[uint32]struct{}
+	deadBeforeDrain map[uint32]struct{}
 	// liveCallKeys and liveErrKeys are the series running processes are
 	// attributed to at this scrape, with new counts or not: never idle.
 	liveCallKeys map[SeriesKey]struct{}
@@ -274,33 +281,35 @@ type liveSeries struct {
 // New returns an empty tally over kernel and procs.
 func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 	return &Tally{
-		kernel:       kernel,
-		procs:        procs,
-		alive:        alive,
-		folded:       make(map[SeriesKey]loader.Counts),
-		foldedErrors: make(map[ErrorKey]uint64),
-		live:         make(map[loader.SyscallKey]*attribution),
-		liveErrors:   make(map[loader.ErrnoKey]*attribution),
-		groupCalls:   make(map[loader.GroupKey]*attribution),
-		groupErrors:  make(map[loader.GroupKey]*attribution),
-		syscalls:     make(map[Syscall]struct{}),
-		exitedSeen:   make(map[uint32]struct{}),
-		unnamed:      make(map[uint32]struct{}),
-		suspects:     make(map[uint32]struct{}),
-		liveCallKeys: make(map[SeriesKey]struct{}),
-		liveErrKeys:  make(map[ErrorKey]struct{}),
-		generations:  make(map[generation]*generationInfo),
-		book:         newKeyBook(),
-		liveCalls:    make(map[liveSeries]loader.Counts),
-		labelIndex:   make(map[Labels]int32),
-		sweepEvery:   30 * time.Second,
-		now:          time.Now,
-		labeler:      labeler{set: LabelSet(LabelComm)},
-		limits:       DefaultLimits,
-		callsCap:     newSeriesCap[SeriesKey, loader.Counts](),
-		errorsCap:    newSeriesCap[ErrorKey, uint64](),
-		touched:      make(map[SeriesKey]time.Time),
-		touchedErrs:  make(map[ErrorKey]time.Time),
+		kernel:          kernel,
+		procs:           procs,
+		alive:           alive,
+		folded:          make(map[SeriesKey]loader.Counts),
+		foldedErrors:    make(map[ErrorKey]uint64),
+		live:            make(map[loader.SyscallKey]*attribution),
+		liveErrors:      make(map[loader.ErrnoKey]*attribution),
+		groupCalls:      make(map[loader.GroupKey]*attribution),
+		groupErrors:     make(map[loader.GroupKey]*attribution),
+		syscalls:        make(map[Syscall]struct{}),
+		exitedSeen:      make(map[uint32]struct{}),
+		unnamed:         make(map[uint32]struct{}),
+		suspects:        make(map[uint32]struct{}),
+		dead:            make(map[uint32]struct{}),
+		deadBeforeDrain: make(map[uint32]struct{}),
+		liveCallKeys:    make(map[SeriesKey]struct{}),
+		liveErrKeys:     make(map[ErrorKey]struct{}),
+		generations:     make(map[generation]*generationInfo),
+		book:            newKeyBook(),
+		liveCalls:       make(map[liveSeries]loader.Counts),
+		labelIndex:      make(map[Labels]int32),
+		sweepEvery:      30 * time.Second,
+		now:             time.Now,
+		labeler:         labeler{set: LabelSet(LabelComm)},
+		limits:          DefaultLimits,
+		callsCap:        newSeriesCap[SeriesKey, loader.Counts](),
+		errorsCap:       newSeriesCap[ErrorKey, uint64](),
+		touched:         make(map[SeriesKey]time.Time),
+		touchedErrs:     make(map[ErrorKey]time.Time),
 	}
 }
 
@@ -785,6 +794,10 @@ func (t *Tally) Drained() {
 	for tgid := range t.unnamed {
 		t.suspects[tgid] = struct{}{}
 	}
+	for tgid := range t.dead {
+		t.deadBeforeDrain[tgid] = struct{}{}
+	}
+	clear(t.dead)
 }
 
 // sweepLostExits marks processes gone whose exit record never came (ring
@@ -803,6 +816,14 @@ func (t *Tally) sweepLostExits() {
 	if full {
 		t.lastSweep = t.now()
 	}
+	// Found dead before the last drain, and that drain brought no exit
+	// record: it was lost. (Alive again: the tgid is another process's.)
+	for tgid := range t.deadBeforeDrain {
+		if !t.procs.Exited(tgid) && !t.alive(tgid) {
+			t.procs.MarkGone(tgid)
+		}
+	}
+	clear(t.deadBeforeDrain)
 	checked := make(map[uint32]bool)
 	check := func(tgid uint32) {
 		if _, done := checked[tgid]; done || t.procs.Exited(tgid) {
@@ -811,7 +832,7 @@ func (t *Tally) sweepLostExits() {
 		alive := t.alive(tgid)
 		checked[tgid] = alive
 		if !alive {
-			t.procs.MarkGone(tgid)
+			t.dead[tgid] = struct{}{}
 		}
 	}
 	for tgid := range t.suspects {

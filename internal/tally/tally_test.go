@@ -889,9 +889,10 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 		h.record(events.Exit, tgid, p.execID, p.comm)
 		dead[tgid] = true
 	}
-	// Two sweeps: the first finds the entries nothing named, the second
-	// marks their processes gone.
-	for range 2 {
+	// Three sweeps: the first finds the entries nothing named, the second
+	// finds their processes dead, the third (after a drain that brought no
+	// exit record) marks them gone.
+	for range 3 {
 		clock.t = clock.t.Add(10 * time.Second)
 		h.snapshot()
 	}
@@ -1062,9 +1063,18 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	}
 
 	clock.t = clock.t.Add(5 * time.Second)
-	snap := h.snapshot()
+	h.snapshot()
 	if asked[80] != 1 || asked[81] != 1 || asked[82] != 0 {
 		t.Errorf("alive asked %v; want once each for 80 and 81, never for the exited 82", asked)
+	}
+	// Its records may still be in the ring buffer: it is marked gone only
+	// after the next drain, if that brings no exit record.
+	if _, ok := h.kernel.stats[statsKey(80, 1, read)]; !ok {
+		t.Fatal("process 80 folded before a drain after the sweep")
+	}
+	snap := h.snapshot()
+	if asked[80] != 2 {
+		t.Errorf("alive asked %d times for 80, want twice (the sweep, then after the drain)", asked[80])
 	}
 	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{
 		series("dying", read):   counts(2, 20),
@@ -1088,6 +1098,43 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	if snap.FoldedProcesses != 2 {
 		t.Errorf("FoldedProcesses = %d, want 2", snap.FoldedProcesses)
 	}
+}
+
+// A process the sweep finds dead whose records still wait in the ring
+// buffer: its calls go to the name its records give, not to the one the
+// table had. Seen in the 6.1 VM as 189 writes under the exec'd name: a full
+// read met the process between its execve and its prctl(PR_SET_NAME) (named
+// from /proc), it renamed itself, wrote and exited, and a sync served with
+// no drain before it swept it dead and folded it under the old name.
+func TestSweepWaitsForTheRecordsOfADeadProcess(t *testing.T) {
+	dead := make(map[uint32]bool)
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 10 * time.Second
+	h.procComm(70, "workload")
+	h.kernel.call(70, 3, execve, 1, 10)
+	h.fold() // a full read: no record yet, named from /proc
+
+	h.kernel.call(70, 3, write, 189, 1890)
+	dead[70] = true
+	clock.t = clock.t.Add(10 * time.Second)
+	if err := h.tally.Fold(); err != nil { // served with the last, no drain between
+		t.Fatal(err)
+	}
+	if _, ok := h.kernel.stats[statsKey(70, 3, write)]; !ok {
+		t.Fatal("a dead process folded before its records were drained")
+	}
+	h.record(events.Fork, 70, 2, "integration.tes")
+	h.record(events.Exec, 70, 3, "workload")
+	h.record(events.Rename, 70, 3, "many188")
+	h.record(events.Exit, 70, 3, "many188")
+	snap := h.snapshot()
+	// Nothing was exported before the rename: all under the last name.
+	checkCalls(t, "named", snap.Calls, map[SeriesKey]loader.Counts{
+		series("many188", execve): counts(1, 10),
+		series("many188", write):  counts(189, 1890),
+	})
 }
 
 func TestSweepDisabledWithoutAlive(t *testing.T) {
@@ -1137,6 +1184,8 @@ func TestDeadUnnamedProcessSweptUnderUnknown(t *testing.T) {
 	checkCalls(t, "unnamed", snap.Calls, map[SeriesKey]loader.Counts{})
 
 	clock.t = clock.t.Add(10 * time.Second)
+	snap = h.snapshot() // dead; marked gone after a drain brings no record
+	checkCalls(t, "dead", snap.Calls, map[SeriesKey]loader.Counts{})
 	snap = h.snapshot()
 	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{series(UnknownComm, read): counts(6, 60)})
 	checkErrors(t, "swept", snap.Errors, map[ErrorKey]uint64{errSeries(UnknownComm, openat, enoent): 2})
