@@ -3,6 +3,8 @@ package events
 import (
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -41,6 +43,29 @@ func (r *Reader) Next() (Lifecycle, error) {
 		return Lifecycle{}, fmt.Errorf("read lifecycle ring buffer: %w", err)
 	}
 	return DecodeLifecycle(r.record.RawSample)
+}
+
+// ReadAvailable calls fn for every record in the ring buffer now, without
+// waiting for more: every record sent before the call reaches fn before it
+// returns. A record that does not decode reaches fn with its error, as
+// from Next. It may take a Flush pending for Next: its caller must not
+// wait for that ErrFlushed.
+func (r *Reader) ReadAvailable(fn func(Lifecycle, error)) error {
+	r.ring.SetDeadline(time.Unix(0, 1)) // in the past: read what is there, then stop
+	defer r.ring.SetDeadline(time.Time{})
+	for {
+		ev, err := r.Next()
+		switch {
+		case err == nil:
+			fn(ev, nil)
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ErrFlushed):
+			return nil // both come once the ring buffer is read to its end
+		case errors.Is(err, ErrClosed):
+			return err
+		default:
+			fn(ev, err)
+		}
+	}
 }
 
 // Flush makes Next return what is in the ring buffer now, then ErrFlushed.

@@ -25,6 +25,7 @@ type Engine struct {
 	log      *zap.Logger
 	requests chan request
 	done     chan struct{}
+	batch    []request // scratch of serve
 
 	// FoldEvery bounds how long exited processes keep kernel map entries.
 	FoldEvery time.Duration
@@ -131,50 +132,81 @@ func (e *Engine) Run(ctx context.Context) error {
 		case err == nil:
 			e.procs.Apply(ev)
 		case errors.Is(err, events.ErrFlushed):
-			e.tally.Drained()
 			e.serve()
 		case errors.Is(err, events.ErrClosed):
 			e.serve() // answer what is queued, from the final state
 			return nil
 		default:
-			e.decodeErrors++
-			if e.decodeErrors == 1 {
-				e.log.Warn("lifecycle record skipped; counted in sysobsd_lifecycle_decode_errors_total", zap.Error(err))
-			}
+			e.skipped(err)
 		}
 	}
 }
 
+func (e *Engine) skipped(err error) {
+	e.decodeErrors++
+	if e.decodeErrors == 1 {
+		e.log.Warn("lifecycle record skipped; counted in sysobsd_lifecycle_decode_errors_total", zap.Error(err))
+	}
+}
+
+// serve answers the queued requests, each batch after a drain of its own.
+// The drain that woke the engine may have ended before a request came (a
+// scrape queued while a slow fold ran): served from it, the scrape would
+// miss the records of processes that exited just before it was asked for,
+// and export their calls under stale names or none.
 func (e *Engine) serve() {
 	for {
-		select {
-		case req := <-e.requests:
-			if req.change != nil {
-				req.change(e.tally)
-				req.reply <- result{}
-				continue
+		e.batch = e.batch[:0]
+	queued:
+		for {
+			select {
+			case req := <-e.requests:
+				e.batch = append(e.batch, req)
+			default:
+				break queued
 			}
-			if !req.scrape {
-				var err error
-				if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
-					if err = e.tally.Fold(); err != nil {
-						e.log.Error("fold exited processes", zap.Error(err))
-					}
-				}
-				if req.reply != nil {
-					req.reply <- result{err: err}
-				}
-				continue
-			}
-			snap, err := e.tally.Snapshot()
-			if snap != nil {
-				snap.DecodeErrors = e.decodeErrors
-			}
-			req.reply <- result{snap, err}
-		default:
+		}
+		if len(e.batch) == 0 {
 			return
 		}
+		// Closed: the records already applied are the final state.
+		_ = e.reader.ReadAvailable(func(ev events.Lifecycle, err error) {
+			if err != nil {
+				e.skipped(err)
+				return
+			}
+			e.procs.Apply(ev)
+		})
+		e.tally.Drained()
+		for _, req := range e.batch {
+			e.handle(req)
+		}
 	}
+}
+
+func (e *Engine) handle(req request) {
+	if req.change != nil {
+		req.change(e.tally)
+		req.reply <- result{}
+		return
+	}
+	if !req.scrape {
+		var err error
+		if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
+			if err = e.tally.Fold(); err != nil {
+				e.log.Error("fold exited processes", zap.Error(err))
+			}
+		}
+		if req.reply != nil {
+			req.reply <- result{err: err}
+		}
+		return
+	}
+	snap, err := e.tally.Snapshot()
+	if snap != nil {
+		snap.DecodeErrors = e.decodeErrors
+	}
+	req.reply <- result{snap, err}
 }
 
 // Reconfigure changes the labels and limits without losing a count.
