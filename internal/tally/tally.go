@@ -324,22 +324,16 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 	if set == t.labeler.set && cgroups == t.labeler.cgroups {
 		return
 	}
-	for k, a := range t.live {
-		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, a.since(a.exported))
-		a.rebase()
+	foldCalls := func(l Labels, abi, nr uint16, c loader.Counts) {
+		addCounts(t.folded, SeriesKey{l, Syscall{ABI: abi, NR: nr}}, c)
 	}
-	for k, a := range t.liveErrors {
-		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.since(a.exported).Calls)
-		a.rebase()
+	foldErrors := func(l Labels, abi, nr uint16, errno uint32, c loader.Counts) {
+		addErrors(t.foldedErrors, ErrorKey{SeriesKey{l, Syscall{ABI: abi, NR: nr}}, errno}, c.Calls)
 	}
-	for k, a := range t.groupCalls {
-		addCounts(t.folded, SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, a.since(a.exported))
-		a.rebase()
-	}
-	for k, a := range t.groupErrors {
-		addErrors(t.foldedErrors, ErrorKey{SeriesKey{*a.labels, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}, a.since(a.exported).Calls)
-		a.rebase()
-	}
+	freezeExported(t.live, func(k loader.SyscallKey, l Labels, c loader.Counts) { foldCalls(l, k.Abi, k.Nr, c) })
+	freezeExported(t.groupCalls, func(k loader.GroupKey, l Labels, c loader.Counts) { foldCalls(l, k.Abi, k.Nr, c) })
+	freezeExported(t.liveErrors, func(k loader.ErrnoKey, l Labels, c loader.Counts) { foldErrors(l, k.Abi, k.Nr, k.Err, c) })
+	freezeExported(t.groupErrors, func(k loader.GroupKey, l Labels, c loader.Counts) { foldErrors(l, k.Abi, k.Nr, k.Err, c) })
 	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
 	for k, v := range t.folded {
 		k.Labels = k.Labels.project(set)
@@ -363,6 +357,16 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 	t.callsCap.reset()
 	t.errorsCap.reset()
 	t.labeler = labeler{set: set, cgroups: cgroups}
+}
+
+// freezeExported hands what each attribution's last scrape exported to
+// freeze, under the labels it had, and leaves the attribution owning only
+// what comes after.
+func freezeExported[K comparable](live map[K]*attribution, freeze func(K, Labels, loader.Counts)) {
+	for k, a := range live {
+		freeze(k, *a.labels, a.since(a.exported))
+		a.rebase()
+	}
 }
 
 // Fold moves the counts of exited processes into the lasting totals and
