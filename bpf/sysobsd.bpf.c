@@ -513,7 +513,7 @@ group_stats_of(struct task_struct *task, struct syscall_key *key, long nr)
 {
 	struct syscall_stats_value zero = {}, *stats;
 	struct group_key g;
-	bool created;
+	bool created = false;
 	u32 slot;
 
 	count_drop(DROP_STATS_MAP_FULL);
@@ -559,7 +559,6 @@ static __always_inline void record_error(struct task_struct *task, struct syscal
 	}
 	*count += 1;
 }
-
 
 /* Filters cost an inlined array lookup and two branches while all are off. */
 static __always_inline bool process_filtered_out(struct filter_settings_value *fs, u32 tgid)
