@@ -324,16 +324,16 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 	if set == t.labeler.set && cgroups == t.labeler.cgroups {
 		return
 	}
-	foldCalls := func(l Labels, abi, nr uint16, c loader.Counts) {
+	frozenCalls := func(l Labels, abi, nr uint16, c loader.Counts) {
 		addCounts(t.folded, SeriesKey{l, Syscall{ABI: abi, NR: nr}}, c)
 	}
-	foldErrors := func(l Labels, abi, nr uint16, errno uint32, c loader.Counts) {
+	frozenErrors := func(l Labels, abi, nr uint16, errno uint32, c loader.Counts) {
 		addErrors(t.foldedErrors, ErrorKey{SeriesKey{l, Syscall{ABI: abi, NR: nr}}, errno}, c.Calls)
 	}
-	freezeExported(t.live, func(k loader.SyscallKey, l Labels, c loader.Counts) { foldCalls(l, k.Abi, k.Nr, c) })
-	freezeExported(t.groupCalls, func(k loader.GroupKey, l Labels, c loader.Counts) { foldCalls(l, k.Abi, k.Nr, c) })
-	freezeExported(t.liveErrors, func(k loader.ErrnoKey, l Labels, c loader.Counts) { foldErrors(l, k.Abi, k.Nr, k.Err, c) })
-	freezeExported(t.groupErrors, func(k loader.GroupKey, l Labels, c loader.Counts) { foldErrors(l, k.Abi, k.Nr, k.Err, c) })
+	freezeExported(t.live, func(k loader.SyscallKey, l Labels, c loader.Counts) { frozenCalls(l, k.Abi, k.Nr, c) })
+	freezeExported(t.groupCalls, func(k loader.GroupKey, l Labels, c loader.Counts) { frozenCalls(l, k.Abi, k.Nr, c) })
+	freezeExported(t.liveErrors, func(k loader.ErrnoKey, l Labels, c loader.Counts) { frozenErrors(l, k.Abi, k.Nr, k.Err, c) })
+	freezeExported(t.groupErrors, func(k loader.GroupKey, l Labels, c loader.Counts) { frozenErrors(l, k.Abi, k.Nr, k.Err, c) })
 	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
 	for k, v := range t.folded {
 		k.Labels = k.Labels.project(set)
