@@ -198,12 +198,12 @@ func sumCount(per []uint64) uint64 {
 }
 
 // sumStats and sumErrors hand fn an entry's values summed over CPUs.
-func sumStats(fn func(SyscallKey, Counts)) func(SyscallKey, []sysobsdSyscallStatsValue) {
-	return func(k SyscallKey, per []sysobsdSyscallStatsValue) { fn(k, sumCounts(per)) }
+func sumStats[K any](fn func(K, Counts)) func(K, []sysobsdSyscallStatsValue) {
+	return func(k K, per []sysobsdSyscallStatsValue) { fn(k, sumCounts(per)) }
 }
 
-func sumErrors(fn func(ErrnoKey, uint64)) func(ErrnoKey, []uint64) {
-	return func(k ErrnoKey, per []uint64) { fn(k, sumCount(per)) }
+func sumErrors[K any](fn func(K, uint64)) func(K, []uint64) {
+	return func(k K, per []uint64) { fn(k, sumCount(per)) }
 }
 
 // lookupEach calls fn with the per-CPU values of each key that has an entry.
@@ -289,9 +289,7 @@ func (m *Maps) ReadGroupStats(fn func(GroupKey, Counts)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.GroupStats, &m.groupStatsBatches, m.ncpu, func(k GroupKey, per []sysobsdSyscallStatsValue) {
-		fn(k, sumCounts(per))
-	})
+	return batchRead(m.objs.GroupStats, &m.groupStatsBatches, m.ncpu, sumStats(fn))
 }
 
 // ReadGroupErrors is ReadGroupStats for the errors.
@@ -299,9 +297,7 @@ func (m *Maps) ReadGroupErrors(fn func(GroupKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.GroupErrors, &m.groupErrBatches, m.ncpu, func(k GroupKey, per []uint64) {
-		fn(k, sumCount(per))
-	})
+	return batchRead(m.objs.GroupErrors, &m.groupErrBatches, m.ncpu, sumErrors(fn))
 }
 
 // ReadOverflowErrors calls fn for errors counted by syscall and errno only
