@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -72,6 +73,21 @@ func (r *Resolver) Path(id uint64) (string, bool) {
 	r.lastWalk = time.Now()
 	p, ok = r.paths[id]
 	return p, ok
+}
+
+// Gone reports whether the cgroup with this id was removed: its directory is no longer at
+// its path, or another cgroup is. An id that never resolved is not reported gone, for it
+// may be a cgroup outside the mount.
+func (r *Resolver) Gone(id uint64) bool {
+	p, ok := r.Path(id)
+	if !ok {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(r.mount, p))
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	return !fi.IsDir() || inode(fi) != id
 }
 
 func (r *Resolver) cached(id uint64) (string, bool) {

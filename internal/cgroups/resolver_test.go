@@ -127,6 +127,45 @@ func TestRemovedCgroupStaysCachedUntilForget(t *testing.T) {
 	}
 }
 
+func TestGoneOnlyOnceRemovedOrReplaced(t *testing.T) {
+	mount := fakeTree(t, "/system.slice/gone.service", "/system.slice/replaced.service", "/system.slice/stays.service")
+	r := NewResolver(mount)
+	r.minRewalk = 0
+	gone := inodeOf(t, filepath.Join(mount, "system.slice/gone.service"))
+	replaced := inodeOf(t, filepath.Join(mount, "system.slice/replaced.service"))
+	stays := inodeOf(t, filepath.Join(mount, "system.slice/stays.service"))
+	for _, id := range []uint64{gone, replaced, stays} {
+		if r.Gone(id) {
+			t.Errorf("Gone(%d) = true for a cgroup that exists", id)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(mount, "system.slice/gone.service")); err != nil {
+		t.Fatal(err)
+	}
+	// A new cgroup at the old path is another cgroup (another id); made
+	// before the old directory is removed, so that it cannot reuse its inode.
+	tmp := filepath.Join(mount, "system.slice/replaced.new")
+	mkdir(t, mount, "system.slice/replaced.new")
+	if err := os.RemoveAll(filepath.Join(mount, "system.slice/replaced.service")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(mount, "system.slice/replaced.service")); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Gone(gone) {
+		t.Error("Gone = false for a removed cgroup")
+	}
+	if !r.Gone(replaced) {
+		t.Error("Gone = false for a cgroup whose path another one took")
+	}
+	if r.Gone(stays) {
+		t.Error("Gone = true for a cgroup that exists")
+	}
+	if r.Gone(1 << 62) {
+		t.Error("Gone = true for an id that never resolved: it may be outside the mount")
+	}
+}
+
 func TestForgetKeepsWhatKeepSays(t *testing.T) {
 	mount := fakeTree(t, "/keep.service", "/drop.service")
 	r := NewResolver(mount)

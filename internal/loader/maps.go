@@ -383,6 +383,17 @@ func (m *Maps) DeleteErrors(keys []ErrnoKey) error {
 	return batchDelete(m.objs.SyscallErrors, keys)
 }
 
+// DeleteGroupStats removes group entries that were folded into lasting
+// totals (their cgroup is gone).
+func (m *Maps) DeleteGroupStats(keys []GroupKey) error {
+	return batchDelete(m.objs.GroupStats, keys)
+}
+
+// DeleteGroupErrors is DeleteGroupStats for the errors.
+func (m *Maps) DeleteGroupErrors(keys []GroupKey) error {
+	return batchDelete(m.objs.GroupErrors, keys)
+}
+
 // Close frees the maps.
 func (m *Maps) Close() error {
 	if m.entryKeys != nil {

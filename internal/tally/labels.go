@@ -89,9 +89,11 @@ func (l Labels) project(s LabelSet) Labels {
 	return l
 }
 
-// Cgroups turns cgroup ids into paths (cgroups.Resolver).
+// Cgroups turns cgroup ids into paths and knows which were removed
+// (cgroups.Resolver).
 type Cgroups interface {
 	Path(id uint64) (string, bool)
+	Gone(id uint64) bool
 }
 
 // labeler makes a process generation's labels.

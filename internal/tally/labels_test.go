@@ -86,8 +86,11 @@ func TestLabelsValuesAndProject(t *testing.T) {
 // SetLabels can compare it.
 type fakeCgroups struct {
 	paths map[uint64]string
+	gone  map[uint64]bool
 	asked int
 }
+
+func (c *fakeCgroups) Gone(id uint64) bool { return c.gone[id] }
 
 func (c *fakeCgroups) Path(id uint64) (string, bool) {
 	c.asked++

@@ -108,6 +108,8 @@ type Kernel interface {
 	ReadDrops() ([]uint64, error)
 	DeleteStats([]loader.SyscallKey) error
 	DeleteErrors([]loader.ErrnoKey) error
+	DeleteGroupStats([]loader.GroupKey) error
+	DeleteGroupErrors([]loader.GroupKey) error
 	// LookupStats and LookupErrors read the given entries only.
 	LookupStats([]loader.SyscallKey, func(loader.SyscallKey, loader.Counts)) error
 	LookupErrors([]loader.ErrnoKey, func(loader.ErrnoKey, uint64)) error
@@ -183,11 +185,19 @@ type Tally struct {
 	live         map[loader.SyscallKey]*attribution
 	liveErrors   map[loader.ErrnoKey]*attribution
 	// groupCalls and groupErrors attribute the kernel's entries by process
-	// name and cgroup: never folded (no process's exit ends them), they
-	// are exported as they are, at every scrape.
-	groupCalls  map[loader.GroupKey]*attribution
-	groupErrors map[loader.GroupKey]*attribution
-	syscalls    map[Syscall]struct{} // every syscall ever seen, for histograms
+	// name and cgroup: no process's exit ends them, but their cgroup's
+	// removal does. An entry is folded and deleted once its cgroup was
+	// found gone at two scrapes in a row: a call that read the cgroup just
+	// before it was removed has long been counted by then.
+	groupCalls      map[loader.GroupKey]*attribution
+	groupErrors     map[loader.GroupKey]*attribution
+	cgroupGone      map[uint64]bool     // this scrape's answers, by cgroup id
+	goneLastScrape  map[uint64]struct{} // cgroups found gone at the last scrape
+	deadGroupStats  []loader.GroupKey
+	deadGroupCalls  []foldedCalls
+	deadGroupErrors []loader.GroupKey
+	deadGroupErrnos []foldedErrors
+	syscalls        map[Syscall]struct{} // every syscall ever seen, for histograms
 
 	labeler     labeler
 	limits      Limits
@@ -290,6 +300,8 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		liveErrors:      make(map[loader.ErrnoKey]*attribution),
 		groupCalls:      make(map[loader.GroupKey]*attribution),
 		groupErrors:     make(map[loader.GroupKey]*attribution),
+		cgroupGone:      make(map[uint64]bool),
+		goneLastScrape:  make(map[uint64]struct{}),
 		syscalls:        make(map[Syscall]struct{}),
 		exitedSeen:      make(map[uint32]struct{}),
 		unnamed:         make(map[uint32]struct{}),
@@ -601,9 +613,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 }
 
 // readGroups adds what the kernel counted by process name and cgroup, its
-// per-process maps being full: exact for every label but pid.
+// per-process maps being full: exact for every label but pid. It folds and
+// deletes the entries of cgroups gone since the last scrape, which would
+// otherwise fill the maps on a host whose containers come and go.
 func (t *Tally) readGroups(snap *Snapshot) error {
 	var g generationInfo
+	clear(t.cgroupGone)
+	t.deadGroupStats, t.deadGroupCalls = t.deadGroupStats[:0], t.deadGroupCalls[:0]
+	t.deadGroupErrors, t.deadGroupErrnos = t.deadGroupErrors[:0], t.deadGroupErrnos[:0]
 	err := t.kernel.ReadGroupStats(func(k loader.GroupKey, v loader.Counts) {
 		snap.GroupStatsEntries++
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
@@ -613,13 +630,17 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := SeriesKey{*a.labels, sc}
 		addCounts(snap.Calls, key, a.since(v))
+		if t.groupFinal(k.CgroupId) {
+			t.deadGroupStats = append(t.deadGroupStats, k)
+			t.deadGroupCalls = append(t.deadGroupCalls, foldedCalls{key, a.since(v)})
+		}
 		a.exported = v
 		t.liveCallKeys[key] = struct{}{}
 	})
 	if err != nil {
 		return err
 	}
-	return t.kernel.ReadGroupErrors(func(k loader.GroupKey, n uint64) {
+	err = t.kernel.ReadGroupErrors(func(k loader.GroupKey, n uint64) {
 		snap.GroupErrorsEntries++
 		v := loader.Counts{Calls: n}
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
@@ -628,9 +649,51 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		addErrors(snap.Errors, key, a.since(v).Calls)
+		if t.groupFinal(k.CgroupId) {
+			t.deadGroupErrors = append(t.deadGroupErrors, k)
+			t.deadGroupErrnos = append(t.deadGroupErrnos, foldedErrors{key, a.since(v).Calls})
+		}
 		a.exported = v
 		t.liveErrKeys[key] = struct{}{}
 	})
+	if err != nil {
+		return err
+	}
+	// This snapshot has the final entries among the live ones; the next
+	// has them in the folded totals, once they are deleted.
+	if err := t.kernel.DeleteGroupStats(t.deadGroupStats); err != nil {
+		return err
+	}
+	for i, k := range t.deadGroupStats {
+		t.foldCalls(t.deadGroupCalls[i].key, t.deadGroupCalls[i].counts)
+		delete(t.groupCalls, k)
+	}
+	if err := t.kernel.DeleteGroupErrors(t.deadGroupErrors); err != nil {
+		return err
+	}
+	for i, k := range t.deadGroupErrors {
+		t.foldErrors(t.deadGroupErrnos[i].key, t.deadGroupErrnos[i].n)
+		delete(t.groupErrors, k)
+	}
+	clear(t.goneLastScrape)
+	for id, gone := range t.cgroupGone {
+		if gone {
+			t.goneLastScrape[id] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// groupFinal reports whether a group entry of this cgroup can no longer
+// grow: the cgroup was found gone at this scrape and at the last.
+func (t *Tally) groupFinal(cgroupID uint64) bool {
+	gone, asked := t.cgroupGone[cgroupID]
+	if !asked {
+		gone = t.labeler.cgroups != nil && t.labeler.cgroups.Gone(cgroupID)
+		t.cgroupGone[cgroupID] = gone
+	}
+	_, before := t.goneLastScrape[cgroupID]
+	return gone && before
 }
 
 // groupGeneration makes g stand for a group entry in attribute: named, by

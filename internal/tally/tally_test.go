@@ -272,6 +272,33 @@ func (k *fakeKernel) DeleteErrors(keys []loader.ErrnoKey) error {
 	return nil
 }
 
+// DeleteGroupStats fails on a missing key, like BPF_MAP_DELETE_BATCH.
+func (k *fakeKernel) DeleteGroupStats(keys []loader.GroupKey) error {
+	if err := k.failing("DeleteGroupStats"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if _, ok := k.groups[key]; !ok {
+			return fmt.Errorf("delete group stats %+v: key does not exist", key)
+		}
+		delete(k.groups, key)
+	}
+	return nil
+}
+
+func (k *fakeKernel) DeleteGroupErrors(keys []loader.GroupKey) error {
+	if err := k.failing("DeleteGroupErrors"); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if _, ok := k.groupErrs[key]; !ok {
+			return fmt.Errorf("delete group errors %+v: key does not exist", key)
+		}
+		delete(k.groupErrs, key)
+	}
+	return nil
+}
+
 // harness is a tally over a fake kernel and a real process table whose
 // /proc is a temporary directory.
 type harness struct {
@@ -976,6 +1003,61 @@ func TestGroupCountsJoinTheirProcessesSeries(t *testing.T) {
 	checkErrors(t, "by cgroup", next.Errors, map[ErrorKey]uint64{errSeries("postgres", openat, enoent): 3})
 	if len(h.kernel.groups) != 3 {
 		t.Errorf("group entries deleted: %d left, want 3", len(h.kernel.groups))
+	}
+}
+
+// A group entry of a removed cgroup is folded and deleted once the cgroup
+// was found gone at two scrapes in a row; its counts stay exported, once.
+func TestGroupEntriesOfARemovedCgroupFoldedAtTheSecondScrapeAfter(t *testing.T) {
+	h := newHarness(t, nil)
+	cg := newFakeCgroups()
+	cg.gone = make(map[uint64]bool)
+	h.tally.SetLabels(LabelSet(LabelComm|LabelUnit), cg)
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 100, 1000)
+	h.kernel.callInGroup(dockerCgroup, "nginx", read, 20, 200)
+	h.kernel.groupErrs[groupKey(nginxCgroup, "nginx", openat, enoent)] = 3
+	inNginx := Labels{Comm: "nginx", Unit: "nginx.service"}
+	inDocker := Labels{Comm: "nginx", Unit: dockerUnit}
+	want := map[SeriesKey]loader.Counts{{inNginx, read}: counts(100, 1000), {inDocker, read}: counts(20, 200)}
+	wantErrs := map[ErrorKey]uint64{{SeriesKey{inNginx, openat}, enoent}: 3}
+	checkCalls(t, "cgroup there", h.snapshot().Calls, want)
+
+	cg.gone[nginxCgroup] = true
+	// Counted after the first look found it gone (a call that read the
+	// cgroup just before): the entry is kept, and so is this count.
+	snap := h.snapshot()
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 1, 10)
+	want[SeriesKey{inNginx, read}] = counts(101, 1010)
+	if len(h.kernel.groups) != 2 || len(h.kernel.groupErrs) != 1 {
+		t.Fatalf("group entries deleted at the first scrape that found the cgroup gone: %d stats, %d errors left, want 2, 1",
+			len(h.kernel.groups), len(h.kernel.groupErrs))
+	}
+	checkErrors(t, "first scrape gone", snap.Errors, wantErrs)
+
+	checkCalls(t, "second scrape gone", h.snapshot().Calls, want)
+	if _, ok := h.kernel.groups[groupKey(nginxCgroup, "nginx", read, 0)]; ok || len(h.kernel.groups) != 1 || len(h.kernel.groupErrs) != 0 {
+		t.Errorf("removed cgroup's group entries not deleted: %d stats, %d errors left, want 1, 0", len(h.kernel.groups), len(h.kernel.groupErrs))
+	}
+	// Folded: the same totals, from the lasting ones.
+	snap = h.snapshot()
+	checkCalls(t, "folded", snap.Calls, want)
+	checkErrors(t, "folded", snap.Errors, wantErrs)
+	if snap.GroupStatsEntries != 1 || snap.GroupErrorsEntries != 0 {
+		t.Errorf("entries = %d group stats, %d group errors; want 1, 0", snap.GroupStatsEntries, snap.GroupErrorsEntries)
+	}
+
+	// A failed delete folds nothing: the entry is folded by a later scrape.
+	cg.gone[dockerCgroup] = true
+	h.snapshot()
+	h.kernel.failMethod = "DeleteGroupStats"
+	if _, err := h.tally.Snapshot(); err == nil {
+		t.Fatal("Snapshot succeeded with DeleteGroupStats failing")
+	}
+	h.kernel.failMethod = ""
+	checkCalls(t, "after a failed delete", h.snapshot().Calls, want)
+	checkCalls(t, "docker folded", h.snapshot().Calls, want)
+	if len(h.kernel.groups) != 0 {
+		t.Errorf("%d group entries left, want 0", len(h.kernel.groups))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/tally"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
@@ -299,4 +300,50 @@ func cgroupResolverPath() string {
 		return ""
 	}
 	return mount
+}
+
+// The per-process map full, a process's calls are counted by name and
+// cgroup; once that cgroup is removed, its group entry is folded into the
+// lasting totals and deleted from the kernel: the series stays exact and the
+// group map does not fill with the cgroups of containers long gone.
+func TestGroupEntryOfARemovedCgroupIsFoldedAndDeleted(t *testing.T) {
+	const n = 300
+	filler, comm := uniqueComm("fill"), uniqueComm("gone")
+	h := start(t, setup{
+		load:    func(o *loader.Options) { o.StatsEntries = 1 },
+		labels:  []string{"comm", "unit"},
+		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
+	})
+	unit := fmt.Sprintf("sysobsd-gone%d.service", rand.IntN(1000000))
+	dir := makeCgroup(t, unit)
+	// The filler takes the per-process map's one entry and keeps it.
+	full := startGated(t, h.workload, filler, 1)
+	full.round()
+	defer full.exit()
+	h.expect(2*time.Second, map[string]float64{
+		series("sysobsd_syscalls_total", map[string]string{"comm": filler, "unit": "", "syscall": "getppid"}): 1,
+	})
+
+	g := startGated(t, h.workload, comm, n)
+	moveTo(t, dir, g.cmd.Process.Pid)
+	g.round()
+	g.exit()
+	inUnit := series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": unit, "syscall": "getppid"})
+	h.expect(2*time.Second, map[string]float64{inUnit: n, `sysobsd_bpf_map_entries{map="group_stats"}`: 1})
+
+	if !testenv.Eventually(2*time.Second, func() bool { return os.Remove(dir) == nil }) {
+		t.Fatalf("remove %s: its process is gone, yet the cgroup stays busy", dir)
+	}
+	// Two scrapes find the cgroup gone; the second folds and deletes.
+	got := h.expect(2*time.Second, map[string]float64{inUnit: n, `sysobsd_bpf_map_entries{map="group_stats"}`: 0})
+	if got[`sysobsd_drops_total{reason="stats_map_full"}`] != n {
+		t.Errorf("stats_map_full drops = %v, want %d", got[`sysobsd_drops_total{reason="stats_map_full"}`], n)
+	}
+	left := 0
+	if err := h.probes.ReadGroupStats(func(loader.GroupKey, loader.Counts) { left++ }); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("group_stats holds %d entries after the cgroup's removal, want 0", left)
+	}
 }
