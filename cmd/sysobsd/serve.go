@@ -138,6 +138,9 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	defer cancel()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(ctx) }()
+	if resolver != nil {
+		go pruneCgroups(ctx, resolver, log)
+	}
 
 	registry := prometheus.NewRegistry()
 	collector := metrics.NewCollector(engine, syscalls.Host(), probes.Capacity(), log)
@@ -237,5 +240,22 @@ func reload(ctx context.Context, path string, running config.Config, current set
 func notify(state string, log *zap.Logger) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		log.Warn("sd_notify", zap.String("state", state), zap.Error(err))
+	}
+}
+
+// pruneCgroups forgets removed cgroups' paths every cgroups.PruneInterval
+// until ctx ends.
+func pruneCgroups(ctx context.Context, resolver *cgroups.Resolver, log *zap.Logger) {
+	ticker := time.NewTicker(cgroups.PruneInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if n := resolver.Prune(); n > 0 {
+				log.Debug("forgot removed cgroups", zap.Int("cgroups", n))
+			}
+		}
 	}
 }

@@ -80,7 +80,7 @@ func TestRealCgroupResolvesBothWays(t *testing.T) {
 		t.Errorf("kernel cgroup id (file handle %x) != inode %d", b, id)
 	}
 
-	r.Forget(func(uint64) bool { return false }) // resolve by walking, not from ID's entry
+	forgetAll(r) // resolve by walking, not from ID's entry
 	if got, ok := r.Path(id); !ok || got != path {
 		t.Errorf("Path(%d) = %q, %v; want %q", id, got, ok, path)
 	}

@@ -28,6 +28,9 @@ type Resolver struct {
 	mu       sync.RWMutex
 	paths    map[uint64]string
 	lastWalk time.Time
+	// goneAtLastPrune holds the cached ids Prune found removed: the next
+	// Prune forgets them.
+	goneAtLastPrune map[uint64]struct{}
 }
 
 // NewResolver returns a Resolver for the cgroup2 hierarchy mounted at mount (see
@@ -43,7 +46,7 @@ func NewResolver(mount string) *Resolver {
 // Path returns the cgroup's path. On a cache miss it re-walks the tree, at most once per
 // minRewalk (1 s): ids the kernel reports for cgroups that never resolve (already removed,
 // or outside the mount) would otherwise cost a walk each; further misses within that time
-// return false. Ids whose cgroup was removed stay cached until Forget, so counts taken just
+// return false. Ids whose cgroup was removed stay cached until Prune, so counts taken just
 // before the removal still get their path.
 func (r *Resolver) Path(id uint64) (string, bool) {
 	if p, ok := r.cached(id); ok {
@@ -80,10 +83,13 @@ func (r *Resolver) Path(id uint64) (string, bool) {
 // may be a cgroup outside the mount.
 func (r *Resolver) Gone(id uint64) bool {
 	p, ok := r.Path(id)
-	if !ok {
-		return false
-	}
-	fi, err := os.Stat(filepath.Join(r.mount, p))
+	return ok && removed(r.mount, p, id)
+}
+
+// removed reports whether the cgroup id is no longer at path: the directory is gone, or it
+// is another cgroup's.
+func removed(mount, path string, id uint64) bool {
+	fi, err := os.Stat(filepath.Join(mount, path))
 	if err != nil {
 		return errors.Is(err, fs.ErrNotExist)
 	}
@@ -123,17 +129,40 @@ func (r *Resolver) ID(path string) (uint64, error) {
 	return id, nil
 }
 
-// Forget drops cached ids not in keep (called periodically by the daemon with the ids
-// still in use). keep runs under the Resolver's lock: it must not call the Resolver.
-func (r *Resolver) Forget(keep func(id uint64) bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for id := range r.paths {
-		if !keep(id) {
-			delete(r.paths, id)
+// Prune forgets the cgroups that were already gone at the last Prune (see Gone), and
+// returns how many ids it forgot. A removed cgroup keeps its path for one interval more,
+// for the counts taken just before its removal; without pruning, a host whose containers
+// come and go would grow the cache for ever. The daemon prunes every PruneInterval.
+func (r *Resolver) Prune() int {
+	r.mu.RLock()
+	cached := make(map[uint64]string, len(r.paths))
+	for id, p := range r.paths {
+		cached[id] = p
+	}
+	r.mu.RUnlock()
+	gone := make(map[uint64]struct{})
+	for id, p := range cached {
+		if removed(r.mount, p, id) {
+			gone[id] = struct{}{}
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	forgot := 0
+	for id := range gone {
+		if _, before := r.goneAtLastPrune[id]; before {
+			delete(r.paths, id)
+			delete(gone, id)
+			forgot++
+		}
+	}
+	r.goneAtLastPrune = gone
+	return forgot
 }
+
+// PruneInterval is how often the daemon prunes: a removed cgroup is forgotten 10 to 20
+// minutes after, long after the scrapes that count its last calls.
+const PruneInterval = 10 * time.Minute
 
 // walk maps the id of every cgroup under mount to its path. Cgroups come and go during
 // the walk; one that vanishes (ENOENT) or cannot be read is skipped with its subtree, so

@@ -26,6 +26,13 @@ func fakeTree(t *testing.T, dirs ...string) string {
 	return mount
 }
 
+// forgetAll empties the cache, so that the next lookups walk again.
+func forgetAll(r *Resolver) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.paths)
+}
+
 func mkdir(t *testing.T, mount, dir string) uint64 {
 	t.Helper()
 	p := filepath.Join(mount, dir)
@@ -106,24 +113,44 @@ func TestFirstMissWalksEvenWithLongMinRewalk(t *testing.T) {
 	}
 }
 
-func TestRemovedCgroupStaysCachedUntilForget(t *testing.T) {
-	mount := fakeTree(t, "/system.slice/gone.service")
+func TestRemovedCgroupForgottenAtTheSecondPruneAfter(t *testing.T) {
+	mount := fakeTree(t, "/system.slice/gone.service", "/system.slice/stays.service")
 	r := NewResolver(mount)
 	r.minRewalk = 0
 	id := inodeOf(t, filepath.Join(mount, "system.slice/gone.service"))
+	stays := inodeOf(t, filepath.Join(mount, "system.slice/stays.service"))
 	if _, ok := r.Path(id); !ok {
 		t.Fatal("Path missed a cgroup that exists")
+	}
+	if n := r.Prune(); n != 0 {
+		t.Errorf("Prune forgot %d ids with every cgroup there", n)
 	}
 	if err := os.RemoveAll(filepath.Join(mount, "system.slice/gone.service")); err != nil {
 		t.Fatal(err)
 	}
 	r.Path(1 << 62) // a miss: re-walks the tree, which no longer has gone.service
 	if got, ok := r.Path(id); !ok || got != "/system.slice/gone.service" {
-		t.Errorf("Path(removed) = %q, %v; want it cached until Forget", got, ok)
+		t.Errorf("Path(removed) = %q, %v; want it cached for counts taken before the removal", got, ok)
 	}
-	r.Forget(func(uint64) bool { return false })
+	if n := r.Prune(); n != 0 {
+		t.Errorf("the first Prune after the removal forgot %d ids, want 0", n)
+	}
+	if got, ok := r.Path(id); !ok || got != "/system.slice/gone.service" {
+		t.Errorf("Path(removed) = %q, %v after one Prune; want it still cached", got, ok)
+	}
+	if n := r.Prune(); n != 1 {
+		t.Errorf("the second Prune after the removal forgot %d ids, want 1", n)
+	}
 	if got, ok := r.Path(id); ok {
-		t.Errorf("Path(removed) = %q after Forget; want a miss", got)
+		t.Errorf("Path(removed) = %q after two Prunes; want a miss", got)
+	}
+	if got, ok := r.Path(stays); !ok || got != "/system.slice/stays.service" {
+		t.Errorf("Path(stays) = %q, %v; want it kept", got, ok)
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if _, ok := r.paths[id]; ok || len(r.goneAtLastPrune) != 0 {
+		t.Errorf("cache still holds the removed id (%v) or remembers it as gone (%v)", ok, r.goneAtLastPrune)
 	}
 }
 
@@ -163,27 +190,6 @@ func TestGoneOnlyOnceRemovedOrReplaced(t *testing.T) {
 	}
 	if r.Gone(1 << 62) {
 		t.Error("Gone = true for an id that never resolved: it may be outside the mount")
-	}
-}
-
-func TestForgetKeepsWhatKeepSays(t *testing.T) {
-	mount := fakeTree(t, "/keep.service", "/drop.service")
-	r := NewResolver(mount)
-	keep := inodeOf(t, filepath.Join(mount, "keep.service"))
-	drop := inodeOf(t, filepath.Join(mount, "drop.service"))
-	r.Path(keep) // walk
-	r.Forget(func(id uint64) bool { return id == keep })
-
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if got := r.paths[keep]; got != "/keep.service" {
-		t.Errorf("cache[keep] = %q, want /keep.service", got)
-	}
-	if got, ok := r.paths[drop]; ok {
-		t.Errorf("cache[drop] = %q, want it forgotten", got)
-	}
-	if len(r.paths) != 1 {
-		t.Errorf("cache holds %d ids after Forget, want 1: %v", len(r.paths), r.paths)
 	}
 }
 
@@ -240,7 +246,7 @@ func TestIDErrorsNameThePath(t *testing.T) {
 	}
 }
 
-// TestConcurrentPathWhileCgroupsComeAndGo runs lookups, walks, ID and Forget together
+// TestConcurrentPathWhileCgroupsComeAndGo runs lookups, walks, ID, Prune and forgetting together
 // under -race, while cgroups appear and vanish mid-walk.
 func TestConcurrentPathWhileCgroupsComeAndGo(t *testing.T) {
 	mount := fakeTree(t, fakeCgroups...)
@@ -276,7 +282,9 @@ func TestConcurrentPathWhileCgroupsComeAndGo(t *testing.T) {
 			for i := 0; i < 100; i++ {
 				switch {
 				case g == 0 && i%10 == 0:
-					r.Forget(func(uint64) bool { return false }) // the next lookups walk again
+					forgetAll(r) // the next lookups walk again
+				case g == 0 && i%10 == 5:
+					r.Prune()
 				case g == 1:
 					if _, err := r.ID("/system.slice/nginx.service"); err != nil {
 						t.Error(err)
