@@ -88,3 +88,43 @@ func TestRealCgroupResolvesBothWays(t *testing.T) {
 		t.Errorf("Path(1) = %q, %v; want the root cgroup /", got, ok)
 	}
 }
+
+// TestRealCgroupNeverMovesAndIsRemoved checks what Removed relies on: cgroup2 refuses to
+// rename a cgroup, so a cgroup's path is its for life, and once it is removed Removed says
+// so.
+func TestRealCgroupNeverMovesAndIsRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "needs root to create a cgroup (run `sudo make test`)")
+	}
+	mount, err := FindMount("/proc/self/mountinfo")
+	if err != nil {
+		testenv.Skip(t, "needs a cgroup2 mount: "+err.Error())
+	}
+	dir := filepath.Join(mount, "demo-sysobsd-removed.service")
+	other := filepath.Join(mount, "demo-sysobsd-renamed.service")
+	os.Remove(dir) // left over from an interrupted run
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, syscall.EROFS) {
+			testenv.Skip(t, "needs a writable cgroup2 mount: "+err.Error())
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir); os.Remove(other) })
+	r := NewResolver(mount)
+	id, err := r.ID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, other); err == nil {
+		t.Fatal("cgroup2 renamed a cgroup: Removed would take a renamed cgroup for a removed one")
+	}
+	if got := r.Removed([]uint64{id}); len(got) != 0 {
+		t.Errorf("Removed = %v for a cgroup that exists, want none", got)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Removed([]uint64{id})[id]; !ok {
+		t.Error("Removed does not have a removed cgroup")
+	}
+}

@@ -67,33 +67,51 @@ func (r *Resolver) Path(id uint64) (string, bool) {
 		return "", false
 	}
 
-	found := walk(r.mount)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for walkedID, walkedPath := range found {
-		r.paths[walkedID] = walkedPath
-	}
-	r.lastWalk = time.Now()
-	p, ok = r.paths[id]
+	p, ok = r.walkLocked()[id]
 	return p, ok
 }
 
-// Gone reports whether the cgroup with this id was removed: its directory is no longer at
-// its path, or another cgroup is. An id that never resolved is not reported gone, for it
-// may be a cgroup outside the mount.
-func (r *Resolver) Gone(id uint64) bool {
-	p, ok := r.Path(id)
-	return ok && removed(r.mount, p, id)
+// Removed returns those of ids whose cgroup was removed: its cached path leads nowhere, or
+// to another cgroup (cgroup2 cannot rename, so a cgroup never moves). An id that never
+// resolved is not reported, for it may be a cgroup outside the mount.
+func (r *Resolver) Removed(ids []uint64) map[uint64]struct{} {
+	gone := make(map[uint64]struct{})
+	for _, id := range ids {
+		if p, ok := r.Path(id); ok && removed(r.mount, p, id) {
+			gone[id] = struct{}{}
+		}
+	}
+	return gone
 }
 
-// removed reports whether the cgroup id is no longer at path: the directory is gone, or it
-// is another cgroup's.
+// removed reports whether path no longer leads to the cgroup id: nothing is there, or another
+// cgroup is. Other errors (permissions) tell nothing.
 func removed(mount, path string, id uint64) bool {
 	fi, err := os.Stat(filepath.Join(mount, path))
 	if err != nil {
-		return errors.Is(err, fs.ErrNotExist)
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 	}
 	return !fi.IsDir() || inode(fi) != id
+}
+
+// refresh walks the tree and caches what it finds, keeping the ids it does not find; it
+// returns what it found.
+func (r *Resolver) refresh() map[uint64]string {
+	r.walkMu.Lock()
+	defer r.walkMu.Unlock()
+	return r.walkLocked()
+}
+
+// walkLocked is refresh with walkMu held.
+func (r *Resolver) walkLocked() map[uint64]string {
+	found := walk(r.mount)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, p := range found {
+		r.paths[id] = p
+	}
+	r.lastWalk = time.Now()
+	return found
 }
 
 func (r *Resolver) cached(id uint64) (string, bool) {
@@ -129,31 +147,28 @@ func (r *Resolver) ID(path string) (uint64, error) {
 	return id, nil
 }
 
-// Prune forgets the cgroups that were already gone at the last Prune (see Gone), and
-// returns how many ids it forgot. A removed cgroup keeps its path for one interval more,
-// for the counts taken just before its removal; without pruning, a host whose containers
-// come and go would grow the cache for ever. The daemon prunes every PruneInterval.
+// Prune forgets the cgroups that were already gone at the last Prune, and returns how
+// many ids it forgot. A removed cgroup keeps its path for one interval more, for the counts
+// taken just before its removal; without pruning, a host whose containers come and go would
+// grow the cache for ever. It walks the tree once. The daemon prunes every PruneInterval.
 func (r *Resolver) Prune() int {
-	r.mu.RLock()
-	cached := make(map[uint64]string, len(r.paths))
-	for id, p := range r.paths {
-		cached[id] = p
-	}
-	r.mu.RUnlock()
-	gone := make(map[uint64]struct{})
-	for id, p := range cached {
-		if removed(r.mount, p, id) {
-			gone[id] = struct{}{}
-		}
+	found := r.refresh()
+	if len(found) == 0 {
+		return 0 // the mount itself unreadable: nothing can be told gone
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	gone := make(map[uint64]struct{})
 	forgot := 0
-	for id := range gone {
+	for id := range r.paths {
+		if _, ok := found[id]; ok {
+			continue
+		}
 		if _, before := r.goneAtLastPrune[id]; before {
 			delete(r.paths, id)
-			delete(gone, id)
 			forgot++
+		} else {
+			gone[id] = struct{}{}
 		}
 	}
 	r.goneAtLastPrune = gone

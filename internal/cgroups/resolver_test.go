@@ -154,42 +154,39 @@ func TestRemovedCgroupForgottenAtTheSecondPruneAfter(t *testing.T) {
 	}
 }
 
-func TestGoneOnlyOnceRemovedOrReplaced(t *testing.T) {
+func TestRemovedOnlyWhenNoLongerAtItsPath(t *testing.T) {
 	mount := fakeTree(t, "/system.slice/gone.service", "/system.slice/replaced.service", "/system.slice/stays.service")
 	r := NewResolver(mount)
-	r.minRewalk = 0
-	gone := inodeOf(t, filepath.Join(mount, "system.slice/gone.service"))
-	replaced := inodeOf(t, filepath.Join(mount, "system.slice/replaced.service"))
-	stays := inodeOf(t, filepath.Join(mount, "system.slice/stays.service"))
-	for _, id := range []uint64{gone, replaced, stays} {
-		if r.Gone(id) {
-			t.Errorf("Gone(%d) = true for a cgroup that exists", id)
+	id := func(d string) uint64 { return inodeOf(t, filepath.Join(mount, d)) }
+	gone, replaced, stays := id("system.slice/gone.service"), id("system.slice/replaced.service"), id("system.slice/stays.service")
+	all := []uint64{gone, replaced, stays, 1 << 62}
+	if got := r.Removed(all); len(got) != 0 {
+		t.Errorf("Removed = %v with every cgroup there", got)
+	}
+	// A new cgroup at an old path is another cgroup (another id); made
+	// before any directory is removed, so that it cannot reuse an inode
+	// (cgroupfs never reuses an id; the file systems of this test may).
+	mkdir(t, mount, "system.slice/replaced.new")
+	for _, d := range []string{"system.slice/gone.service", "system.slice/replaced.service"} {
+		if err := os.RemoveAll(filepath.Join(mount, d)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(mount, "system.slice/gone.service")); err != nil {
+	if err := os.Rename(filepath.Join(mount, "system.slice/replaced.new"), filepath.Join(mount, "system.slice/replaced.service")); err != nil {
 		t.Fatal(err)
 	}
-	// A new cgroup at the old path is another cgroup (another id); made
-	// before the old directory is removed, so that it cannot reuse its inode.
-	tmp := filepath.Join(mount, "system.slice/replaced.new")
-	mkdir(t, mount, "system.slice/replaced.new")
-	if err := os.RemoveAll(filepath.Join(mount, "system.slice/replaced.service")); err != nil {
-		t.Fatal(err)
+	got := r.Removed(all)
+	want := map[uint64]struct{}{gone: {}, replaced: {}}
+	if len(got) != len(want) {
+		t.Errorf("Removed = %v, want %v (gone and replaced; not stays, nor an id that never resolved)", got, want)
 	}
-	if err := os.Rename(tmp, filepath.Join(mount, "system.slice/replaced.service")); err != nil {
-		t.Fatal(err)
+	for id := range want {
+		if _, ok := got[id]; !ok {
+			t.Errorf("Removed = %v, want %d in it", got, id)
+		}
 	}
-	if !r.Gone(gone) {
-		t.Error("Gone = false for a removed cgroup")
-	}
-	if !r.Gone(replaced) {
-		t.Error("Gone = false for a cgroup whose path another one took")
-	}
-	if r.Gone(stays) {
-		t.Error("Gone = true for a cgroup that exists")
-	}
-	if r.Gone(1 << 62) {
-		t.Error("Gone = true for an id that never resolved: it may be outside the mount")
+	if p, ok := r.Path(gone); !ok || p != "/system.slice/gone.service" {
+		t.Errorf("Path(removed) = %q, %v; want it cached for counts taken before the removal", p, ok)
 	}
 }
 

@@ -93,7 +93,8 @@ func (l Labels) project(s LabelSet) Labels {
 // (cgroups.Resolver).
 type Cgroups interface {
 	Path(id uint64) (string, bool)
-	Gone(id uint64) bool
+	// Removed returns those of ids whose cgroup was removed.
+	Removed(ids []uint64) map[uint64]struct{}
 }
 
 // labeler makes a process generation's labels.

@@ -90,7 +90,15 @@ type fakeCgroups struct {
 	asked int
 }
 
-func (c *fakeCgroups) Gone(id uint64) bool { return c.gone[id] }
+func (c *fakeCgroups) Removed(ids []uint64) map[uint64]struct{} {
+	gone := make(map[uint64]struct{})
+	for _, id := range ids {
+		if c.gone[id] {
+			gone[id] = struct{}{}
+		}
+	}
+	return gone
+}
 
 func (c *fakeCgroups) Path(id uint64) (string, bool) {
 	c.asked++

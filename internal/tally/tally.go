@@ -191,8 +191,8 @@ type Tally struct {
 	// before it was removed has long been counted by then.
 	groupCalls      map[loader.GroupKey]*attribution
 	groupErrors     map[loader.GroupKey]*attribution
-	cgroupGone      map[uint64]bool     // this scrape's answers, by cgroup id
-	goneLastScrape  map[uint64]struct{} // cgroups found gone at the last scrape
+	groupCgroups    map[uint64]struct{} // the cgroups of this scrape's group entries
+	goneLastScrape  map[uint64]struct{} // those found gone at the last scrape
 	deadGroupStats  []loader.GroupKey
 	deadGroupCalls  []foldedCalls
 	deadGroupErrors []loader.GroupKey
@@ -300,7 +300,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		liveErrors:      make(map[loader.ErrnoKey]*attribution),
 		groupCalls:      make(map[loader.GroupKey]*attribution),
 		groupErrors:     make(map[loader.GroupKey]*attribution),
-		cgroupGone:      make(map[uint64]bool),
+		groupCgroups:    make(map[uint64]struct{}),
 		goneLastScrape:  make(map[uint64]struct{}),
 		syscalls:        make(map[Syscall]struct{}),
 		exitedSeen:      make(map[uint32]struct{}),
@@ -618,7 +618,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 // otherwise fill the maps on a host whose containers come and go.
 func (t *Tally) readGroups(snap *Snapshot) error {
 	var g generationInfo
-	clear(t.cgroupGone)
+	clear(t.groupCgroups)
 	t.deadGroupStats, t.deadGroupCalls = t.deadGroupStats[:0], t.deadGroupCalls[:0]
 	t.deadGroupErrors, t.deadGroupErrnos = t.deadGroupErrors[:0], t.deadGroupErrnos[:0]
 	err := t.kernel.ReadGroupStats(func(k loader.GroupKey, v loader.Counts) {
@@ -630,7 +630,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := SeriesKey{*a.labels, sc}
 		addCounts(snap.Calls, key, a.since(v))
-		if t.groupFinal(k.CgroupId) {
+		if t.groupMayBeFinal(k.CgroupId) {
 			t.deadGroupStats = append(t.deadGroupStats, k)
 			t.deadGroupCalls = append(t.deadGroupCalls, foldedCalls{key, a.since(v)})
 		}
@@ -649,7 +649,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		addErrors(snap.Errors, key, a.since(v).Calls)
-		if t.groupFinal(k.CgroupId) {
+		if t.groupMayBeFinal(k.CgroupId) {
 			t.deadGroupErrors = append(t.deadGroupErrors, k)
 			t.deadGroupErrnos = append(t.deadGroupErrnos, foldedErrors{key, a.since(v).Calls})
 		}
@@ -659,6 +659,10 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
+	gone := t.removedCgroups()
+	isGone := func(k loader.GroupKey) bool { _, ok := gone[k.CgroupId]; return ok }
+	t.deadGroupStats, t.deadGroupCalls = keepFinal(t.deadGroupStats, t.deadGroupCalls, isGone)
+	t.deadGroupErrors, t.deadGroupErrnos = keepFinal(t.deadGroupErrors, t.deadGroupErrnos, isGone)
 	// This snapshot has the final entries among the live ones; the next
 	// has them in the folded totals, once they are deleted.
 	if err := t.kernel.DeleteGroupStats(t.deadGroupStats); err != nil {
@@ -676,24 +680,44 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		delete(t.groupErrors, k)
 	}
 	clear(t.goneLastScrape)
-	for id, gone := range t.cgroupGone {
-		if gone {
-			t.goneLastScrape[id] = struct{}{}
-		}
+	for id := range gone {
+		t.goneLastScrape[id] = struct{}{}
 	}
 	return nil
 }
 
-// groupFinal reports whether a group entry of this cgroup can no longer
-// grow: the cgroup was found gone at this scrape and at the last.
-func (t *Tally) groupFinal(cgroupID uint64) bool {
-	gone, asked := t.cgroupGone[cgroupID]
-	if !asked {
-		gone = t.labeler.cgroups != nil && t.labeler.cgroups.Gone(cgroupID)
-		t.cgroupGone[cgroupID] = gone
-	}
+// groupMayBeFinal notes a group entry's cgroup, and reports whether the
+// last scrape found it gone: if this one does too, the entry can no longer
+// grow.
+func (t *Tally) groupMayBeFinal(cgroupID uint64) bool {
+	t.groupCgroups[cgroupID] = struct{}{}
 	_, before := t.goneLastScrape[cgroupID]
-	return gone && before
+	return before
+}
+
+// removedCgroups are the cgroups of this scrape's group entries that are
+// gone now; none without a resolver.
+func (t *Tally) removedCgroups() map[uint64]struct{} {
+	if t.labeler.cgroups == nil || len(t.groupCgroups) == 0 {
+		return nil
+	}
+	ids := make([]uint64, 0, len(t.groupCgroups))
+	for id := range t.groupCgroups {
+		ids = append(ids, id)
+	}
+	return t.labeler.cgroups.Removed(ids)
+}
+
+// keepFinal keeps the keys, and what they fold, that final says are final.
+func keepFinal[F any](keys []loader.GroupKey, folds []F, final func(loader.GroupKey) bool) ([]loader.GroupKey, []F) {
+	n := 0
+	for i, k := range keys {
+		if final(k) {
+			keys[n], folds[n] = k, folds[i]
+			n++
+		}
+	}
+	return keys[:n], folds[:n]
 }
 
 // groupGeneration makes g stand for a group entry in attribute: named, by
