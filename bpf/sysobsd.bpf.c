@@ -100,6 +100,7 @@ enum lifecycle_kind {
 	LIFECYCLE_RENAME = 3, /* prctl(PR_SET_NAME) or /proc/PID/comm on a leader */
 	LIFECYCLE_EXIT = 4,   /* the last thread of the process has exited */
 	LIFECYCLE_CGROUP = 5, /* the process moved to another cgroup2 cgroup */
+	LIFECYCLE_CGROUP_GONE = 6, /* a cgroup2 cgroup was removed: only cgroup_id is set */
 };
 
 enum process_filter {
@@ -957,6 +958,16 @@ static __always_inline void follow_fork(struct task_struct *parent, struct task_
 		count_drop(DROP_LISTED_MAP_FULL);
 }
 
+static __always_inline void submit_lifecycle(struct lifecycle_event *ev)
+{
+	if (!lifecycle_wakeup_bytes)
+		bpf_ringbuf_submit(ev, 0);
+	else if (bpf_ringbuf_query(&lifecycle, BPF_RB_AVAIL_DATA) < lifecycle_wakeup_bytes)
+		bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+	else
+		bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
+}
+
 static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, const char *comm)
 {
 	struct lifecycle_event *ev;
@@ -972,12 +983,7 @@ static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, c
 	ev->pad = 0;
 	ev->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), comm);
-	if (!lifecycle_wakeup_bytes)
-		bpf_ringbuf_submit(ev, 0);
-	else if (bpf_ringbuf_query(&lifecycle, BPF_RB_AVAIL_DATA) < lifecycle_wakeup_bytes)
-		bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
-	else
-		bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
+	submit_lifecycle(ev);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -1056,6 +1062,29 @@ int BPF_PROG(cgroup_attach, struct cgroup *dst, const char *path, struct task_st
 		return 0;
 	evaluate_process(task, task->comm);
 	send_lifecycle(LIFECYCLE_CGROUP, task, task->comm);
+	return 0;
+}
+
+/* A removed cgroup runs no more calls: the daemon folds and frees the entries
+ * that counted its calls by process name (group_stats, group_errors). */
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct lifecycle_event *ev;
+
+	/* Fires for every hierarchy; cgroup v1 ids are numbered apart. */
+	if (cgrp->root != BPF_CORE_READ(task_cgroup(task), root))
+		return 0;
+	ev = bpf_ringbuf_reserve(&lifecycle, sizeof(*ev), 0);
+	if (!ev) {
+		count_drop(DROP_RINGBUF_FULL);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = LIFECYCLE_CGROUP_GONE;
+	ev->cgroup_id = BPF_CORE_READ(cgrp, kn, id);
+	submit_lifecycle(ev);
 	return 0;
 }
 

@@ -64,9 +64,12 @@ struct cgroup_subsys_state {
 	struct cgroup_subsys_state *parent;
 };
 
+struct cgroup_root;
+
 struct cgroup {
 	struct cgroup_subsys_state self; /* first member: a css pointer is its cgroup */
 	struct kernfs_node *kn;
+	struct cgroup_root *root; /* its hierarchy: cgroup2's is every task's dfl_cgrp's */
 };
 
 struct css_set {

@@ -72,12 +72,12 @@ func (r *Resolver) Path(id uint64) (string, bool) {
 }
 
 // Removed returns those of ids whose cgroup was removed: its cached path leads nowhere, or
-// to another cgroup (cgroup2 cannot rename, so a cgroup never moves). An id that never
-// resolved is not reported, for it may be a cgroup outside the mount.
+// to another cgroup (cgroup2 cannot rename, so a cgroup never moves). An id not cached is
+// not reported (and not looked for: no walk), for it may be a cgroup outside the mount.
 func (r *Resolver) Removed(ids []uint64) map[uint64]struct{} {
 	gone := make(map[uint64]struct{})
 	for _, id := range ids {
-		if p, ok := r.Path(id); ok && removed(r.mount, p, id) {
+		if p, ok := r.cached(id); ok && removed(r.mount, p, id) {
 			gone[id] = struct{}{}
 		}
 	}

@@ -163,6 +163,7 @@ func TestRemovedOnlyWhenNoLongerAtItsPath(t *testing.T) {
 	if got := r.Removed(all); len(got) != 0 {
 		t.Errorf("Removed = %v with every cgroup there", got)
 	}
+	r.Path(stays) // a walk: caches every cgroup's path, which Removed checks
 	// A new cgroup at an old path is another cgroup (another id); made
 	// before any directory is removed, so that it cannot reuse an inode
 	// (cgroupfs never reuses an id; the file systems of this test may).

@@ -20,6 +20,8 @@ const (
 	Rename = Kind(loader.LifecycleRename)
 	Exit   = Kind(loader.LifecycleExit)
 	Cgroup = Kind(loader.LifecycleCgroup)
+	// CgroupGone is a removed cgroup2 cgroup: only CgroupID is set.
+	CgroupGone = Kind(loader.LifecycleCgroupGone)
 )
 
 func (k Kind) String() string {
@@ -34,6 +36,8 @@ func (k Kind) String() string {
 		return "exit"
 	case Cgroup:
 		return "cgroup"
+	case CgroupGone:
+		return "cgroup_gone"
 	}
 	return fmt.Sprintf("kind_%d", uint32(k))
 }
@@ -43,7 +47,8 @@ type Lifecycle struct {
 	Kind   Kind
 	TGID   uint32
 	ExecID uint32 // the exec generation the record is about
-	// CgroupID is the process's cgroup2 cgroup when the record was sent.
+	// CgroupID is the process's cgroup2 cgroup when the record was sent
+	// (CgroupGone: the removed cgroup).
 	CgroupID uint64
 	Comm     string // the process name from then on (at exit: its last name)
 }
@@ -66,7 +71,7 @@ func DecodeLifecycle(raw []byte) (Lifecycle, error) {
 		CgroupID: binary.NativeEndian.Uint64(raw[16:24]),
 	}
 	ev.Comm = loader.CString(raw[24:40])
-	if ev.Kind < Fork || ev.Kind > Cgroup {
+	if ev.Kind < Fork || ev.Kind > CgroupGone {
 		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
 	}
 	return ev, nil

@@ -155,7 +155,8 @@ func TestDecodeLifecycleUnknownKind(t *testing.T) {
 
 func TestKindString(t *testing.T) {
 	for k, want := range map[Kind]string{
-		Fork: "fork", Exec: "exec", Rename: "rename", Exit: "exit", 0: "kind_0", 99: "kind_99",
+		Fork: "fork", Exec: "exec", Rename: "rename", Exit: "exit", Cgroup: "cgroup", CgroupGone: "cgroup_gone",
+		0: "kind_0", 99: "kind_99",
 	} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint32(k), got, want)

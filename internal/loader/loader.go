@@ -24,6 +24,10 @@ const KernelBTFPath = "/sys/kernel/btf/vmlinux"
 // renameProgram is optional: without it, renames are seen at exit only.
 const renameProgram = "task_rename"
 
+// lifecyclePrograms send the process and cgroup records; attached before the
+// syscall programs, in every mode.
+var lifecyclePrograms = []string{"process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_rmdir"}
+
 // Options choose what is loaded. The zero value is not useful: start from
 // DefaultOptions.
 type Options struct {
@@ -220,7 +224,10 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if mode == "raw_tracepoint" {
 		enter, exit = "sys_enter_raw", "sys_exit_raw"
 	}
-	want := map[string]bool{exit: true, "process_fork": true, "process_exec": true, "process_exit": true, "cgroup_attach": true}
+	want := map[string]bool{exit: true}
+	for _, name := range lifecyclePrograms {
+		want[name] = true
+	}
 	if opts.Latency {
 		want[enter] = true
 	}
@@ -257,7 +264,6 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	// Lifecycle first, so that Prepare's scan of running processes misses no
 	// process; then exit before enter: a call whose entry is stamped but whose
 	// exit is not hooked yet is only counted as missing its start.
-	lifecycle := []string{"process_fork", "process_exec", "process_exit", "cgroup_attach"}
 	syscalls := []string{exit}
 	if opts.Latency {
 		syscalls = append(syscalls, enter)
@@ -273,7 +279,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		// The hook's name: the raw_tracepoint twins count as the same.
 		p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
 	}
-	for _, name := range lifecycle {
+	for _, name := range lifecyclePrograms {
 		l, err := attach(coll.Programs[name], mode, name)
 		if err != nil {
 			return fail(err)

@@ -33,6 +33,8 @@ const (
 	LifecycleRename = uint32(sysobsdLifecycleKindLIFECYCLE_RENAME)
 	LifecycleExit   = uint32(sysobsdLifecycleKindLIFECYCLE_EXIT)
 	LifecycleCgroup = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP)
+	// LifecycleCgroupGone carries only the removed cgroup's id.
+	LifecycleCgroupGone = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP_GONE)
 )
 
 // Sizes the BPF programs were built with.
@@ -374,23 +376,23 @@ func (m *Maps) ReadDrops() ([]uint64, error) {
 }
 
 // DeleteStats removes entries that were folded into lasting totals.
-func (m *Maps) DeleteStats(keys []SyscallKey) error {
+func (m *Maps) DeleteStats(keys []SyscallKey) (int, error) {
 	return batchDelete(m.objs.SyscallStats, keys)
 }
 
 // DeleteErrors removes entries that were folded into lasting totals.
-func (m *Maps) DeleteErrors(keys []ErrnoKey) error {
+func (m *Maps) DeleteErrors(keys []ErrnoKey) (int, error) {
 	return batchDelete(m.objs.SyscallErrors, keys)
 }
 
 // DeleteGroupStats removes group entries that were folded into lasting
 // totals (their cgroup is gone).
-func (m *Maps) DeleteGroupStats(keys []GroupKey) error {
+func (m *Maps) DeleteGroupStats(keys []GroupKey) (int, error) {
 	return batchDelete(m.objs.GroupStats, keys)
 }
 
 // DeleteGroupErrors is DeleteGroupStats for the errors.
-func (m *Maps) DeleteGroupErrors(keys []GroupKey) error {
+func (m *Maps) DeleteGroupErrors(keys []GroupKey) (int, error) {
 	return batchDelete(m.objs.GroupErrors, keys)
 }
 
@@ -453,13 +455,16 @@ func batchRead[K, V any](m *ebpf.Map, scratch *[2]batch[K, V], ncpu int, fn func
 	}
 }
 
-func batchDelete[K any](m *ebpf.Map, keys []K) error {
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), batchSize)]
-		if _, err := m.BatchDelete(chunk, nil); err != nil {
-			return fmt.Errorf("delete from %s: %w", m.String(), err)
+func batchDelete[K any](m *ebpf.Map, keys []K) (int, error) {
+	deleted := 0
+	for deleted < len(keys) {
+		chunk := keys[deleted:min(len(keys), deleted+batchSize)]
+		n, err := m.BatchDelete(chunk, nil)
+		if err != nil {
+			// The kernel deletes in order and stops at the first failure.
+			return deleted + min(max(n, 0), len(chunk)), fmt.Errorf("delete from %s: %w", m.String(), err)
 		}
-		keys = keys[len(chunk):]
+		deleted += len(chunk)
 	}
-	return nil
+	return deleted, nil
 }

@@ -79,11 +79,12 @@ type sysobsdLifecycleEvent struct {
 type sysobsdLifecycleKind uint32
 
 const (
-	sysobsdLifecycleKindLIFECYCLE_FORK   sysobsdLifecycleKind = 1
-	sysobsdLifecycleKindLIFECYCLE_EXEC   sysobsdLifecycleKind = 2
-	sysobsdLifecycleKindLIFECYCLE_RENAME sysobsdLifecycleKind = 3
-	sysobsdLifecycleKindLIFECYCLE_EXIT   sysobsdLifecycleKind = 4
-	sysobsdLifecycleKindLIFECYCLE_CGROUP sysobsdLifecycleKind = 5
+	sysobsdLifecycleKindLIFECYCLE_FORK        sysobsdLifecycleKind = 1
+	sysobsdLifecycleKindLIFECYCLE_EXEC        sysobsdLifecycleKind = 2
+	sysobsdLifecycleKindLIFECYCLE_RENAME      sysobsdLifecycleKind = 3
+	sysobsdLifecycleKindLIFECYCLE_EXIT        sysobsdLifecycleKind = 4
+	sysobsdLifecycleKindLIFECYCLE_CGROUP      sysobsdLifecycleKind = 5
+	sysobsdLifecycleKindLIFECYCLE_CGROUP_GONE sysobsdLifecycleKind = 6
 )
 
 type sysobsdNotableBudgetValue struct {
@@ -169,6 +170,7 @@ const (
 	sysobsdMapSyscallErrors        = "syscall_errors"
 	sysobsdMapSyscallStats         = "syscall_stats"
 	sysobsdProgCgroupAttach        = "cgroup_attach"
+	sysobsdProgCgroupRmdir         = "cgroup_rmdir"
 	sysobsdProgProcessExec         = "process_exec"
 	sysobsdProgProcessExit         = "process_exit"
 	sysobsdProgProcessFork         = "process_fork"
@@ -233,6 +235,7 @@ type sysobsdSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdProgramSpecs struct {
 	CgroupAttach *ebpf.ProgramSpec `ebpf:"cgroup_attach"`
+	CgroupRmdir  *ebpf.ProgramSpec `ebpf:"cgroup_rmdir"`
 	ProcessExec  *ebpf.ProgramSpec `ebpf:"process_exec"`
 	ProcessExit  *ebpf.ProgramSpec `ebpf:"process_exit"`
 	ProcessFork  *ebpf.ProgramSpec `ebpf:"process_fork"`
@@ -387,6 +390,7 @@ type sysobsdVariables struct {
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdPrograms struct {
 	CgroupAttach *ebpf.Program `ebpf:"cgroup_attach"`
+	CgroupRmdir  *ebpf.Program `ebpf:"cgroup_rmdir"`
 	ProcessExec  *ebpf.Program `ebpf:"process_exec"`
 	ProcessExit  *ebpf.Program `ebpf:"process_exit"`
 	ProcessFork  *ebpf.Program `ebpf:"process_fork"`
@@ -400,6 +404,7 @@ type sysobsdPrograms struct {
 func (p *sysobsdPrograms) Close() error {
 	return _SysobsdClose(
 		p.CgroupAttach,
+		p.CgroupRmdir,
 		p.ProcessExec,
 		p.ProcessExit,
 		p.ProcessFork,

@@ -90,6 +90,16 @@ func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.
 	}, nil
 }
 
+// apply takes a lifecycle record: the process table's, or a cgroup removal,
+// which ends the tally's counts by name in that cgroup.
+func (e *Engine) apply(ev events.Lifecycle) {
+	if ev.Kind == events.CgroupGone {
+		e.tally.CgroupRemoved(ev.CgroupID)
+		return
+	}
+	e.procs.Apply(ev)
+}
+
 // processAlive reports whether tgid still exists (zombies included).
 func processAlive(tgid uint32) bool {
 	err := unix.Kill(int(tgid), 0)
@@ -130,7 +140,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		ev, err := e.reader.Next()
 		switch {
 		case err == nil:
-			e.procs.Apply(ev)
+			e.apply(ev)
 		case errors.Is(err, events.ErrFlushed):
 			e.serve()
 		case errors.Is(err, events.ErrClosed):
@@ -175,7 +185,7 @@ func (e *Engine) serve() {
 				e.skipped(err)
 				return
 			}
-			e.procs.Apply(ev)
+			e.apply(ev)
 		})
 		e.tally.Drained()
 		for _, req := range e.batch {

@@ -20,6 +20,16 @@ const (
 	UnknownComm = "~unknown"
 )
 
+const (
+	// cgroupGrace is how long a removed cgroup's group entries wait to be
+	// folded: a call that read the cgroup just before the removal (its
+	// task moved out) may still be counting.
+	cgroupGrace = 2 * time.Second
+	// goneCgroupsKept bounds how long a removal record is kept for group
+	// entries the next scrape may bring, when no scrape comes.
+	goneCgroupsKept = 10 * time.Minute
+)
+
 var (
 	otherLabels   = Labels{Comm: OtherComm, Unit: OtherComm, Container: OtherComm, Cgroup: OtherComm, PID: OtherComm}
 	unknownLabels = Labels{Comm: UnknownComm, Unit: UnknownComm, Container: UnknownComm, Cgroup: UnknownComm, PID: UnknownComm}
@@ -106,10 +116,12 @@ type Kernel interface {
 	ReadOverflowErrors(func(loader.ErrnoKey, uint64)) error
 	ReadHistogram(abi, nr uint16) (loader.Histogram, error)
 	ReadDrops() ([]uint64, error)
-	DeleteStats([]loader.SyscallKey) error
-	DeleteErrors([]loader.ErrnoKey) error
-	DeleteGroupStats([]loader.GroupKey) error
-	DeleteGroupErrors([]loader.GroupKey) error
+	// The deletes return how many of the keys, in order, they deleted:
+	// all of them unless they fail.
+	DeleteStats([]loader.SyscallKey) (int, error)
+	DeleteErrors([]loader.ErrnoKey) (int, error)
+	DeleteGroupStats([]loader.GroupKey) (int, error)
+	DeleteGroupErrors([]loader.GroupKey) (int, error)
 	// LookupStats and LookupErrors read the given entries only.
 	LookupStats([]loader.SyscallKey, func(loader.SyscallKey, loader.Counts)) error
 	LookupErrors([]loader.ErrnoKey, func(loader.ErrnoKey, uint64)) error
@@ -186,13 +198,15 @@ type Tally struct {
 	liveErrors   map[loader.ErrnoKey]*attribution
 	// groupCalls and groupErrors attribute the kernel's entries by process
 	// name and cgroup: no process's exit ends them, but their cgroup's
-	// removal does. An entry is folded and deleted once its cgroup was
-	// found gone at two scrapes in a row: a call that read the cgroup just
-	// before it was removed has long been counted by then.
+	// removal does. goneSince holds when each removed cgroup was known gone:
+	// from its removal record (CgroupRemoved), or, for a record lost, from
+	// the resolver at a scrape. Its entries are folded and deleted once it
+	// has been gone cgroupGrace, time for a call that read the cgroup just
+	// before its removal to be counted.
 	groupCalls      map[loader.GroupKey]*attribution
 	groupErrors     map[loader.GroupKey]*attribution
-	groupCgroups    map[uint64]struct{} // the cgroups of this scrape's group entries
-	goneLastScrape  map[uint64]struct{} // those found gone at the last scrape
+	goneSince       map[uint64]time.Time
+	groupCgroups    map[uint64]struct{} // the cgroups of the last scrape's group entries
 	deadGroupStats  []loader.GroupKey
 	deadGroupCalls  []foldedCalls
 	deadGroupErrors []loader.GroupKey
@@ -300,8 +314,8 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		liveErrors:      make(map[loader.ErrnoKey]*attribution),
 		groupCalls:      make(map[loader.GroupKey]*attribution),
 		groupErrors:     make(map[loader.GroupKey]*attribution),
+		goneSince:       make(map[uint64]time.Time),
 		groupCgroups:    make(map[uint64]struct{}),
-		goneLastScrape:  make(map[uint64]struct{}),
 		syscalls:        make(map[Syscall]struct{}),
 		exitedSeen:      make(map[uint32]struct{}),
 		unnamed:         make(map[uint32]struct{}),
@@ -538,21 +552,24 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	}
 	// Delete only after both reads: an exited process's entries are final,
 	// and what was read is now in the folded totals.
-	if err := t.kernel.DeleteStats(t.deadStats); err != nil {
-		return nil, err
-	}
-	for i, k := range t.deadStats {
+	// What a failed delete did delete is folded, the rest retried.
+	n, err := t.kernel.DeleteStats(t.deadStats)
+	for i, k := range t.deadStats[:n] {
 		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
 		delete(t.live, k)
 		t.book.remove(statsEntry(k))
 	}
-	if err := t.kernel.DeleteErrors(t.deadErrors); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	for i, k := range t.deadErrors {
+	n, err = t.kernel.DeleteErrors(t.deadErrors)
+	for i, k := range t.deadErrors[:n] {
 		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
 		delete(t.liveErrors, k)
 		t.book.remove(k)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if byKeys {
 		t.foldsByKeys++
@@ -568,16 +585,22 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	// count: what a fold by keys missed, the next full read folds by name.
 	t.procs.ForgetExited(!byKeys)
 	if !scrape {
+		t.forgetGoneCgroups(t.now().Add(-goneCgroupsKept))
 		return nil, nil
 	}
 
+	// The folded totals after readGroups: a label change there freezes what
+	// an entry had exported into them, for this snapshot too.
+	if err := t.readGroups(snap); err != nil {
+		return nil, err
+	}
 	for k, v := range t.folded {
 		addCounts(snap.Calls, k, v)
 	}
 	for k, v := range t.foldedErrors {
 		snap.Errors[k] += v
 	}
-	if err := t.readGroups(snap); err != nil {
+	if err := t.retireGroups(); err != nil {
 		return nil, err
 	}
 	err = t.kernel.ReadOverflowStats(func(abi, nr uint16, c loader.Counts) {
@@ -613,14 +636,19 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 }
 
 // readGroups adds what the kernel counted by process name and cgroup, its
-// per-process maps being full: exact for every label but pid. It folds and
-// deletes the entries of cgroups gone since the last scrape, which would
-// otherwise fill the maps on a host whose containers come and go.
+// per-process maps being full: exact for every label but pid. The entries
+// of cgroups removed long enough ago are final: retireGroups folds them.
 func (t *Tally) readGroups(snap *Snapshot) error {
 	var g generationInfo
 	clear(t.groupCgroups)
 	t.deadGroupStats, t.deadGroupCalls = t.deadGroupStats[:0], t.deadGroupCalls[:0]
 	t.deadGroupErrors, t.deadGroupErrnos = t.deadGroupErrors[:0], t.deadGroupErrnos[:0]
+	settled := t.now().Add(-cgroupGrace)
+	final := func(cgroupID uint64) bool {
+		t.groupCgroups[cgroupID] = struct{}{}
+		since, gone := t.goneSince[cgroupID]
+		return gone && !since.After(settled)
+	}
 	err := t.kernel.ReadGroupStats(func(k loader.GroupKey, v loader.Counts) {
 		snap.GroupStatsEntries++
 		sc := Syscall{ABI: k.Abi, NR: k.Nr}
@@ -630,7 +658,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := SeriesKey{*a.labels, sc}
 		addCounts(snap.Calls, key, a.since(v))
-		if t.groupMayBeFinal(k.CgroupId) {
+		if final(k.CgroupId) {
 			t.deadGroupStats = append(t.deadGroupStats, k)
 			t.deadGroupCalls = append(t.deadGroupCalls, foldedCalls{key, a.since(v)})
 		}
@@ -649,7 +677,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 		})
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
 		addErrors(snap.Errors, key, a.since(v).Calls)
-		if t.groupMayBeFinal(k.CgroupId) {
+		if final(k.CgroupId) {
 			t.deadGroupErrors = append(t.deadGroupErrors, k)
 			t.deadGroupErrnos = append(t.deadGroupErrnos, foldedErrors{key, a.since(v).Calls})
 		}
@@ -659,65 +687,72 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	gone := t.removedCgroups()
-	isGone := func(k loader.GroupKey) bool { _, ok := gone[k.CgroupId]; return ok }
-	t.deadGroupStats, t.deadGroupCalls = keepFinal(t.deadGroupStats, t.deadGroupCalls, isGone)
-	t.deadGroupErrors, t.deadGroupErrnos = keepFinal(t.deadGroupErrors, t.deadGroupErrnos, isGone)
-	// This snapshot has the final entries among the live ones; the next
-	// has them in the folded totals, once they are deleted.
-	if err := t.kernel.DeleteGroupStats(t.deadGroupStats); err != nil {
-		return err
-	}
-	for i, k := range t.deadGroupStats {
-		t.foldCalls(t.deadGroupCalls[i].key, t.deadGroupCalls[i].counts)
-		delete(t.groupCalls, k)
-	}
-	if err := t.kernel.DeleteGroupErrors(t.deadGroupErrors); err != nil {
-		return err
-	}
-	for i, k := range t.deadGroupErrors {
-		t.foldErrors(t.deadGroupErrnos[i].key, t.deadGroupErrnos[i].n)
-		delete(t.groupErrors, k)
-	}
-	clear(t.goneLastScrape)
-	for id := range gone {
-		t.goneLastScrape[id] = struct{}{}
-	}
+	t.findRemovedCgroups()
 	return nil
 }
 
-// groupMayBeFinal notes a group entry's cgroup, and reports whether the
-// last scrape found it gone: if this one does too, the entry can no longer
-// grow.
-func (t *Tally) groupMayBeFinal(cgroupID uint64) bool {
-	t.groupCgroups[cgroupID] = struct{}{}
-	_, before := t.goneLastScrape[cgroupID]
-	return before
-}
-
-// removedCgroups are the cgroups of this scrape's group entries that are
-// gone now; none without a resolver.
-func (t *Tally) removedCgroups() map[uint64]struct{} {
-	if t.labeler.cgroups == nil || len(t.groupCgroups) == 0 {
-		return nil
+// findRemovedCgroups asks the resolver which of the group entries' cgroups,
+// not known gone, were removed: those whose removal record was lost.
+func (t *Tally) findRemovedCgroups() {
+	if t.labeler.cgroups == nil {
+		return
 	}
-	ids := make([]uint64, 0, len(t.groupCgroups))
+	var ids []uint64
 	for id := range t.groupCgroups {
-		ids = append(ids, id)
-	}
-	return t.labeler.cgroups.Removed(ids)
-}
-
-// keepFinal keeps the keys, and what they fold, that final says are final.
-func keepFinal[F any](keys []loader.GroupKey, folds []F, final func(loader.GroupKey) bool) ([]loader.GroupKey, []F) {
-	n := 0
-	for i, k := range keys {
-		if final(k) {
-			keys[n], folds[n] = k, folds[i]
-			n++
+		if _, known := t.goneSince[id]; !known {
+			ids = append(ids, id)
 		}
 	}
-	return keys[:n], folds[:n]
+	if len(ids) == 0 {
+		return
+	}
+	now := t.now()
+	for id := range t.labeler.cgroups.Removed(ids) {
+		t.goneSince[id] = now
+	}
+}
+
+// retireGroups deletes the final group entries readGroups found and folds
+// what they counted: this snapshot has them among the live entries, the
+// next in the folded totals. Only what was deleted is folded: after a
+// failed delete, the rest is retried at the next scrape.
+func (t *Tally) retireGroups() error {
+	n, err := t.kernel.DeleteGroupStats(t.deadGroupStats)
+	for i, k := range t.deadGroupStats[:n] {
+		t.foldCalls(t.deadGroupCalls[i].key, t.deadGroupCalls[i].counts)
+		delete(t.groupCalls, k)
+	}
+	if err != nil {
+		return err
+	}
+	n, err = t.kernel.DeleteGroupErrors(t.deadGroupErrors)
+	for i, k := range t.deadGroupErrors[:n] {
+		t.foldErrors(t.deadGroupErrnos[i].key, t.deadGroupErrnos[i].n)
+		delete(t.groupErrors, k)
+	}
+	if err != nil {
+		return err
+	}
+	t.forgetGoneCgroups(t.now().Add(-cgroupGrace))
+	return nil
+}
+
+// CgroupRemoved notes a cgroup's removal record.
+func (t *Tally) CgroupRemoved(id uint64) {
+	if _, known := t.goneSince[id]; !known {
+		t.goneSince[id] = t.now()
+	}
+}
+
+// forgetGoneCgroups forgets the cgroups gone since cutoff or before that
+// had no group entries at the last scrape (most removed cgroups never had
+// any).
+func (t *Tally) forgetGoneCgroups(cutoff time.Time) {
+	for id, since := range t.goneSince {
+		if _, entries := t.groupCgroups[id]; !entries && !since.After(cutoff) {
+			delete(t.goneSince, id)
+		}
+	}
 }
 
 // groupGeneration makes g stand for a group entry in attribute: named, by

@@ -43,6 +43,7 @@ type fakeKernel struct {
 
 	deletedStats  []loader.SyscallKey
 	deletedErrors []loader.ErrnoKey
+	deleteBudget  *int // keys the deletes may still delete; nil: no limit
 	histReads     []Syscall
 	failMethod    string // name of the method that fails with errFaked
 
@@ -243,60 +244,47 @@ func (k *fakeKernel) ReadDrops() ([]uint64, error) {
 	return slices.Clone(k.drops), nil
 }
 
-// DeleteStats fails on a missing key, like BPF_MAP_DELETE_BATCH.
-func (k *fakeKernel) DeleteStats(keys []loader.SyscallKey) error {
-	if err := k.failing("DeleteStats"); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		if _, ok := k.stats[key]; !ok {
-			return fmt.Errorf("delete stats %+v: key does not exist", key)
-		}
-		delete(k.stats, key)
-		k.deletedStats = append(k.deletedStats, key)
-	}
-	return nil
+// DeleteStats deletes in order and stops at a missing key, like
+// BPF_MAP_DELETE_BATCH.
+func (k *fakeKernel) DeleteStats(keys []loader.SyscallKey) (int, error) {
+	return deleteKeys(k, "DeleteStats", k.stats, keys, &k.deletedStats)
 }
 
-func (k *fakeKernel) DeleteErrors(keys []loader.ErrnoKey) error {
-	if err := k.failing("DeleteErrors"); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		if _, ok := k.errs[key]; !ok {
-			return fmt.Errorf("delete errors %+v: key does not exist", key)
-		}
-		delete(k.errs, key)
-		k.deletedErrors = append(k.deletedErrors, key)
-	}
-	return nil
+func (k *fakeKernel) DeleteErrors(keys []loader.ErrnoKey) (int, error) {
+	return deleteKeys(k, "DeleteErrors", k.errs, keys, &k.deletedErrors)
 }
 
-// DeleteGroupStats fails on a missing key, like BPF_MAP_DELETE_BATCH.
-func (k *fakeKernel) DeleteGroupStats(keys []loader.GroupKey) error {
-	if err := k.failing("DeleteGroupStats"); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		if _, ok := k.groups[key]; !ok {
-			return fmt.Errorf("delete group stats %+v: key does not exist", key)
-		}
-		delete(k.groups, key)
-	}
-	return nil
+func (k *fakeKernel) DeleteGroupStats(keys []loader.GroupKey) (int, error) {
+	return deleteKeys(k, "DeleteGroupStats", k.groups, keys, nil)
 }
 
-func (k *fakeKernel) DeleteGroupErrors(keys []loader.GroupKey) error {
-	if err := k.failing("DeleteGroupErrors"); err != nil {
-		return err
+func (k *fakeKernel) DeleteGroupErrors(keys []loader.GroupKey) (int, error) {
+	return deleteKeys(k, "DeleteGroupErrors", k.groupErrs, keys, nil)
+}
+
+// deleteKeys deletes keys from m in order and says how many it deleted; it
+// stops at a missing key, and after deleteBudget keys when that is set (a
+// delete that fails part way). deleted, if not nil, lists the keys deleted.
+func deleteKeys[K comparable, V any](k *fakeKernel, method string, m map[K]V, keys []K, deleted *[]K) (int, error) {
+	if err := k.failing(method); err != nil {
+		return 0, err
 	}
-	for _, key := range keys {
-		if _, ok := k.groupErrs[key]; !ok {
-			return fmt.Errorf("delete group errors %+v: key does not exist", key)
+	for i, key := range keys {
+		if k.deleteBudget != nil {
+			if *k.deleteBudget == 0 {
+				return i, fmt.Errorf("%s: %w part way", method, errFaked)
+			}
+			*k.deleteBudget--
 		}
-		delete(k.groupErrs, key)
+		if _, ok := m[key]; !ok {
+			return i, fmt.Errorf("%s %+v: key does not exist", method, key)
+		}
+		delete(m, key)
+		if deleted != nil {
+			*deleted = append(*deleted, key)
+		}
 	}
-	return nil
+	return len(keys), nil
 }
 
 // harness is a tally over a fake kernel and a real process table whose
@@ -1006,37 +994,57 @@ func TestGroupCountsJoinTheirProcessesSeries(t *testing.T) {
 	}
 }
 
-// A group entry of a removed cgroup is folded and deleted once the cgroup
-// was found gone at two scrapes in a row; its counts stay exported, once.
-func TestGroupEntriesOfARemovedCgroupFoldedAtTheSecondScrapeAfter(t *testing.T) {
+// groupHarness is a tally with group entries in two cgroups, labelled by
+// comm and unit, on a fake clock.
+func groupHarness(t *testing.T) (*harness, *fakeCgroups, *fakeClock) {
 	h := newHarness(t, nil)
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
 	cg := newFakeCgroups()
 	cg.gone = make(map[uint64]bool)
 	h.tally.SetLabels(LabelSet(LabelComm|LabelUnit), cg)
 	h.kernel.callInGroup(nginxCgroup, "nginx", read, 100, 1000)
 	h.kernel.callInGroup(dockerCgroup, "nginx", read, 20, 200)
 	h.kernel.groupErrs[groupKey(nginxCgroup, "nginx", openat, enoent)] = 3
-	inNginx := Labels{Comm: "nginx", Unit: "nginx.service"}
-	inDocker := Labels{Comm: "nginx", Unit: dockerUnit}
-	want := map[SeriesKey]loader.Counts{{inNginx, read}: counts(100, 1000), {inDocker, read}: counts(20, 200)}
-	wantErrs := map[ErrorKey]uint64{{SeriesKey{inNginx, openat}, enoent}: 3}
+	return h, cg, clock
+}
+
+var (
+	nginxGroup  = Labels{Comm: "nginx", Unit: "nginx.service"}
+	dockerGroup = Labels{Comm: "nginx", Unit: dockerUnit}
+)
+
+// A removed cgroup's group entries are folded and deleted at the first
+// scrape cgroupGrace after its removal record; their counts stay exported,
+// once, and the record is forgotten once they are.
+func TestGroupEntriesOfARemovedCgroupFoldedAfterItsRecord(t *testing.T) {
+	h, _, clock := groupHarness(t)
+	want := map[SeriesKey]loader.Counts{{nginxGroup, read}: counts(100, 1000), {dockerGroup, read}: counts(20, 200)}
+	wantErrs := map[ErrorKey]uint64{{SeriesKey{nginxGroup, openat}, enoent}: 3}
 	checkCalls(t, "cgroup there", h.snapshot().Calls, want)
 
-	cg.gone[nginxCgroup] = true
-	// Counted after the first look found it gone (a call that read the
-	// cgroup just before): the entry is kept, and so is this count.
-	snap := h.snapshot()
+	h.tally.CgroupRemoved(nginxCgroup)
+	h.tally.CgroupRemoved(rootCgroup) // a cgroup without group entries
+	// A call that read the cgroup just before its removal, counted after
+	// the next scrape: the entry waits cgroupGrace, and so is this count.
+	clock.t = clock.t.Add(cgroupGrace / 2)
+	h.snapshot()
 	h.kernel.callInGroup(nginxCgroup, "nginx", read, 1, 10)
-	want[SeriesKey{inNginx, read}] = counts(101, 1010)
+	want[SeriesKey{nginxGroup, read}] = counts(101, 1010)
 	if len(h.kernel.groups) != 2 || len(h.kernel.groupErrs) != 1 {
-		t.Fatalf("group entries deleted at the first scrape that found the cgroup gone: %d stats, %d errors left, want 2, 1",
+		t.Fatalf("group entries deleted within cgroupGrace of the removal: %d stats, %d errors left, want 2, 1",
 			len(h.kernel.groups), len(h.kernel.groupErrs))
 	}
-	checkErrors(t, "first scrape gone", snap.Errors, wantErrs)
 
-	checkCalls(t, "second scrape gone", h.snapshot().Calls, want)
+	clock.t = clock.t.Add(cgroupGrace / 2)
+	snap := h.snapshot()
+	checkCalls(t, "at the fold", snap.Calls, want)
+	checkErrors(t, "at the fold", snap.Errors, wantErrs)
 	if _, ok := h.kernel.groups[groupKey(nginxCgroup, "nginx", read, 0)]; ok || len(h.kernel.groups) != 1 || len(h.kernel.groupErrs) != 0 {
 		t.Errorf("removed cgroup's group entries not deleted: %d stats, %d errors left, want 1, 0", len(h.kernel.groups), len(h.kernel.groupErrs))
+	}
+	if _, ok := h.tally.goneSince[rootCgroup]; ok {
+		t.Error("a removed cgroup without group entries is still remembered after the grace")
 	}
 	// Folded: the same totals, from the lasting ones.
 	snap = h.snapshot()
@@ -1045,20 +1053,73 @@ func TestGroupEntriesOfARemovedCgroupFoldedAtTheSecondScrapeAfter(t *testing.T) 
 	if snap.GroupStatsEntries != 1 || snap.GroupErrorsEntries != 0 {
 		t.Errorf("entries = %d group stats, %d group errors; want 1, 0", snap.GroupStatsEntries, snap.GroupErrorsEntries)
 	}
+	if len(h.tally.goneSince) != 0 {
+		t.Errorf("removed cgroups still remembered after their entries were folded: %v", h.tally.goneSince)
+	}
+}
 
-	// A failed delete folds nothing: the entry is folded by a later scrape.
-	cg.gone[dockerCgroup] = true
+// Without its removal record (the ring buffer was full), the resolver finds
+// a removed cgroup at a scrape; its entries are folded cgroupGrace later.
+func TestGroupEntriesOfARemovedCgroupFoldedWithoutItsRecord(t *testing.T) {
+	h, cg, clock := groupHarness(t)
+	want := map[SeriesKey]loader.Counts{{nginxGroup, read}: counts(100, 1000), {dockerGroup, read}: counts(20, 200)}
 	h.snapshot()
-	h.kernel.failMethod = "DeleteGroupStats"
+	cg.gone[dockerCgroup] = true
+	checkCalls(t, "found gone", h.snapshot().Calls, want)
+	if len(h.kernel.groups) != 2 {
+		t.Fatalf("group entries deleted at the scrape that found the cgroup gone: %d left, want 2", len(h.kernel.groups))
+	}
+	clock.t = clock.t.Add(cgroupGrace)
+	checkCalls(t, "folded", h.snapshot().Calls, want)
+	if _, ok := h.kernel.groups[groupKey(dockerCgroup, "nginx", read, 0)]; ok || len(h.kernel.groups) != 1 {
+		t.Errorf("removed cgroup's group entry not deleted: %d left, want 1", len(h.kernel.groups))
+	}
+	checkCalls(t, "after", h.snapshot().Calls, want)
+}
+
+// A delete that fails part way: what it deleted is folded, the rest is
+// retried at the next scrape; no count is lost or counted twice.
+func TestGroupEntriesDeletedPartWayFoldOnlyWhatWasDeleted(t *testing.T) {
+	h, _, clock := groupHarness(t)
+	want := map[SeriesKey]loader.Counts{{nginxGroup, read}: counts(100, 1000), {dockerGroup, read}: counts(20, 200)}
+	h.kernel.callInGroup(nginxCgroup, "nginx", openat, 7, 70)
+	want[SeriesKey{nginxGroup, openat}] = counts(7, 70)
+	h.snapshot()
+	h.tally.CgroupRemoved(nginxCgroup)
+	clock.t = clock.t.Add(cgroupGrace)
+	budget := 1
+	h.kernel.deleteBudget = &budget
 	if _, err := h.tally.Snapshot(); err == nil {
-		t.Fatal("Snapshot succeeded with DeleteGroupStats failing")
+		t.Fatal("Snapshot succeeded with a delete failing part way")
 	}
-	h.kernel.failMethod = ""
-	checkCalls(t, "after a failed delete", h.snapshot().Calls, want)
-	checkCalls(t, "docker folded", h.snapshot().Calls, want)
-	if len(h.kernel.groups) != 0 {
-		t.Errorf("%d group entries left, want 0", len(h.kernel.groups))
+	h.kernel.deleteBudget = nil
+	if len(h.kernel.groups) != 2 {
+		t.Fatalf("%d group entries left after a delete of one of two, want 2", len(h.kernel.groups))
 	}
+	checkCalls(t, "after a partial delete", h.snapshot().Calls, want)
+	checkCalls(t, "all folded", h.snapshot().Calls, want)
+	if len(h.kernel.groups) != 1 {
+		t.Errorf("%d group entries left, want 1 (docker's)", len(h.kernel.groups))
+	}
+}
+
+// A group entry whose labels change (its cgroup resolved a scrape late)
+// keeps its total in the snapshot of the change: no counter dips.
+func TestGroupEntryRelabelledKeepsItsTotalAtTheChange(t *testing.T) {
+	h := newHarness(t, nil)
+	cg := newFakeCgroups()
+	path := cg.paths[nginxCgroup]
+	delete(cg.paths, nginxCgroup)
+	h.tally.SetLabels(LabelSet(LabelComm|LabelUnit), cg)
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 100, 1000)
+	unresolved := Labels{Comm: "nginx"}
+	checkCalls(t, "unresolved", h.snapshot().Calls, map[SeriesKey]loader.Counts{{unresolved, read}: counts(100, 1000)})
+	cg.paths[nginxCgroup] = path
+	h.kernel.callInGroup(nginxCgroup, "nginx", read, 1, 10)
+	checkCalls(t, "resolved", h.snapshot().Calls, map[SeriesKey]loader.Counts{
+		{unresolved, read}: counts(100, 1000),
+		{nginxGroup, read}: counts(1, 10),
+	})
 }
 
 func TestExitedProcessWithoutNameCountedUnderUnknown(t *testing.T) {
@@ -1335,6 +1396,34 @@ func TestReusedTGIDBeforeFold(t *testing.T) {
 	snap2 := h.snapshot()
 	checkCalls(t, "after", snap2.Calls, want)
 	checkNonDecreasing(t, "after", snap, snap2)
+}
+
+// A delete of exited processes' entries that fails part way: the entries
+// it deleted are folded, the others are at the next sync; each once.
+func TestDeleteFailingPartWayFoldsWhatItDeleted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 1, 1, "a")
+	h.kernel.call(1, 1, read, 5, 50)
+	h.kernel.call(1, 1, openat, 3, 30)
+	h.kernel.call(1, 1, write, 2, 20)
+	h.record(events.Exit, 1, 1, "a")
+	want := map[SeriesKey]loader.Counts{
+		series("a", read): counts(5, 50), series("a", openat): counts(3, 30), series("a", write): counts(2, 20),
+	}
+	budget := 2
+	h.kernel.deleteBudget = &budget
+	if _, err := h.tally.Snapshot(); !errors.Is(err, errFaked) {
+		t.Fatalf("Snapshot() error = %v; want the faked error", err)
+	}
+	h.kernel.deleteBudget = nil
+	if len(h.kernel.stats) != 1 {
+		t.Fatalf("%d entries left after a delete of two of three, want 1", len(h.kernel.stats))
+	}
+	checkCalls(t, "retry", h.snapshot().Calls, want)
+	if len(h.kernel.stats) != 0 {
+		t.Errorf("entries left after the retry: %v", h.kernel.stats)
+	}
+	checkCalls(t, "folded", h.snapshot().Calls, want)
 }
 
 // A sync that fails part way (a map read or delete error) must leave the

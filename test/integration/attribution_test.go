@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,37 +306,51 @@ func cgroupResolverPath() string {
 // The per-process map full, a process's calls are counted by name and
 // cgroup; once that cgroup is removed, its group entry is folded into the
 // lasting totals and deleted from the kernel: the series stays exact and the
-// group map does not fill with the cgroups of containers long gone.
+// group map does not fill with the cgroups of containers long gone. With the
+// comm label only, the cgroup's path is never looked up: its removal record
+// alone tells.
 func TestGroupEntryOfARemovedCgroupIsFoldedAndDeleted(t *testing.T) {
+	for _, labels := range [][]string{{"comm", "unit"}, {"comm"}} {
+		t.Run(strings.Join(labels, ","), func(t *testing.T) { foldGroupOfRemovedCgroup(t, labels) })
+	}
+}
+
+func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 	const n = 300
 	filler, comm := uniqueComm("fill"), uniqueComm("gone")
 	h := start(t, setup{
 		load:    func(o *loader.Options) { o.StatsEntries = 1 },
-		labels:  []string{"comm", "unit"},
+		labels:  labels,
 		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
 	})
 	unit := fmt.Sprintf("sysobsd-gone%d.service", rand.IntN(1000000))
 	dir := makeCgroup(t, unit)
+	withLabels := func(comm, unit string) string {
+		l := map[string]string{"comm": comm, "syscall": "getppid"}
+		if slices.Contains(labels, "unit") {
+			l["unit"] = unit
+		}
+		return series("sysobsd_syscalls_total", l)
+	}
 	// The filler takes the per-process map's one entry and keeps it.
 	full := startGated(t, h.workload, filler, 1)
 	full.round()
 	defer full.exit()
-	h.expect(2*time.Second, map[string]float64{
-		series("sysobsd_syscalls_total", map[string]string{"comm": filler, "unit": "", "syscall": "getppid"}): 1,
-	})
+	h.expect(2*time.Second, map[string]float64{withLabels(filler, ""): 1})
 
 	g := startGated(t, h.workload, comm, n)
 	moveTo(t, dir, g.cmd.Process.Pid)
 	g.round()
 	g.exit()
-	inUnit := series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": unit, "syscall": "getppid"})
-	h.expect(2*time.Second, map[string]float64{inUnit: n, `sysobsd_bpf_map_entries{map="group_stats"}`: 1})
-
+	if slices.Contains(labels, "unit") {
+		// Scraped while the cgroup is there: its unit is known.
+		h.expect(2*time.Second, map[string]float64{withLabels(comm, unit): n, `sysobsd_bpf_map_entries{map="group_stats"}`: 1})
+	}
 	if !testenv.Eventually(2*time.Second, func() bool { return os.Remove(dir) == nil }) {
 		t.Fatalf("remove %s: its process is gone, yet the cgroup stays busy", dir)
 	}
-	// Two scrapes find the cgroup gone; the second folds and deletes.
-	got := h.expect(2*time.Second, map[string]float64{inUnit: n, `sysobsd_bpf_map_entries{map="group_stats"}`: 0})
+	// Counted by name and cgroup, then folded a grace after the removal.
+	got := h.expect(5*time.Second, map[string]float64{withLabels(comm, unit): n, `sysobsd_bpf_map_entries{map="group_stats"}`: 0})
 	if got[`sysobsd_drops_total{reason="stats_map_full"}`] != n {
 		t.Errorf("stats_map_full drops = %v, want %d", got[`sysobsd_drops_total{reason="stats_map_full"}`], n)
 	}
