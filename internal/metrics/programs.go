@@ -8,7 +8,7 @@ import (
 
 var (
 	recursionMissesDesc = prometheus.NewDesc("sysobsd_bpf_program_recursion_misses_total",
-		"Runs of a BPF program the kernel skipped because it was already running on that CPU: for sys_exit a call not counted, for sys_enter a call counted without its duration, for a lifecycle program (process_*, task_rename, cgroup_attach) a record not sent. Linux 5.12 and later; 0 before.",
+		"Runs of a BPF program the kernel skipped because it was already running on that CPU: for sys_exit a call not counted, for sys_enter a call counted without its duration, for a lifecycle program (process_*, task_rename, cgroup_attach, cgroup_rmdir) a record not sent. Linux 5.12 and later; 0 before.",
 		[]string{"program"}, nil)
 	programRunsDesc = prometheus.NewDesc("sysobsd_bpf_program_runs_total",
 		"Runs of each attached BPF program, counted by the kernel only while kernel.bpf_stats_enabled=1 (0 otherwise). sys_enter and sys_exit run once per syscall on the host.",
