@@ -362,3 +362,38 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 		t.Errorf("group_stats holds %d entries after the cgroup's removal, want 0", left)
 	}
 }
+
+// Cgroups come and go while the per-process map is full (a host of short
+// jobs, each in a scope of its own): every call is counted under its name,
+// and the group map ends empty, each cgroup's entry freed after its removal.
+func TestCgroupChurnLeavesNoGroupEntries(t *testing.T) {
+	const cgroups, n = 40, 25
+	filler, comm := uniqueComm("fill"), uniqueComm("job")
+	h := start(t, setup{
+		load:    func(o *loader.Options) { o.StatsEntries, o.GroupStatsEntries = 1, 64 },
+		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
+	})
+	full := startGated(t, h.workload, filler, 1)
+	full.round()
+	defer full.exit()
+	h.expect(2*time.Second, map[string]float64{calls(filler, "getppid"): 1})
+
+	base := rand.IntN(1000000)
+	for i := range cgroups {
+		dir := makeCgroup(t, fmt.Sprintf("sysobsd-job%d-%d.scope", base, i))
+		g := startGated(t, h.workload, comm, n)
+		moveTo(t, dir, g.cmd.Process.Pid)
+		g.round()
+		g.exit()
+		if !testenv.Eventually(2*time.Second, func() bool { return os.Remove(dir) == nil }) {
+			t.Fatalf("remove %s: its process is gone, yet the cgroup stays busy", dir)
+		}
+	}
+	got := h.expect(5*time.Second, map[string]float64{
+		calls(comm, "getppid"):                       cgroups * n,
+		`sysobsd_bpf_map_entries{map="group_stats"}`: 0,
+	})
+	if v, ok := got[calls(tally.OtherComm, "getppid")]; ok {
+		t.Errorf(`%v calls under comm="~other" with room in group_stats`, v)
+	}
+}
