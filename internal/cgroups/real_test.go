@@ -21,22 +21,8 @@ import (
 // own cgroup id (the file handle cgroupfs gives, which is what bpf_get_current_cgroup_id
 // returns), and Resolver.Path.
 func TestRealCgroupResolvesBothWays(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Skip(t, "needs root to create a cgroup (run `sudo make test`)")
-	}
-	mount, err := FindMount("/proc/self/mountinfo")
-	if err != nil {
-		testenv.Skip(t, "needs a cgroup2 mount: "+err.Error())
-	}
 	const name = "demo-sysobsd-test.service"
-	dir := filepath.Join(mount, name)
-	os.Remove(dir) // left over from an interrupted run
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, syscall.EROFS) {
-			testenv.Skip(t, "needs a writable cgroup2 mount: "+err.Error())
-		}
-		t.Fatal(err)
-	}
+	mount, dir := realCgroup(t, name)
 	t.Cleanup(func() {
 		// A reaped process leaves its cgroup a moment later; until then rmdir is EBUSY.
 		var err error
@@ -93,22 +79,8 @@ func TestRealCgroupResolvesBothWays(t *testing.T) {
 // rename a cgroup, so a cgroup's path is its for life, and once it is removed Removed says
 // so.
 func TestRealCgroupNeverMovesAndIsRemoved(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Skip(t, "needs root to create a cgroup (run `sudo make test`)")
-	}
-	mount, err := FindMount("/proc/self/mountinfo")
-	if err != nil {
-		testenv.Skip(t, "needs a cgroup2 mount: "+err.Error())
-	}
-	dir := filepath.Join(mount, "demo-sysobsd-removed.service")
+	mount, dir := realCgroup(t, "demo-sysobsd-removed.service")
 	other := filepath.Join(mount, "demo-sysobsd-renamed.service")
-	os.Remove(dir) // left over from an interrupted run
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, syscall.EROFS) {
-			testenv.Skip(t, "needs a writable cgroup2 mount: "+err.Error())
-		}
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { os.Remove(dir); os.Remove(other) })
 	r := NewResolver(mount)
 	id, err := r.ID(dir)
@@ -127,4 +99,26 @@ func TestRealCgroupNeverMovesAndIsRemoved(t *testing.T) {
 	if _, ok := r.Removed([]uint64{id})[id]; !ok {
 		t.Error("Removed does not have a removed cgroup")
 	}
+}
+
+// realCgroup makes a cgroup named name under the cgroup2 mount, or skips the test where it
+// cannot; it returns the mount and the cgroup's directory.
+func realCgroup(t *testing.T, name string) (mount, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "needs root to create a cgroup (run `sudo make test`)")
+	}
+	mount, err := FindMount("/proc/self/mountinfo")
+	if err != nil {
+		testenv.Skip(t, "needs a cgroup2 mount: "+err.Error())
+	}
+	dir = filepath.Join(mount, name)
+	os.Remove(dir) // left over from an interrupted run
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, syscall.EROFS) {
+			testenv.Skip(t, "needs a writable cgroup2 mount: "+err.Error())
+		}
+		t.Fatal(err)
+	}
+	return mount, dir
 }
