@@ -1073,7 +1073,8 @@ int BPF_PROG(cgroup_rmdir, struct cgroup *cgrp, const char *path)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct lifecycle_event *ev;
 
-	/* Fires for every hierarchy; cgroup v1 ids are numbered apart. */
+	/* Fires for every hierarchy, and each numbers its cgroups on its own: a
+	 * v1 id may equal a cgroup2 id. Every task's dfl_cgrp is on cgroup2. */
 	if (cgrp->root != BPF_CORE_READ(task_cgroup(task), root))
 		return 0;
 	ev = bpf_ringbuf_reserve(&lifecycle, sizeof(*ev), 0);
