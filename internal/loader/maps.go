@@ -461,8 +461,13 @@ func batchDelete[K any](m *ebpf.Map, keys []K) (int, error) {
 		chunk := keys[deleted:min(len(keys), deleted+batchSize)]
 		n, err := m.BatchDelete(chunk, nil)
 		if err != nil {
-			// The kernel deletes in order and stops at the first failure.
-			return deleted + min(max(n, 0), len(chunk)), fmt.Errorf("delete from %s: %w", m.String(), err)
+			// The kernel deletes in order and stops at the first failure,
+			// with a count below the chunk's; an error before it starts
+			// (EPERM, ENOMEM) leaves the count we passed in: none deleted.
+			if n < 0 || n >= len(chunk) {
+				n = 0
+			}
+			return deleted + n, fmt.Errorf("delete from %s: %w", m.String(), err)
 		}
 		deleted += len(chunk)
 	}
