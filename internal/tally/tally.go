@@ -6,6 +6,7 @@
 package tally
 
 import (
+	"slices"
 	"time"
 
 	"github.com/sysobsd/sysobsd/internal/loader"
@@ -25,9 +26,10 @@ const (
 	// folded: a call that read the cgroup just before the removal (its
 	// task moved out) may still be counting.
 	cgroupGrace = 2 * time.Second
-	// goneCgroupsKept bounds how long a removal record is kept for group
-	// entries the next scrape may bring, when no scrape comes.
-	goneCgroupsKept = 10 * time.Minute
+	// maxGoneCgroups bounds the removal records kept for a scrape to come
+	// (each until a scrape has read the group maps cgroupGrace after it):
+	// without scrapes, the oldest go first.
+	maxGoneCgroups = 65536
 )
 
 var (
@@ -585,7 +587,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	// count: what a fold by keys missed, the next full read folds by name.
 	t.procs.ForgetExited(!byKeys)
 	if !scrape {
-		t.forgetGoneCgroups(t.now().Add(-goneCgroupsKept))
+		t.boundGoneCgroups()
 		return nil, nil
 	}
 
@@ -741,6 +743,24 @@ func (t *Tally) retireGroups() error {
 func (t *Tally) CgroupRemoved(id uint64) {
 	if _, known := t.goneSince[id]; !known {
 		t.goneSince[id] = t.now()
+	}
+}
+
+// boundGoneCgroups keeps at most maxGoneCgroups removal records, dropping
+// the oldest: only a daemon left unscraped for long gets here, and a cgroup
+// whose record is dropped keeps its counts by name (the fallback may still
+// find it gone).
+func (t *Tally) boundGoneCgroups() {
+	if len(t.goneSince) <= maxGoneCgroups {
+		return
+	}
+	ids := make([]uint64, 0, len(t.goneSince))
+	for id := range t.goneSince {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uint64) int { return t.goneSince[a].Compare(t.goneSince[b]) })
+	for _, id := range ids[:len(ids)-maxGoneCgroups/2] {
+		delete(t.goneSince, id)
 	}
 }
 

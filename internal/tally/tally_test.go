@@ -1058,6 +1058,40 @@ func TestGroupEntriesOfARemovedCgroupFoldedAfterItsRecord(t *testing.T) {
 	}
 }
 
+// Unscraped for long, the tally keeps removal records for the scrape to
+// come, up to maxGoneCgroups, the newest.
+func TestRemovalRecordsKeptUntilAScrapeReadsTheirEntries(t *testing.T) {
+	h, _, clock := groupHarness(t)
+	h.snapshot()
+	// A cgroup the last scrape did not see: a short job, after it.
+	h.kernel.callInGroup(rootCgroup, "job", read, 5, 50)
+	h.tally.CgroupRemoved(rootCgroup)
+	for range 30 {
+		clock.t = clock.t.Add(time.Minute)
+		h.fold()
+	}
+	snap := h.snapshot()
+	if _, ok := h.kernel.groups[groupKey(rootCgroup, "job", read, 0)]; ok {
+		t.Error("a removed cgroup's entry is left after 30 minutes of folds and a scrape")
+	}
+	checkCalls(t, "after", h.snapshot().Calls, snap.Calls)
+
+	for i := range uint64(maxGoneCgroups + 1) {
+		clock.t = clock.t.Add(time.Millisecond)
+		h.tally.CgroupRemoved(1000 + i)
+	}
+	h.fold()
+	if n := len(h.tally.goneSince); n > maxGoneCgroups {
+		t.Errorf("%d removal records kept, want at most %d", n, maxGoneCgroups)
+	}
+	if _, ok := h.tally.goneSince[1000+maxGoneCgroups]; !ok {
+		t.Error("the newest removal record was dropped")
+	}
+	if _, ok := h.tally.goneSince[1000]; ok {
+		t.Error("the oldest removal record was kept")
+	}
+}
+
 // Without its removal record (the ring buffer was full), the resolver finds
 // a removed cgroup at a scrape; its entries are folded cgroupGrace later.
 func TestGroupEntriesOfARemovedCgroupFoldedWithoutItsRecord(t *testing.T) {
