@@ -323,7 +323,8 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 		labels:  labels,
 		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
 	})
-	unit := fmt.Sprintf("sysobsd-gone%d.service", rand.IntN(1000000))
+	base := rand.IntN(1000000)
+	unit, fillUnit := fmt.Sprintf("sysobsd-gone%d.service", base), fmt.Sprintf("sysobsd-fill%d.service", base)
 	dir := makeCgroup(t, unit)
 	withLabels := func(comm, unit string) string {
 		l := map[string]string{"comm": comm, "syscall": "getppid"}
@@ -332,11 +333,13 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 		}
 		return series("sysobsd_syscalls_total", l)
 	}
-	// The filler takes the per-process map's one entry and keeps it.
+	// The filler takes the per-process map's one entry and keeps it; in a
+	// unit of its own, whatever unit the test runs in.
 	full := startGated(t, h.workload, filler, 1)
+	moveTo(t, makeCgroup(t, fillUnit), full.cmd.Process.Pid)
 	full.round()
 	defer full.exit()
-	h.expect(2*time.Second, map[string]float64{withLabels(filler, ""): 1})
+	h.expect(2*time.Second, map[string]float64{withLabels(filler, fillUnit): 1})
 
 	g := startGated(t, h.workload, comm, n)
 	moveTo(t, dir, g.cmd.Process.Pid)
@@ -350,7 +353,7 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 		t.Fatalf("remove %s: its process is gone, yet the cgroup stays busy", dir)
 	}
 	// Counted by name and cgroup, then folded a grace after the removal.
-	got := h.expect(5*time.Second, map[string]float64{withLabels(comm, unit): n, `sysobsd_bpf_map_entries{map="group_stats"}`: 0})
+	got := h.expect(10*time.Second, map[string]float64{withLabels(comm, unit): n, `sysobsd_bpf_map_entries{map="group_stats"}`: 0})
 	if got[`sysobsd_drops_total{reason="stats_map_full"}`] != n {
 		t.Errorf("stats_map_full drops = %v, want %d", got[`sysobsd_drops_total{reason="stats_map_full"}`], n)
 	}
@@ -389,7 +392,7 @@ func TestCgroupChurnLeavesNoGroupEntries(t *testing.T) {
 			t.Fatalf("remove %s: its process is gone, yet the cgroup stays busy", dir)
 		}
 	}
-	got := h.expect(5*time.Second, map[string]float64{
+	got := h.expect(10*time.Second, map[string]float64{
 		calls(comm, "getppid"):                       cgroups * n,
 		`sysobsd_bpf_map_entries{map="group_stats"}`: 0,
 	})
