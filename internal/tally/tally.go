@@ -554,22 +554,19 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	}
 	// Delete only after both reads: an exited process's entries are final,
 	// and what was read is now in the folded totals.
-	// What a failed delete did delete is folded, the rest retried.
-	n, err := t.kernel.DeleteStats(t.deadStats)
-	for i, k := range t.deadStats[:n] {
+	err = deleteThenFold(t.deadStats, t.kernel.DeleteStats, func(i int, k loader.SyscallKey) {
 		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
 		delete(t.live, k)
 		t.book.remove(statsEntry(k))
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
-	n, err = t.kernel.DeleteErrors(t.deadErrors)
-	for i, k := range t.deadErrors[:n] {
+	err = deleteThenFold(t.deadErrors, t.kernel.DeleteErrors, func(i int, k loader.ErrnoKey) {
 		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
 		delete(t.liveErrors, k)
 		t.book.remove(k)
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -719,24 +716,34 @@ func (t *Tally) findRemovedCgroups() {
 // next in the folded totals. Only what was deleted is folded: after a
 // failed delete, the rest is retried at the next scrape.
 func (t *Tally) retireGroups() error {
-	n, err := t.kernel.DeleteGroupStats(t.deadGroupStats)
-	for i, k := range t.deadGroupStats[:n] {
+	err := deleteThenFold(t.deadGroupStats, t.kernel.DeleteGroupStats, func(i int, k loader.GroupKey) {
 		t.foldCalls(t.deadGroupCalls[i].key, t.deadGroupCalls[i].counts)
 		delete(t.groupCalls, k)
-	}
+	})
 	if err != nil {
 		return err
 	}
-	n, err = t.kernel.DeleteGroupErrors(t.deadGroupErrors)
-	for i, k := range t.deadGroupErrors[:n] {
+	err = deleteThenFold(t.deadGroupErrors, t.kernel.DeleteGroupErrors, func(i int, k loader.GroupKey) {
 		t.foldErrors(t.deadGroupErrnos[i].key, t.deadGroupErrnos[i].n)
 		delete(t.groupErrors, k)
-	}
+	})
 	if err != nil {
 		return err
 	}
 	t.forgetGoneCgroups(t.now().Add(-cgroupGrace))
 	return nil
+}
+
+// deleteThenFold deletes final entries from the kernel and calls fold for
+// each one deleted (i its index in keys): what a failed delete did delete
+// is folded, the rest is left for the next sync, so no count is lost or
+// folded twice.
+func deleteThenFold[K any](keys []K, del func([]K) (int, error), fold func(i int, k K)) error {
+	n, err := del(keys)
+	for i, k := range keys[:n] {
+		fold(i, k)
+	}
+	return err
 }
 
 // CgroupRemoved notes a cgroup's removal record.
