@@ -6,13 +6,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
+	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
 // amd64 is the syscall table the tests name syscalls with: futex is 202
@@ -121,16 +121,6 @@ func TestCompileMatchBits(t *testing.T) {
 	}
 }
 
-// inode is the cgroup id cgroupfs would give the directory.
-func inode(t *testing.T, path string) uint64 {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Ino
-}
-
 func TestCompileResolvesCgroupPathsToIDs(t *testing.T) {
 	mount := t.TempDir()
 	for _, dir := range []string{"a/b", "c"} {
@@ -149,8 +139,8 @@ func TestCompileResolvesCgroupPathsToIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[uint64]uint8{
-		inode(t, filepath.Join(mount, "a/b")): loader.MatchInclude | loader.MatchExclude,
-		inode(t, filepath.Join(mount, "c")):   loader.MatchExclude,
+		testenv.Inode(t, filepath.Join(mount, "a/b")): loader.MatchInclude | loader.MatchExclude,
+		testenv.Inode(t, filepath.Join(mount, "c")):   loader.MatchExclude,
 	}
 	if got := f.Kernel().CgroupIDs; !maps.Equal(got, want) {
 		t.Errorf("CgroupIDs = %v, want %v", got, want)

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ import (
 func TestCgroupRemovalRecordOnlyForCgroup2(t *testing.T) {
 	testenv.RequireRoot(t)
 	v2 := makeCgroup(t, fmt.Sprintf("sysobsd-rec%d.scope", rand.IntN(1000000)))
-	v2ID := inodeOf(t, v2)
+	v2ID := testenv.Inode(t, v2)
 	v1 := t.TempDir()
 	name := fmt.Sprintf("sysobsdtest%d", rand.IntN(1000000))
 	if err := unix.Mount("cgroup", v1, "cgroup", 0, "none,name="+name); err != nil {
@@ -40,7 +39,7 @@ func TestCgroupRemovalRecordOnlyForCgroup2(t *testing.T) {
 	if err := os.Mkdir(v1Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	v1ID := inodeOf(t, v1Dir)
+	v1ID := testenv.Inode(t, v1Dir)
 
 	opts := loader.DefaultOptions()
 	probes, err := loader.Load(opts, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
@@ -86,13 +85,4 @@ func TestCgroupRemovalRecordOnlyForCgroup2(t *testing.T) {
 			t.Errorf("a removal record for the v1 cgroup %d: v1 ids are another numbering", v1ID)
 		}
 	}
-}
-
-func inodeOf(t *testing.T, path string) uint64 {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Ino
 }
