@@ -88,9 +88,12 @@ type fakeCgroups struct {
 	paths map[uint64]string
 	gone  map[uint64]bool
 	asked int
+	// removedAsked counts the calls of Removed.
+	removedAsked int
 }
 
 func (c *fakeCgroups) Removed(ids []uint64) map[uint64]struct{} {
+	c.removedAsked++
 	gone := make(map[uint64]struct{})
 	for _, id := range ids {
 		if c.gone[id] {

@@ -205,15 +205,18 @@ type Tally struct {
 	// the resolver at a scrape. Its entries are folded and deleted once it
 	// has been gone cgroupGrace, time for a call that read the cgroup just
 	// before its removal to be counted.
-	groupCalls      map[loader.GroupKey]*attribution
-	groupErrors     map[loader.GroupKey]*attribution
-	goneSince       map[uint64]time.Time
-	groupCgroups    map[uint64]struct{} // the cgroups of the last scrape's group entries
-	deadGroupStats  []loader.GroupKey
-	deadGroupCalls  []foldedCalls
-	deadGroupErrors []loader.GroupKey
-	deadGroupErrnos []foldedErrors
-	syscalls        map[Syscall]struct{} // every syscall ever seen, for histograms
+	groupCalls   map[loader.GroupKey]*attribution
+	groupErrors  map[loader.GroupKey]*attribution
+	goneSince    map[uint64]time.Time
+	groupCgroups map[uint64]struct{} // the cgroups of the last scrape's group entries
+	// lastRemovedCheck is when the resolver was last asked which cgroups
+	// were removed (findRemovedCgroups).
+	lastRemovedCheck time.Time
+	deadGroupStats   []loader.GroupKey
+	deadGroupCalls   []foldedCalls
+	deadGroupErrors  []loader.GroupKey
+	deadGroupErrnos  []foldedErrors
+	syscalls         map[Syscall]struct{} // every syscall ever seen, for histograms
 
 	labeler     labeler
 	limits      Limits
@@ -693,9 +696,12 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 // findRemovedCgroups asks the resolver which of the group entries' cgroups,
 // not known gone, were removed: those whose removal record was lost.
 func (t *Tally) findRemovedCgroups() {
-	if t.labeler.cgroups == nil {
+	// A stat per cgroup: at most once per sweep, not at every scrape, for
+	// records are rarely lost and full group maps hold thousands of cgroups.
+	if t.labeler.cgroups == nil || t.now().Sub(t.lastRemovedCheck) < t.sweepEvery {
 		return
 	}
+	t.lastRemovedCheck = t.now()
 	var ids []uint64
 	for id := range t.groupCgroups {
 		if _, known := t.goneSince[id]; !known {

@@ -1098,7 +1098,13 @@ func TestGroupEntriesOfARemovedCgroupFoldedWithoutItsRecord(t *testing.T) {
 	h, cg, clock := groupHarness(t)
 	want := map[SeriesKey]loader.Counts{{nginxGroup, read}: counts(100, 1000), {dockerGroup, read}: counts(20, 200)}
 	h.snapshot()
+	h.snapshot()
+	if cg.removedAsked != 1 {
+		t.Errorf("the resolver was asked %d times in two scrapes within a sweep, want 1", cg.removedAsked)
+	}
 	cg.gone[dockerCgroup] = true
+	// The resolver is asked once per sweep: this scrape is the next one's.
+	clock.t = clock.t.Add(h.tally.sweepEvery)
 	checkCalls(t, "found gone", h.snapshot().Calls, want)
 	if len(h.kernel.groups) != 2 {
 		t.Fatalf("group entries deleted at the scrape that found the cgroup gone: %d left, want 2", len(h.kernel.groups))
