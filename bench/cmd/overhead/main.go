@@ -635,9 +635,12 @@ func stats(v []float64) stat {
 type cell struct {
 	traced, added, ratio, cpuPct, sysPerOp []float64
 	addedCPU                               []float64 // from the loop's CPU time instead of wall time
-	rss, hwm                               int64
-	foreign                                int
-	n                                      int
+	// addedByRound is added by round, to set two variants' runs of one round
+	// side by side (pairedRatios).
+	addedByRound map[int]float64
+	rss, hwm     int64
+	foreign      int
+	n            int
 }
 
 // pair finds, for each traced run, the untraced runs of the same workload
@@ -690,6 +693,10 @@ func aggregate(runs []run, vars []variant, wls []workload) map[string]map[string
 		b /= float64(len(base))
 		bc /= float64(len(base))
 		c.added = append(c.added, r.NsPerOp-b)
+		if c.addedByRound == nil {
+			c.addedByRound = map[int]float64{}
+		}
+		c.addedByRound[r.Round] = r.NsPerOp - b
 		c.addedCPU = append(c.addedCPU, float64(r.CPUNs)/float64(r.Ops)-bc)
 		c.ratio = append(c.ratio, r.NsPerOp/b)
 		if r.ProcWallNs > 0 {
@@ -699,6 +706,23 @@ func aggregate(runs []run, vars []variant, wls []workload) map[string]map[string
 		c.hwm = max(c.hwm, r.TracerHWM)
 	}
 	return cells
+}
+
+// pairedRatios divides a's added cost by b's round by round: a ratio of
+// two runs minutes apart, not of two medians of the whole run, so its spread
+// shows how far one run's headline ratio can be trusted.
+func pairedRatios(a, b *cell) []float64 {
+	var r []float64
+	if a == nil || b == nil {
+		return nil
+	}
+	for round, x := range a.addedByRound {
+		if y, ok := b.addedByRound[round]; ok && y > 0 {
+			r = append(r, x/y)
+		}
+	}
+	sort.Float64s(r)
+	return r
 }
 
 func f0(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
@@ -799,8 +823,10 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 		p("- † Runs during which other BPF programs (not this benchmark's) were attached to sys_enter/sys_exit: %d of %d runs in all (the number after † counts them per cell). Those runs, untraced ones included, paid for the other programs too: their added cost is understated and their base overstated.\n", foreign, len(runs))
 	}
 	p("\n")
-	p("Targets, from the getppid medians of this run, on both bases (wall time; the loop's CPU time):\n\n")
-	p("| target | wall time | | CPU time | |\n|---|---:|---|---:|---|\n")
+	p("Targets, from the getppid medians of this run, on both bases (wall time; the loop's CPU time), and\n")
+	p("round by round: each round's two runs (minutes apart) divided, wall time; median (min–max) and in\n")
+	p("how many rounds the target held:\n\n")
+	p("| target | wall time | | CPU time | | round by round |\n|---|---:|---|---:|---|---:|\n")
 	med := func(v string, cpu bool) (float64, bool) {
 		c := cells[v]["getppid"]
 		if c == nil || len(c.added) == 0 {
@@ -847,10 +873,30 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 	} {
 		ws, wr, wok := ratio(t.a, t.b, false)
 		cs, cr, cok := ratio(t.a, t.b, true)
-		p("| %s | %s | %s | %s | %s |\n", t.what, ws, verdict(wr, wok, t.le, t.limit), cs, verdict(cr, cok, t.le, t.limit))
+		p("| %s | %s | %s | %s | %s | %s |\n", t.what, ws, verdict(wr, wok, t.le, t.limit), cs, verdict(cr, cok, t.le, t.limit),
+			roundByRound(pairedRatios(cells[t.a]["getppid"], cells[t.b]["getppid"]), t.le, t.limit))
 	}
 	p("\n")
 	return b.String()
+}
+
+// roundByRound sums up paired ratios: "2.03x (1.78x – 2.59x), 2 of 5".
+func roundByRound(r []float64, le bool, limit float64) string {
+	if len(r) == 0 {
+		return "–"
+	}
+	st := stats(r)
+	out := fmt.Sprintf("%s (%s – %s)", ratioStr(st.med), ratioStr(st.min), ratioStr(st.max))
+	if limit == 0 {
+		return out
+	}
+	held := 0
+	for _, x := range r {
+		if le && x <= limit || !le && x >= limit {
+			held++
+		}
+	}
+	return fmt.Sprintf("%s, %d of %d", out, held, len(r))
 }
 
 // progStatsReport runs the getppid loop once more under each system-wide
