@@ -194,8 +194,10 @@ EOF
 	echo "\`go test -run '^\$' -bench . -benchmem -benchtime $BENCHTIME ./internal/tally/ ./internal/loader/ ./internal/metrics/ ./internal/syscalls/ ./bench/\`"
 	echo "(as root). The scrape path of a large host, in its steps: BenchmarkReadStats is the kernel's"
 	echo "batch read of 140,000 per-process entries, BenchmarkSnapshot the tally's attribution of"
-	echo "100,000 entries of 10,000 processes, BenchmarkCollect one scrape's collection over 10,000"
-	echo "series. A fold: BenchmarkLookupStats looks up 1,400 entries by key in the same map,"
+	echo "100,000 entries of 10,000 processes, BenchmarkCollect one scrape's collection of 10,000"
+	echo "series (21,000 samples; the series known from the scrape before), BenchmarkScrape the whole"
+	echo "/metrics response (collection, the registry's checks and sort, text encoding)."
+	echo "A fold: BenchmarkLookupStats looks up 1,400 entries by key in the same map,"
 	echo "BenchmarkFold is the tally's work to fold one exited process of that host."
 	echo "BenchmarkDecodeLifecycle is one ring-buffer record."
 	echo

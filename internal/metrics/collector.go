@@ -88,9 +88,17 @@ var (
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
 	// native adds native-histogram buckets (schema 0) to the classic ones.
-	native   bool
-	mu       sync.Mutex
-	descs    map[tally.LabelSet]processDescs
+	native bool
+	mu     sync.Mutex
+	descs  map[tally.LabelSet]processDescs
+	// series keeps the per-process series between scrapes (seriesCache),
+	// for the label set in set; one scrape at a time uses it.
+	series struct {
+		sync.Mutex
+		set    tally.LabelSet
+		calls  seriesCache[nameKey, loader.Counts]
+		errors seriesCache[errnoKey, uint64]
+	}
 	source   Source
 	names    *syscalls.Table
 	capacity loader.Capacities
@@ -193,29 +201,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, 0)
 
 	descs := c.descsFor(snap.LabelSet)
-	calls := make(map[nameKey]loader.Counts, len(snap.Calls))
-	for k, v := range snap.Calls {
-		nk := nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}
-		sum := calls[nk]
-		sum.Calls += v.Calls
-		sum.NS += v.NS
-		calls[nk] = sum
-	}
 	values := func(l tally.Labels, extra ...string) []string {
 		return append(l.Values(snap.LabelSet), extra...)
 	}
-	for k, v := range calls {
-		c.emit(ch, descs.calls, prometheus.CounterValue, float64(v.Calls), values(k.labels, k.syscall)...)
-		c.emit(ch, descs.seconds, prometheus.CounterValue, float64(v.NS)/1e9, values(k.labels, k.syscall)...)
-	}
-
-	errs := make(map[errnoKey]uint64, len(snap.Errors))
-	for k, v := range snap.Errors {
-		errs[errnoKey{nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}, syscalls.ErrnoName(k.Errno)}] += v
-	}
-	for k, v := range errs {
-		c.emit(ch, descs.errors, prometheus.CounterValue, float64(v), values(k.labels, k.syscall, k.errno)...)
-	}
+	c.emitProcessSeries(ch, snap, descs)
 
 	// The overflow series of the series cap: every label "~other".
 	other := tally.Labels{Comm: tally.OtherComm, Unit: tally.OtherComm, Container: tally.OtherComm, Cgroup: tally.OtherComm, PID: tally.OtherComm}
@@ -260,6 +249,52 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.emit(ch, entryKeysLostDesc, prometheus.CounterValue, float64(snap.EntryKeysLost))
 	c.emit(ch, missedByKeysDesc, prometheus.CounterValue, float64(snap.MissedByKeys))
 	c.emit(ch, decodeErrorsDesc, prometheus.CounterValue, float64(snap.DecodeErrors))
+}
+
+// emitProcessSeries emits the per-process counters. Syscalls of different
+// ABIs with the same name are one series.
+func (c *Collector) emitProcessSeries(ch chan<- prometheus.Metric, snap *tally.Snapshot, descs processDescs) {
+	c.series.Lock()
+	defer c.series.Unlock()
+	set := snap.LabelSet
+	if c.series.set != set { // relabelled (SIGHUP): every series is new
+		c.series.set = set
+		c.series.calls = seriesCache[nameKey, loader.Counts]{}
+		c.series.errors = seriesCache[errnoKey, uint64]{}
+	}
+	logInvalid := func(desc *prometheus.Desc, err error) {
+		c.log.Error("scrape: build metric", zap.Stringer("desc", desc), zap.Error(err))
+	}
+	for k, v := range snap.Calls {
+		key := nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}
+		s, err := c.series.calls.add(key, descs.calls, func() []string { return append(key.labels.Values(set), key.syscall) })
+		if err != nil {
+			logInvalid(descs.calls, err)
+		}
+		s.value.Calls += v.Calls
+		s.value.NS += v.NS
+	}
+	for k, v := range snap.Errors {
+		key := errnoKey{nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}, syscalls.ErrnoName(k.Errno)}
+		s, err := c.series.errors.add(key, descs.errors, func() []string {
+			return append(key.labels.Values(set), key.syscall, key.errno)
+		})
+		if err != nil {
+			logInvalid(descs.errors, err)
+		}
+		s.value += v
+	}
+	calls := c.series.calls.endScrape()
+	// calls and seconds have the same label names and values.
+	for _, s := range calls {
+		ch <- &counterSeries{desc: descs.calls, labels: s.labels, value: float64(s.value.Calls)}
+	}
+	for _, s := range calls {
+		ch <- &counterSeries{desc: descs.seconds, labels: s.labels, value: float64(s.value.NS) / 1e9}
+	}
+	for _, s := range c.series.errors.endScrape() {
+		ch <- &counterSeries{desc: descs.errors, labels: s.labels, value: float64(s.value)}
+	}
 }
 
 func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.Snapshot) {
