@@ -4,6 +4,8 @@
 # sysobsd; prints each kernel and user function's share as ns per call.
 # Sampling slows every call (a timer interrupt per sample, costly in a VM):
 # compare the variants' shares with one another, not with bench/run.sh's ns.
+# Run it where no other program is attached to sys_enter/sys_exit (another
+# sysobsd, a tracer): every variant would pay for that one too.
 #
 #   bench/profile.sh                     all four variants
 #   VARIANTS="floor sysobsd" N=5000000 bench/profile.sh

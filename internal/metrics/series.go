@@ -101,6 +101,7 @@ func (c *seriesCache[K, V]) endScrape() []*series[K, V] {
 		}
 	}
 	merged = append(append(merged, kept[i:]...), c.fresh[j:]...)
+	clear(c.fresh) // no hold on series that may go
 	c.order, c.fresh = merged, c.fresh[:0]
 	c.scrape++
 	return merged
