@@ -843,7 +843,7 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 			return "not run"
 		case limit == 0:
 			return "(no target)"
-		case le && r <= limit, !le && r >= limit:
+		case holds(r, le, limit):
 			return "met"
 		}
 		return "not met"
@@ -880,6 +880,11 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 	return b.String()
 }
 
+// holds says whether ratio r meets a target: at most limit (le), else at least.
+func holds(r float64, le bool, limit float64) bool {
+	return le && r <= limit || !le && r >= limit
+}
+
 // roundByRound sums up paired ratios: "2.03x (1.78x – 2.59x), 2 of 5".
 func roundByRound(r []float64, le bool, limit float64) string {
 	if len(r) == 0 {
@@ -892,7 +897,7 @@ func roundByRound(r []float64, le bool, limit float64) string {
 	}
 	held := 0
 	for _, x := range r {
-		if le && x <= limit || !le && x >= limit {
+		if holds(x, le, limit) {
 			held++
 		}
 	}
