@@ -187,8 +187,8 @@ type errnoKey struct {
 	errno string
 }
 
-// Collect takes a snapshot and emits it as const metrics. Syscalls of
-// different ABIs with the same name are one series.
+// Collect takes a snapshot and emits it as metrics: the per-process series
+// (emitProcessSeries), then the overflow series, histograms and self-metrics.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
