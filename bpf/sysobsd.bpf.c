@@ -15,7 +15,8 @@
  *                    whether the process is counted (process_listed).
  *
  * Maps
- *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns}
+ *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns};
+ *                    exec_id is the process generation (generation_of)
  *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
  *   latency_hist     per-CPU array [abi][nr] -> histogram, power-of-two seconds
  *   group_stats / group_errors
@@ -468,6 +469,17 @@ static __always_inline u64 latency_bucket(u64 ns)
 	return r;
 }
 
+/* The process generation a call belongs to (exec_id in keys and records).
+ * self_exec_id counts execs, but a fork inherits it: a process that reuses
+ * the tgid of one whose entries the daemon has not yet folded could share its
+ * keys, and the two would be counted as one. The thread group's start time
+ * (a non-leader's exec takes the old leader's, de_thread) tells them apart;
+ * within a process, generations still differ by their number of execs. */
+static __always_inline u32 generation_of(struct task_struct *task)
+{
+	return (u32)task->self_exec_id + (u32)task->group_leader->start_time;
+}
+
 static __always_inline u32 array_slot(u16 abi, long nr)
 {
 	u32 slot = nr >= 0 && nr < NR_SLOTS ? (u32)nr : NR_SLOTS - 1;
@@ -771,7 +783,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	if (key.tgid == self_tgid)
 		return;
 	fs = bpf_map_lookup_elem(&filter_settings, &slot);
-	key.exec_id = (u32)task->self_exec_id;
+	key.exec_id = generation_of(task);
 	key.abi = task_abi(task);
 	/* rt_sigreturn restores the interrupted context, whose syscall number
 	 * signal delivery set to -1: that is the only common -1 at exit. */
@@ -979,7 +991,7 @@ static __always_inline void send_lifecycle(u32 kind, struct task_struct *task, c
 	}
 	ev->kind = kind;
 	ev->tgid = BPF_CORE_READ(task, tgid);
-	ev->exec_id = (u32)BPF_CORE_READ(task, self_exec_id);
+	ev->exec_id = generation_of(task);
 	ev->pad = 0;
 	ev->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), comm);

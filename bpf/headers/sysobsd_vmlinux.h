@@ -85,6 +85,7 @@ struct task_struct {
 	struct css_set *cgroups;
 	char comm[16];
 	u64 self_exec_id; /* incremented by every exec: splits counts before and after */
+	u64 start_time;   /* the thread's; a leader's is the process's (exec keeps it) */
 };
 
 #pragma clang attribute pop

@@ -164,13 +164,30 @@ func (p *process) generation(execID uint32) (string, bool) {
 	return "", false
 }
 
+// owns reports whether a record of the process named the generation.
+func (p *process) owns(execID uint32) bool {
+	_, named := p.generation(execID)
+	return named || (p.execKnown && p.exec == execID)
+}
+
+// byOwner returns the exited and the live process of a tgid, the one the
+// generation belongs to first (see ExitedGeneration).
+func (t *ProcessTable) byOwner(tgid, execID uint32) [2]*process {
+	if t.ExitedGeneration(tgid, execID) {
+		return [2]*process{t.exited[tgid], t.live[tgid]}
+	}
+	return [2]*process{t.live[tgid], t.exited[tgid]}
+}
+
 // Name returns the name of a process generation, and false when no record
 // and no /proc entry tell it.
 func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 	// A tgid can be exited and live at once (reused before the fold): a
-	// generation's own record wins over either process's base name.
-	exited, live := t.exited[tgid], t.live[tgid]
-	for _, p := range [...]*process{exited, live} {
+	// generation's own record wins over either process's base name, and
+	// the process it belongs to over the other.
+	live := t.live[tgid]
+	owners := t.byOwner(tgid, execID)
+	for _, p := range owners {
 		if p == nil {
 			continue
 		}
@@ -178,7 +195,7 @@ func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 			return n, true
 		}
 	}
-	for _, p := range [...]*process{exited, live} {
+	for _, p := range owners {
 		if p != nil && p.base != "" {
 			return p.base, true
 		}
@@ -196,9 +213,10 @@ func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 	return comm, true
 }
 
-// CgroupID returns the process's cgroup2 id, and false when nothing tells it.
-func (t *ProcessTable) CgroupID(tgid uint32) (uint64, bool) {
-	for _, p := range [...]*process{t.exited[tgid], t.live[tgid]} {
+// CgroupID returns the cgroup2 id of the process the generation belongs to,
+// and false when nothing tells it.
+func (t *ProcessTable) CgroupID(tgid, execID uint32) (uint64, bool) {
+	for _, p := range t.byOwner(tgid, execID) {
 		if p != nil && p.cgroupKnown {
 			return p.cgroup, true
 		}
@@ -217,11 +235,30 @@ func (t *ProcessTable) learnCgroup(p *process, tgid uint32) {
 	p.cgroup, p.cgroupKnown = t.CgroupOf(tgid)
 }
 
-// Exited reports whether the process's exit was seen and its counts are
-// final.
+// Exited reports whether a process by that tgid exited and waits to be
+// folded.
 func (t *ProcessTable) Exited(tgid uint32) bool {
 	_, ok := t.exited[tgid]
 	return ok
+}
+
+// ExitedGeneration reports whether the generation belongs to a process whose
+// exit was seen, so that its counts are final. A tgid reused before the
+// fold is exited and live at once: the generation is then the exited
+// process's only if its records named it and the live one's did not (the
+// kernel's generation ids tell two processes of one tgid apart). One that
+// neither named is left to the live process: taking a running process's
+// entries for final would delete them while they count.
+func (t *ProcessTable) ExitedGeneration(tgid, execID uint32) bool {
+	old, exited := t.exited[tgid]
+	if !exited {
+		return false
+	}
+	cur, live := t.live[tgid]
+	if !live {
+		return true
+	}
+	return old.owns(execID) && !cur.owns(execID)
 }
 
 // ExitedCount is how many exited processes wait to be folded.
@@ -241,7 +278,7 @@ func (t *ProcessTable) Superseded(tgid, execID uint32) bool {
 // one: its counts still grow, and a fold leaves its entries alone.
 func (t *ProcessTable) Running(tgid, execID uint32) bool {
 	_, live := t.live[tgid]
-	return live && !t.Exited(tgid) && !t.Superseded(tgid, execID)
+	return live && !t.ExitedGeneration(tgid, execID) && !t.Superseded(tgid, execID)
 }
 
 // ExecsSinceFold is how many processes exec'd since the last fold.

@@ -126,6 +126,46 @@ func TestReusedTGIDKeepsExitedGenerationsNames(t *testing.T) {
 	checkNames(t, "second exit", pt, []nameCase{{300, 5, "old"}, {300, 6, "old-exec"}, {300, 9, "new"}, {300, 10, "new-exec"}})
 }
 
+// A tgid reused before the fold is exited and live at once: each generation
+// is the process's whose records named it, final only if that one exited; a
+// generation neither named is left to the running process.
+func TestReusedTGIDGenerationsBelongToTheirProcess(t *testing.T) {
+	pt := NewProcessTable(t.TempDir())
+	pt.Apply(Lifecycle{Kind: Fork, TGID: 300, ExecID: 5, Comm: "old", CgroupID: 70})
+	pt.Apply(Lifecycle{Kind: Exec, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
+	pt.Apply(Lifecycle{Kind: Exit, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
+	pt.Apply(Lifecycle{Kind: Fork, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
+	for _, c := range []struct {
+		execID          uint32
+		exited, running bool
+		cgroup          uint64
+	}{
+		{5, true, false, 70},  // the old process's, by its fork record
+		{6, true, false, 70},  // and by its exec and exit records
+		{90, false, true, 80}, // the new process's
+		{91, false, true, 80}, // named by neither: the running process's
+	} {
+		if got := pt.ExitedGeneration(300, c.execID); got != c.exited {
+			t.Errorf("ExitedGeneration(300, %d) = %v, want %v", c.execID, got, c.exited)
+		}
+		if got := pt.Running(300, c.execID); got != c.running {
+			t.Errorf("Running(300, %d) = %v, want %v", c.execID, got, c.running)
+		}
+		if got, ok := pt.CgroupID(300, c.execID); !ok || got != c.cgroup {
+			t.Errorf("CgroupID(300, %d) = %d, %v; want %d", c.execID, got, ok, c.cgroup)
+		}
+	}
+	checkNames(t, "reuse", pt, []nameCase{{300, 6, "old-exec"}, {300, 90, "new"}, {300, 91, "new"}})
+
+	// Without a live process every generation of the tgid is final.
+	pt.Apply(Lifecycle{Kind: Exit, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
+	for _, execID := range []uint32{5, 90, 91} {
+		if !pt.ExitedGeneration(300, execID) || pt.Running(300, execID) {
+			t.Errorf("after both exits: ExitedGeneration(300, %d) = %v, Running = %v; want true, false", execID, pt.ExitedGeneration(300, execID), pt.Running(300, execID))
+		}
+	}
+}
+
 func TestRecordsWithoutForkStillName(t *testing.T) {
 	pt := NewProcessTable(t.TempDir())
 	// The fork record was lost; exec and exit still name their generations.

@@ -119,7 +119,7 @@ func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 		l.PID = strconv.FormatUint(uint64(tgid), 10)
 	}
 	if lb.wantsCgroup() {
-		if id, ok := procs.CgroupID(tgid); ok {
+		if id, ok := procs.CgroupID(tgid, execID); ok {
 			lb.setCgroupLabels(&l, id)
 		}
 	}

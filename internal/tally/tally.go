@@ -137,8 +137,9 @@ type Kernel interface {
 // have exited (events.ProcessTable).
 type Processes interface {
 	Name(tgid, execID uint32) (string, bool)
-	CgroupID(tgid uint32) (uint64, bool)
+	CgroupID(tgid, execID uint32) (uint64, bool)
 	Exited(tgid uint32) bool
+	ExitedGeneration(tgid, execID uint32) bool
 	Superseded(tgid, execID uint32) bool
 	Running(tgid, execID uint32) bool
 	Finishing(fn func(tgid uint32))
@@ -830,7 +831,7 @@ func (t *Tally) generation(tgid, execID uint32) *generationInfo {
 	g := t.genPool[len(t.generations)]
 	*g = generationInfo{series: -1}
 	g.labels, g.named = t.labeler.labels(t.procs, tgid, execID)
-	g.exited = t.procs.Exited(tgid)
+	g.exited = t.procs.ExitedGeneration(tgid, execID)
 	g.final = g.exited || t.procs.Superseded(tgid, execID)
 	t.generations[key] = g
 	return g

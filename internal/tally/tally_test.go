@@ -55,6 +55,9 @@ type fakeKernel struct {
 	keysLost  uint64
 	// fullReads and lookups count how the maps were read.
 	fullReads, lookups int
+	// afterStatsRead runs after each read of the stats map: what running
+	// processes count while the tally goes on with its sync.
+	afterStatsRead func()
 }
 
 func newFakeKernel() *fakeKernel {
@@ -123,7 +126,14 @@ func (k *fakeKernel) EntryKeysLost() (uint64, error) {
 }
 
 func (k *fakeKernel) LookupStats(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
+	defer k.statsRead()
 	return lookup(k, "LookupStats", k.stats, keys, fn)
+}
+
+func (k *fakeKernel) statsRead() {
+	if k.afterStatsRead != nil {
+		k.afterStatsRead()
+	}
 }
 
 func (k *fakeKernel) LookupErrors(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
@@ -159,6 +169,7 @@ func (k *fakeKernel) ReadStats(fn func(loader.SyscallKey, loader.Counts)) error 
 	for key, c := range k.stats {
 		fn(key, c)
 	}
+	k.statsRead()
 	return nil
 }
 
@@ -796,13 +807,13 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 		var c loader.Counts
 		var e uint64
 		for k, v := range h.kernel.stats {
-			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.Exited(k.Tgid) {
+			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.ExitedGeneration(k.Tgid, k.ExecId) {
 				c.Calls += v.Calls
 				c.NS += v.NS
 			}
 		}
 		for k, n := range h.kernel.errs {
-			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.Exited(k.Tgid) {
+			if _, ok := h.procs.Name(k.Tgid, k.ExecId); !ok && !h.procs.ExitedGeneration(k.Tgid, k.ExecId) {
 				e += n
 			}
 		}
@@ -853,7 +864,9 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 			if _, ok := live[tgid]; ok {
 				continue
 			}
-			p := &simProcess{execID: uint32(rng.IntN(3)), comm: names[rng.IntN(len(names))]}
+			// The kernel's generation ids differ between processes of one
+			// tgid (generation_of): each process numbers its own.
+			p := &simProcess{execID: uint32(step)<<8 | uint32(rng.IntN(3)), comm: names[rng.IntN(len(names))]}
 			live[tgid] = p
 			dead[tgid] = false
 			if rng.IntN(10) > 0 {
@@ -879,20 +892,24 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 				dead[tgid] = true
 			}
 		case r < 94:
-			exited := make(map[uint32]bool)
-			for tgid := range uint32(106) {
-				exited[tgid] = h.procs.Exited(tgid)
+			exited := func(k loader.ErrnoKey) bool { return h.procs.ExitedGeneration(k.Tgid, k.ExecId) }
+			var final []loader.ErrnoKey
+			for k := range h.kernel.stats {
+				if k := (loader.ErrnoKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}); exited(k) {
+					final = append(final, k)
+				}
+			}
+			for k := range h.kernel.errs {
+				if exited(k) {
+					final = append(final, k)
+				}
 			}
 			h.fold()
 			// Whether it looked entries up by key or read them all, a
 			// fold leaves nothing of a process that had exited.
-			for k := range h.kernel.stats {
-				if exited[k.Tgid] {
-					t.Fatalf("step %d: the fold left %+v of an exited process", step, k)
-				}
-			}
-			for k := range h.kernel.errs {
-				if exited[k.Tgid] {
+			for _, k := range final {
+				_, stats := h.kernel.stats[loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}]
+				if _, errs := h.kernel.errs[k]; (k.Err == 0 && stats) || (k.Err != 0 && errs) {
 					t.Fatalf("step %d: the fold left %+v of an exited process", step, k)
 				}
 			}
@@ -1436,6 +1453,45 @@ func TestReusedTGIDBeforeFold(t *testing.T) {
 	snap2 := h.snapshot()
 	checkCalls(t, "after", snap2.Calls, want)
 	checkNonDecreasing(t, "after", snap, snap2)
+}
+
+// A tgid reused before the fold: the exited process's generation is final,
+// the new process's runs on. Its entries are left alone while it counts
+// (deleting them between the read and the delete lost what it counted
+// meanwhile), and each process keeps its own name and cgroup.
+func TestReusedTGIDRunningProcessKeepsCounting(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(events.Fork, 40, 2, "old")
+	h.kernel.call(40, 2, read, 3, 30)
+	h.snapshot()
+	h.procs.Apply(events.Lifecycle{Kind: events.Exit, TGID: 40, ExecID: 2, Comm: "old", CgroupID: 7})
+	h.procs.Apply(events.Lifecycle{Kind: events.Fork, TGID: 40, ExecID: 9, Comm: "new", CgroupID: 8})
+	h.kernel.call(40, 9, read, 4, 40)
+	made := counts(4, 40)
+	h.kernel.afterStatsRead = func() { // "new" counts while each sync goes on
+		h.kernel.call(40, 9, read, 10, 100)
+		made = plusCounts(made, counts(10, 100))
+	}
+	for range 3 {
+		h.fold()
+	}
+	h.kernel.afterStatsRead = nil
+	if _, ok := h.kernel.stats[statsKey(40, 2, read)]; ok {
+		t.Error("the exited process's entry is still in the kernel after the folds")
+	}
+	if h.procs.ExitedGeneration(40, 9) || !h.procs.ExitedGeneration(40, 2) {
+		t.Errorf("ExitedGeneration(40, 9) = %v, (40, 2) = %v; want false, true", h.procs.ExitedGeneration(40, 9), h.procs.ExitedGeneration(40, 2))
+	}
+	if id, _ := h.procs.CgroupID(40, 9); id != 8 {
+		t.Errorf("CgroupID(40, 9) = %d, want the new process's 8", id)
+	}
+	if id, _ := h.procs.CgroupID(40, 2); id != 7 {
+		t.Errorf("CgroupID(40, 2) = %d, want the exited process's 7", id)
+	}
+	checkCalls(t, "both", h.snapshot().Calls, map[SeriesKey]loader.Counts{
+		series("old", read): counts(3, 30),
+		series("new", read): made,
+	})
 }
 
 // A delete of exited processes' entries that fails part way: the entries

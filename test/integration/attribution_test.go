@@ -186,6 +186,53 @@ func TestExcludedCommIsNotCounted(t *testing.T) {
 	}
 }
 
+// A process that takes the pid of one whose counts are not folded yet keeps
+// its own: siblings share an exec count (self_exec_id is inherited at fork),
+// so keyed by it the two were counted as one, and the daemon, taking the
+// running one's entries for the exited one's, folded and deleted them while
+// they counted. The pid is reused on purpose (ns_last_pid).
+func TestReusedPIDCountsApart(t *testing.T) {
+	h := start(t, setup{})
+	a, b := uniqueComm("pida"), uniqueComm("pidb")
+	linkA, linkB := h.workloadNamed(a), h.workloadNamed(b)
+	for try := 0; try < 50; try++ {
+		first := exec.Command(linkA, "getppid-only", "100")
+		if out, err := first.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		pid := first.Process.Pid
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			t.Fatalf("set the next pid: %v", err)
+		}
+		second := exec.Command(linkB, "spin", b, "50")
+		stdin, err := second.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := second.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if second.Process.Pid != pid { // another task took it first: again
+			stdin.Close()
+			second.Wait()
+			h.expect(3*time.Second, map[string]float64{calls(a, "getppid"): float64(100 * (try + 1))})
+			continue
+		}
+		want := map[string]float64{calls(a, "getppid"): float64(100 * (try + 1)), calls(b, "getppid"): float64(50 * (try + 1))}
+		h.expect(3*time.Second, want)
+		// Folds run while the second process lives on: its counts stay.
+		time.Sleep(2500 * time.Millisecond)
+		h.expect(time.Second, want)
+		stdin.Close()
+		if err := second.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		h.expect(3*time.Second, want)
+		return
+	}
+	t.Fatal("no pid reused in 50 tries: the host starts tasks too often")
+}
+
 // With a cap of n series, 10n distinct comms give at most n series plus the
 // overflow, and the sum over all series is the exact total.
 func TestSeriesCapKeepsTotalsExact(t *testing.T) {
