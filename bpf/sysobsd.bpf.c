@@ -758,6 +758,30 @@ static __always_inline u64 take_start_time(struct task_struct *task)
 	return 0;
 }
 
+/* Clears the thread's entry time unused, for a call that is not counted:
+ * left there, it would be taken by a later call whose entry was not stamped
+ * (a filter verdict that changed within the call, a call seccomp refused
+ * before sys_enter). A free slot is claimed, so that the next clear is as
+ * cheap; task storage is cleared only where another thread's call holds the
+ * slot, the one case in which store_start_time puts a time there. */
+static __always_inline void forget_start_time(struct task_struct *task)
+{
+	struct start_slot *slot;
+	u64 *start;
+
+	if (!measure_latency)
+		return;
+	slot = start_slot_of(task->pid);
+	if (slot && (slot->tid == task->pid || !slot->ns)) {
+		slot->tid = task->pid;
+		slot->ns = 0;
+		return;
+	}
+	start = bpf_task_storage_get(&start_times, task, 0, 0);
+	if (start)
+		*start = 0;
+}
+
 /* A thread that dies in a call (exit_group) frees its slot here. */
 static __always_inline void release_start_slot(struct task_struct *task)
 {
@@ -792,8 +816,10 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	key.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	if (ret == 0 && is_fork_child_return(key.abi, nr))
 		return;
-	if (process_filtered_out(fs, key.tgid) || syscall_filtered_out(fs, key.abi, nr))
+	if (process_filtered_out(fs, key.tgid) || syscall_filtered_out(fs, key.abi, nr)) {
+		forget_start_time(task);
 		return;
+	}
 
 	if (measure_latency)
 		ns = take_start_time(task);
@@ -843,8 +869,10 @@ static __always_inline void stamp_enter(void)
 
 	if (task->tgid == self_tgid)
 		return;
-	if (process_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), task->tgid))
+	if (process_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), task->tgid)) {
+		forget_start_time(task);
 		return;
+	}
 	store_start_time(task, bpf_ktime_get_ns());
 }
 

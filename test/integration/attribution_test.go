@@ -186,6 +186,32 @@ func TestExcludedCommIsNotCounted(t *testing.T) {
 	}
 }
 
+// A call whose entry was not timed (its process was excluded then, and a
+// rename within the call let it in) is counted without a duration: never
+// with the entry time of an earlier call whose exit was not counted, which
+// the entry time left in the thread's slot used to give it (here the sleep).
+func TestCallEnteredWhileExcludedHasNoStaleDuration(t *testing.T) {
+	skip, keep := uniqueComm("flipx"), uniqueComm("flipk")
+	h := start(t, setup{filters: config.Filters{Exclude: config.Match{Comms: []string{skip}}}})
+	noStart := `sysobsd_drops_total{reason="no_start_time"}`
+	before := h.scrape()[noStart]
+	if out, err := exec.Command(h.workloadNamed(keep), "flip", skip, keep, "300").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// The first prctl's exit was excluded (renamed skip), the sleep too;
+	// the second prctl's entry was excluded, its exit counted.
+	got := h.expect(3*time.Second, map[string]float64{calls(keep, "prctl"): 1})
+	if s := got[seconds(keep, "prctl")]; s != 0 {
+		t.Errorf("%s = %v s, want 0: the prctl's entry was never timed (0.3 s is the sleep's)", seconds(keep, "prctl"), s)
+	}
+	if got[noStart] <= before {
+		t.Errorf("%s = %v, want more than %v: the call was counted without its duration", noStart, got[noStart], before)
+	}
+	if n := got[calls(keep, "nanosleep")]; n != 0 {
+		t.Errorf("%s = %v, want 0 (excluded)", calls(keep, "nanosleep"), n)
+	}
+}
+
 // A process that takes the pid of one whose counts are not folded yet keeps
 // its own: siblings share an exec count (self_exec_id is inherited at fork),
 // so keyed by it the two were counted as one, and the daemon, taking the

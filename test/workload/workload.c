@@ -25,6 +25,10 @@
  *                               failing openat in the parent; waits for the child.
  *   workload churn NAME N K     N short-lived children, 64 at a time, each making
  *                               K getppid calls and exiting.
+ *   workload flip SKIP KEEP MS  renames itself SKIP, sleeps MS milliseconds, renames
+ *                               itself KEEP: under a filter that excludes SKIP, the
+ *                               first prctl's exit and the second's entry are not
+ *                               counted.
  *   workload gated NAME N       for each byte read from stdin, N getppid calls;
  *                               exits when stdin closes. Lets a test move the
  *                               process or reload the daemon between rounds.
@@ -193,6 +197,15 @@ static int spin(const char *name, long n)
 	return 0;
 }
 
+static int flip(const char *skip, const char *keep, long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	name_self(skip);
+	syscall(SYS_nanosleep, &ts, NULL);
+	name_self(keep);
+	return 0;
+}
+
 static int mix(const char *name)
 {
 	long each = 1000;
@@ -273,6 +286,8 @@ int main(int argc, char **argv)
 		return do_sleep(argv[2], atol(argv[3]));
 	if (argc >= 5 && strcmp(argv[1], "churn") == 0)
 		return churn(argv[2], atol(argv[3]), atol(argv[4]));
+	if (argc >= 5 && strcmp(argv[1], "flip") == 0)
+		return flip(argv[2], argv[3], atol(argv[4]));
 	if (argc >= 3 && strcmp(argv[1], "mix") == 0)
 		return mix(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "gated") == 0)
