@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -297,6 +298,16 @@ func (c *Collector) emitProcessSeries(ch chan<- prometheus.Metric, snap *tally.S
 	}
 }
 
+// histogramName labels a kernel histogram (tally.HistogramSlot): the
+// syscall's name, and for the slot that numbers from 1023 up share,
+// "unknown_1023+".
+func (c *Collector) histogramName(slot tally.Syscall) string {
+	if slot.NR == loader.NRSlots-1 {
+		return fmt.Sprintf("unknown_%d+", slot.NR)
+	}
+	return c.names.Name(syscalls.ABI(slot.ABI), uint32(slot.NR))
+}
+
 func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.Snapshot) {
 	type histogram struct {
 		buckets loader.Histogram
@@ -304,7 +315,7 @@ func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.S
 	}
 	hists := make(map[string]*histogram)
 	for sc, h := range snap.Histograms {
-		name := c.names.Name(syscalls.ABI(sc.ABI), uint32(sc.NR))
+		name := c.histogramName(sc)
 		sum := hists[name]
 		if sum == nil {
 			sum = &histogram{}
@@ -317,7 +328,7 @@ func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.S
 	// The sum of durations is the per-process seconds of the same calls:
 	// only calls with a measured duration add nanoseconds to either.
 	for sc, ns := range snap.SyscallNS {
-		if h := hists[c.names.Name(syscalls.ABI(sc.ABI), uint32(sc.NR))]; h != nil {
+		if h := hists[c.histogramName(tally.HistogramSlot(sc))]; h != nil {
 			h.ns += ns
 		}
 	}

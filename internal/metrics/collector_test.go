@@ -425,6 +425,71 @@ func BenchmarkScrape(b *testing.B) {
 	}
 }
 
+// Numbers from 1023 up share one kernel histogram: exported once, as
+// unknown_1023+, with the time of all their calls as its sum; their counters
+// keep their own numbers.
+func TestSharedHistogramSlotExportedOnce(t *testing.T) {
+	big1 := tally.Syscall{ABI: uint16(syscalls.Native), NR: 2000}
+	big2 := tally.Syscall{ABI: uint16(syscalls.Native), NR: 3000}
+	shared := tally.Syscall{ABI: uint16(syscalls.Native), NR: loader.NRSlots - 1}
+	snap := withSyscallNS(&tally.Snapshot{
+		LabelSet: tally.LabelSet(tally.LabelComm),
+		Calls: map[tally.SeriesKey]loader.Counts{
+			seriesKey("a", big1): {Calls: 2, NS: 200}, seriesKey("a", big2): {Calls: 3, NS: 300},
+		},
+		Histograms: map[tally.Syscall]loader.Histogram{shared: {10: 5}},
+	})
+	c, _ := newTestCollector(t, &fakeSource{snap: snap})
+	got := gatherValues(t, c)
+	for key, want := range map[string]float64{
+		`sysobsd_syscall_duration_seconds_count{syscall="unknown_1023+"}`: 5,
+		`sysobsd_syscall_duration_seconds_sum{syscall="unknown_1023+"}`:   500e-9,
+		`sysobsd_syscalls_total{comm="a",syscall="unknown_2000"}`:          2,
+		`sysobsd_syscalls_total{comm="a",syscall="unknown_3000"}`:          3,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	for key := range got {
+		if strings.HasPrefix(key, "sysobsd_syscall_duration_seconds_count") && !strings.Contains(key, "unknown_1023+") {
+			t.Errorf("another histogram: %s", key)
+		}
+	}
+}
+
+// gatherValues is every sample of c by name{labels}: counters and gauges by
+// value, histograms by _count and _sum.
+func gatherValues(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			var pairs []string
+			for _, l := range m.GetLabel() {
+				pairs = append(pairs, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			labels := "{" + strings.Join(pairs, ",") + "}"
+			switch {
+			case m.Histogram != nil:
+				out[mf.GetName()+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
+				out[mf.GetName()+"_sum"+labels] = m.GetHistogram().GetSampleSum()
+			case m.Counter != nil:
+				out[mf.GetName()+labels] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[mf.GetName()+labels] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
+
 // Native buckets carry the kernel's counts exactly: bucket b is index b-30.
 func TestNativeHistogramsMatchTheKernelBuckets(t *testing.T) {
 	snap := withSyscallNS(&tally.Snapshot{

@@ -73,6 +73,7 @@ type ErrorKey struct {
 type Snapshot struct {
 	Calls      map[SeriesKey]loader.Counts
 	Errors     map[ErrorKey]uint64
+	// Histograms are the kernel's latency histograms by HistogramSlot.
 	Histograms map[Syscall]loader.Histogram
 	// SyscallNS is the time spent per syscall over all processes: the
 	// histograms' sums.
@@ -621,11 +622,15 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		return nil, err
 	}
 	for sc := range t.syscalls {
-		h, err := t.kernel.ReadHistogram(sc.ABI, sc.NR)
+		slot := HistogramSlot(sc)
+		if _, done := snap.Histograms[slot]; done {
+			continue
+		}
+		h, err := t.kernel.ReadHistogram(slot.ABI, slot.NR)
 		if err != nil {
 			return nil, err
 		}
-		snap.Histograms[sc] = h
+		snap.Histograms[slot] = h
 	}
 	if snap.Drops, err = t.kernel.ReadDrops(); err != nil {
 		return nil, err
@@ -636,6 +641,14 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, lost
 	snap.MissedByKeys = t.missedByKeys
 	return snap, nil
+}
+
+// HistogramSlot is the kernel histogram that sc's latencies are in: each
+// syscall's own, but numbers from loader.NRSlots-1 up (none is a syscall:
+// invalid numbers, probes) share the last, which is read once, not once per
+// number.
+func HistogramSlot(sc Syscall) Syscall {
+	return Syscall{ABI: sc.ABI, NR: min(sc.NR, loader.NRSlots-1)}
 }
 
 // readGroups adds what the kernel counted by process name and cgroup, its

@@ -243,7 +243,7 @@ func (k *fakeKernel) ReadHistogram(abi, nr uint16) (loader.Histogram, error) {
 	if err := k.failing("ReadHistogram"); err != nil {
 		return loader.Histogram{}, err
 	}
-	sc := Syscall{ABI: abi, NR: nr}
+	sc := Syscall{ABI: abi, NR: min(nr, loader.NRSlots-1)} // as the kernel's array
 	k.histReads = append(k.histReads, sc)
 	return k.hists[sc], nil
 }
@@ -1492,6 +1492,32 @@ func TestReusedTGIDRunningProcessKeepsCounting(t *testing.T) {
 		series("old", read): counts(3, 30),
 		series("new", read): made,
 	})
+}
+
+// Syscall numbers from 1023 up share the kernel's last histogram slot: it is
+// read and exported once, not once per number (which counted its calls as
+// many times as numbers were seen).
+func TestSharedHistogramSlotReadOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	big1, big2 := Syscall{NR: 2000}, Syscall{NR: 3000}
+	shared := Syscall{NR: loader.NRSlots - 1}
+	h.record(events.Fork, 10, 1, "fuzz")
+	h.kernel.call(10, 1, big1, 2, 20)
+	h.kernel.call(10, 1, big2, 3, 30)
+	h.kernel.call(10, 1, read, 1, 10)
+	h.kernel.hists[shared] = loader.Histogram{10: 5}
+	h.kernel.hists[read] = loader.Histogram{10: 1}
+	h.kernel.histReads = nil
+	snap := h.snapshot()
+	if len(snap.Histograms) != 2 || snap.Histograms[shared][10] != 5 || snap.Histograms[read][10] != 1 {
+		t.Errorf("Histograms = %v; want the shared slot's and read's, once each", snap.Histograms)
+	}
+	if n := len(h.kernel.histReads); n != 2 {
+		t.Errorf("%d histogram reads (%v), want 2", n, h.kernel.histReads)
+	}
+	if snap.SyscallNS[big1] != 20 || snap.SyscallNS[big2] != 30 {
+		t.Errorf("SyscallNS = %v; each number keeps its own time", snap.SyscallNS)
+	}
 }
 
 // A delete of exited processes' entries that fails part way: the entries
