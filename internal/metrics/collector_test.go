@@ -444,8 +444,8 @@ func TestSharedHistogramSlotExportedOnce(t *testing.T) {
 	for key, want := range map[string]float64{
 		`sysobsd_syscall_duration_seconds_count{syscall="unknown_1023+"}`: 5,
 		`sysobsd_syscall_duration_seconds_sum{syscall="unknown_1023+"}`:   500e-9,
-		`sysobsd_syscalls_total{comm="a",syscall="unknown_2000"}`:          2,
-		`sysobsd_syscalls_total{comm="a",syscall="unknown_3000"}`:          3,
+		`sysobsd_syscalls_total{comm="a",syscall="unknown_2000"}`:         2,
+		`sysobsd_syscalls_total{comm="a",syscall="unknown_3000"}`:         3,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v", key, got[key], want)

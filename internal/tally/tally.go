@@ -71,8 +71,8 @@ type ErrorKey struct {
 
 // Snapshot is everything a scrape exports, owned by the caller.
 type Snapshot struct {
-	Calls      map[SeriesKey]loader.Counts
-	Errors     map[ErrorKey]uint64
+	Calls  map[SeriesKey]loader.Counts
+	Errors map[ErrorKey]uint64
 	// Histograms are the kernel's latency histograms by HistogramSlot.
 	Histograms map[Syscall]loader.Histogram
 	// SyscallNS is the time spent per syscall over all processes: the
