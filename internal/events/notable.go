@@ -33,7 +33,9 @@ type Notable struct {
 	// Path is the call's path argument, ending in "..." when cut.
 	Path string `json:"path,omitempty"`
 	// FDPath is what the call's fd argument pointed at, read from /proc
-	// when the event arrived ("" if the process or fd was gone).
+	// when the event arrived: "" if the process or fd was gone, or if the
+	// daemon may not read the process's fds (ptrace access: its own user's
+	// processes once capabilities are dropped, unless CAP_SYS_PTRACE is kept).
 	FDPath   string `json:"fd_path,omitempty"`
 	CgroupID uint64 `json:"cgroup_id"`
 	NR       uint16 `json:"nr"`
