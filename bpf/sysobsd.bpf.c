@@ -8,7 +8,8 @@
  *                    exec generation and syscall; errors by errno; latency.
  *   *_raw            the same two on raw tracepoints, for kernels where
  *                    tp_btf cannot attach.
- *   process_fork, process_exec, task_rename, cgroup_attach, process_exit
+ *   process_fork, process_exec, task_rename, cgroup_attach, process_exit,
+ *   cgroup_mkdir, cgroup_rmdir
  *                    lifecycle records on the ring buffer, so the daemon knows
  *                    each process's name and cgroup, and when its entries can
  *                    be folded; with a process filter set, they also decide
@@ -102,6 +103,7 @@ enum lifecycle_kind {
 	LIFECYCLE_EXIT = 4,   /* the last thread of the process has exited */
 	LIFECYCLE_CGROUP = 5, /* the process moved to another cgroup2 cgroup */
 	LIFECYCLE_CGROUP_GONE = 6, /* a cgroup2 cgroup was removed: only cgroup_id is set */
+	LIFECYCLE_CGROUP_NEW = 7,  /* a cgroup2 cgroup was made: struct cgroup_new_event */
 };
 
 enum process_filter {
@@ -163,6 +165,16 @@ struct lifecycle_event {
 	u32 pad;
 	u64 cgroup_id;
 	char comm[COMM_LEN];
+};
+
+#define CGROUP_PATH_LEN 256
+
+/* LIFECYCLE_CGROUP_NEW's record, longer than the others: the new cgroup's
+ * path, so that calls in a unit or container gone before the daemon could
+ * find it by walking the tree still get its labels. */
+struct cgroup_new_event {
+	struct lifecycle_event head; /* kind and cgroup_id set, the rest zero */
+	char path[CGROUP_PATH_LEN];  /* from the hierarchy's root; "" if longer */
 };
 
 struct filter_settings_value {
@@ -403,6 +415,7 @@ const enum process_filter *unused_process_filter __attribute__((unused));
 const struct filter_settings_value *unused_filter_settings __attribute__((unused));
 const struct notable_event *unused_notable_event __attribute__((unused));
 const struct group_key *unused_group_key __attribute__((unused));
+const struct cgroup_new_event *unused_cgroup_new_event __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -1126,6 +1139,33 @@ int BPF_PROG(cgroup_rmdir, struct cgroup *cgrp, const char *path)
 	ev->kind = LIFECYCLE_CGROUP_GONE;
 	ev->cgroup_id = BPF_CORE_READ(cgrp, kn, id);
 	submit_lifecycle(ev);
+	return 0;
+}
+
+/* A new cgroup's path, from the moment it exists: a oneshot unit or a short
+ * container often runs and is removed within a fold interval, before the
+ * daemon, naming its calls, could find it in the tree. */
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cgroup_new_event *ev;
+
+	if (cgrp->root != BPF_CORE_READ(task_cgroup(task), root)) /* cgroup v1: see cgroup_rmdir */
+		return 0;
+	ev = bpf_ringbuf_reserve(&lifecycle, sizeof(*ev), 0);
+	if (!ev) {
+		count_drop(DROP_RINGBUF_FULL);
+		return 0;
+	}
+	__builtin_memset(&ev->head, 0, sizeof(ev->head));
+	ev->head.kind = LIFECYCLE_CGROUP_NEW;
+	ev->head.cgroup_id = BPF_CORE_READ(cgrp, kn, id);
+	/* A path cut short would name another cgroup: none rather than that. */
+	if (bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), path) >= CGROUP_PATH_LEN)
+		ev->path[0] = 0;
+	ev->path[CGROUP_PATH_LEN - 1] = 0;
+	submit_lifecycle(&ev->head);
 	return 0;
 }
 

@@ -71,6 +71,40 @@ func (r *Resolver) Path(id uint64) (string, bool) {
 	return p, ok
 }
 
+// Learn caches a cgroup's path as its creation record gave it (from the hierarchy's root),
+// so that a cgroup removed before any walk still resolves. The record's path is taken only
+// where it leads to that cgroup, or, the cgroup gone already, where its parent is: a path
+// from another cgroup namespace's root (a runtime in a container) would name the wrong
+// cgroup. A path a walk found wins.
+func (r *Resolver) Learn(id uint64, path string) {
+	if !strings.HasPrefix(path, "/") {
+		return
+	}
+	if _, ok := r.cached(id); ok {
+		return
+	}
+	path = filepath.Clean(path)
+	fi, err := os.Stat(filepath.Join(r.mount, path))
+	switch {
+	case err == nil:
+		if !fi.IsDir() || inode(fi) != id {
+			return
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		parent, err := os.Stat(filepath.Join(r.mount, filepath.Dir(path)))
+		if err != nil || !parent.IsDir() {
+			return
+		}
+	default:
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.paths[id]; !ok {
+		r.paths[id] = path
+	}
+}
+
 // Removed returns those of ids whose cgroup was removed: its cached path leads nowhere, or
 // to another cgroup (cgroup2 cannot rename, so a cgroup never moves). An id not cached is
 // not reported (and not looked for: no walk), for it may be a cgroup outside the mount.

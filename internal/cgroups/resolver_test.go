@@ -191,6 +191,45 @@ func TestRemovedOnlyWhenNoLongerAtItsPath(t *testing.T) {
 	}
 }
 
+// A creation record's path is taken where it leads to that cgroup, or,
+// the cgroup gone already, where its parent is; not where it names another
+// cgroup (a path from another cgroup namespace's root) or leads nowhere at
+// all; and never over a path already known.
+func TestLearnTakesOnlyPathsThatFit(t *testing.T) {
+	mount := fakeTree(t, "/system.slice/here.service", "/system.slice/other.service", "/walked.slice")
+	r := NewResolver(mount)
+	here := inodeOf(t, filepath.Join(mount, "system.slice/here.service"))
+	walked := inodeOf(t, filepath.Join(mount, "walked.slice"))
+	r.Learn(walked, "/walked.slice")
+
+	const goneID, elsewhereID, orphanID, wrongID = 1 << 60, 1<<60 + 1, 1<<60 + 2, 1<<60 + 3
+	r.Learn(goneID, "/system.slice/brief.service")   // gone already: its parent is there
+	r.Learn(elsewhereID, "/kubepods/pod1/ctr.scope") // no such parent: another namespace's path
+	r.Learn(orphanID, "relative/path")               // not from a root
+	r.Learn(wrongID, "/system.slice/other.service")  // there, but another cgroup
+	r.Learn(walked, "/somewhere/else")               // a cached path stays
+	r.Learn(here, "/system.slice//here.service/")    // there, this cgroup: cleaned
+	for _, c := range []struct {
+		id   uint64
+		want string // "" for not cached
+	}{
+		{goneID, "/system.slice/brief.service"},
+		{elsewhereID, ""},
+		{orphanID, ""},
+		{wrongID, ""},
+		{walked, "/walked.slice"},
+		{here, "/system.slice/here.service"},
+	} {
+		got, ok := r.cached(c.id)
+		if c.want == "" && ok {
+			t.Errorf("Learn cached %d as %q; want it not taken", c.id, got)
+		}
+		if c.want != "" && (!ok || got != c.want) {
+			t.Errorf("cached(%d) = %q, %v; want %q", c.id, got, ok, c.want)
+		}
+	}
+}
+
 func TestIDOfRelativeAndAbsolutePaths(t *testing.T) {
 	mount := fakeTree(t, "/system.slice/nginx.service")
 	r := NewResolver(mount)

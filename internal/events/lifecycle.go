@@ -22,6 +22,8 @@ const (
 	Cgroup = Kind(loader.LifecycleCgroup)
 	// CgroupGone is a removed cgroup2 cgroup: only CgroupID is set.
 	CgroupGone = Kind(loader.LifecycleCgroupGone)
+	// CgroupNew is a new cgroup2 cgroup: CgroupID and Path are set.
+	CgroupNew = Kind(loader.LifecycleCgroupNew)
 )
 
 func (k Kind) String() string {
@@ -38,6 +40,8 @@ func (k Kind) String() string {
 		return "cgroup"
 	case CgroupGone:
 		return "cgroup_gone"
+	case CgroupNew:
+		return "cgroup_new"
 	}
 	return fmt.Sprintf("kind_%d", uint32(k))
 }
@@ -51,10 +55,17 @@ type Lifecycle struct {
 	// (CgroupGone: the removed cgroup).
 	CgroupID uint64
 	Comm     string // the process name from then on (at exit: its last name)
+	// Path is a new cgroup's path from the hierarchy's root (CgroupNew; ""
+	// if it was too long to send).
+	Path string
 }
 
 // lifecycleSize is the C struct's size; records are never shorter.
-var lifecycleSize = binary.Size(loader.LifecycleEvent{})
+// cgroupNewSize is CgroupNew's, which carries a path after it.
+var (
+	lifecycleSize = binary.Size(loader.LifecycleEvent{})
+	cgroupNewSize = binary.Size(loader.CgroupNewEvent{})
+)
 
 // ErrShortRecord is returned for a record smaller than struct lifecycle_event.
 var ErrShortRecord = errors.New("lifecycle record too short")
@@ -71,8 +82,14 @@ func DecodeLifecycle(raw []byte) (Lifecycle, error) {
 		CgroupID: binary.NativeEndian.Uint64(raw[16:24]),
 	}
 	ev.Comm = loader.CString(raw[24:40])
-	if ev.Kind < Fork || ev.Kind > CgroupGone {
+	if ev.Kind < Fork || ev.Kind > CgroupNew {
 		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
+	}
+	if ev.Kind == CgroupNew {
+		if len(raw) < cgroupNewSize {
+			return ev, fmt.Errorf("%w: cgroup_new record of %d bytes, want %d", ErrShortRecord, len(raw), cgroupNewSize)
+		}
+		ev.Path = loader.CString(raw[lifecycleSize:cgroupNewSize])
 	}
 	return ev, nil
 }

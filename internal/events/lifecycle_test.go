@@ -42,6 +42,33 @@ func firstUnknownKind() Kind {
 	return k
 }
 
+// A cgroup_new record carries the new cgroup's path after the common part;
+// one cut short of it is an error, not a cgroup without a path.
+func TestDecodeCgroupNew(t *testing.T) {
+	ev := loader.CgroupNewEvent{}
+	ev.Head.Kind = uint32(CgroupNew)
+	ev.Head.CgroupId = 4242
+	copy(ev.Path[:], []int8{'/', 'a', '.', 's', 'l', 'i', 'c', 'e'})
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, ev); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeLifecycle(buf.Bytes())
+	if err != nil || got.Kind != CgroupNew || got.CgroupID != 4242 || got.Path != "/a.slice" {
+		t.Errorf("DecodeLifecycle = %+v, %v; want cgroup_new 4242 /a.slice", got, err)
+	}
+	if got.Kind.String() != "cgroup_new" {
+		t.Errorf("Kind.String() = %q", got.Kind.String())
+	}
+	if _, err := DecodeLifecycle(buf.Bytes()[:lifecycleSize+8]); !errors.Is(err, ErrShortRecord) {
+		t.Errorf("a cut record: err = %v, want ErrShortRecord", err)
+	}
+	// Other kinds carry no path.
+	if got, err := DecodeLifecycle(record(Fork, 1, 2, []byte("x"))); err != nil || got.Path != "" {
+		t.Errorf("fork record: %+v, %v; want no path", got, err)
+	}
+}
+
 func TestRecordLayout(t *testing.T) {
 	if want := binary.Size(loader.LifecycleEvent{}); lifecycleSize != want {
 		t.Errorf("lifecycleSize = %d, loader.LifecycleEvent is %d bytes", lifecycleSize, want)

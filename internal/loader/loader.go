@@ -26,7 +26,7 @@ const renameProgram = "task_rename"
 
 // lifecyclePrograms send the process and cgroup records; attached before the
 // syscall programs, in every mode.
-var lifecyclePrograms = []string{"process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_rmdir"}
+var lifecyclePrograms = []string{"process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_mkdir", "cgroup_rmdir"}
 
 // Options choose what is loaded. The zero value is not useful: start from
 // DefaultOptions.

@@ -35,7 +35,12 @@ const (
 	LifecycleCgroup = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP)
 	// LifecycleCgroupGone carries only the removed cgroup's id.
 	LifecycleCgroupGone = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP_GONE)
+	// LifecycleCgroupNew is a CgroupNewEvent: a new cgroup's id and path.
+	LifecycleCgroupNew = uint32(sysobsdLifecycleKindLIFECYCLE_CGROUP_NEW)
 )
+
+// CgroupNewEvent is LifecycleCgroupNew's record.
+type CgroupNewEvent = sysobsdCgroupNewEvent
 
 // Sizes the BPF programs were built with.
 const (

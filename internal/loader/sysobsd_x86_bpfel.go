@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sysobsdCgroupNewEvent struct {
+	_    structs.HostLayout
+	Head sysobsdLifecycleEvent
+	Path [256]int8
+}
+
 type sysobsdDropReason uint32
 
 const (
@@ -85,6 +91,7 @@ const (
 	sysobsdLifecycleKindLIFECYCLE_EXIT        sysobsdLifecycleKind = 4
 	sysobsdLifecycleKindLIFECYCLE_CGROUP      sysobsdLifecycleKind = 5
 	sysobsdLifecycleKindLIFECYCLE_CGROUP_GONE sysobsdLifecycleKind = 6
+	sysobsdLifecycleKindLIFECYCLE_CGROUP_NEW  sysobsdLifecycleKind = 7
 )
 
 type sysobsdNotableBudgetValue struct {
@@ -170,6 +177,7 @@ const (
 	sysobsdMapSyscallErrors        = "syscall_errors"
 	sysobsdMapSyscallStats         = "syscall_stats"
 	sysobsdProgCgroupAttach        = "cgroup_attach"
+	sysobsdProgCgroupMkdir         = "cgroup_mkdir"
 	sysobsdProgCgroupRmdir         = "cgroup_rmdir"
 	sysobsdProgProcessExec         = "process_exec"
 	sysobsdProgProcessExit         = "process_exit"
@@ -183,6 +191,7 @@ const (
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
 	sysobsdVarStartSlotMask        = "start_slot_mask"
+	sysobsdVarUnusedCgroupNewEvent = "unused_cgroup_new_event"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedGroupKey       = "unused_group_key"
@@ -235,6 +244,7 @@ type sysobsdSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdProgramSpecs struct {
 	CgroupAttach *ebpf.ProgramSpec `ebpf:"cgroup_attach"`
+	CgroupMkdir  *ebpf.ProgramSpec `ebpf:"cgroup_mkdir"`
 	CgroupRmdir  *ebpf.ProgramSpec `ebpf:"cgroup_rmdir"`
 	ProcessExec  *ebpf.ProgramSpec `ebpf:"process_exec"`
 	ProcessExit  *ebpf.ProgramSpec `ebpf:"process_exit"`
@@ -284,6 +294,7 @@ type sysobsdVariableSpecs struct {
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
+	UnusedCgroupNewEvent *ebpf.VariableSpec `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.VariableSpec `ebpf:"unused_group_key"`
@@ -376,6 +387,7 @@ type sysobsdVariables struct {
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
+	UnusedCgroupNewEvent *ebpf.Variable `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.Variable `ebpf:"unused_group_key"`
@@ -390,6 +402,7 @@ type sysobsdVariables struct {
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdPrograms struct {
 	CgroupAttach *ebpf.Program `ebpf:"cgroup_attach"`
+	CgroupMkdir  *ebpf.Program `ebpf:"cgroup_mkdir"`
 	CgroupRmdir  *ebpf.Program `ebpf:"cgroup_rmdir"`
 	ProcessExec  *ebpf.Program `ebpf:"process_exec"`
 	ProcessExit  *ebpf.Program `ebpf:"process_exit"`
@@ -404,6 +417,7 @@ type sysobsdPrograms struct {
 func (p *sysobsdPrograms) Close() error {
 	return _SysobsdClose(
 		p.CgroupAttach,
+		p.CgroupMkdir,
 		p.CgroupRmdir,
 		p.ProcessExec,
 		p.ProcessExit,

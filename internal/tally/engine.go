@@ -93,11 +93,14 @@ func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.
 // apply takes a lifecycle record: the process table's, or a cgroup removal,
 // which ends the tally's counts by name in that cgroup.
 func (e *Engine) apply(ev events.Lifecycle) {
-	if ev.Kind == events.CgroupGone {
+	switch ev.Kind {
+	case events.CgroupGone:
 		e.tally.CgroupRemoved(ev.CgroupID)
-		return
+	case events.CgroupNew:
+		e.tally.CgroupCreated(ev.CgroupID, ev.Path)
+	default:
+		e.procs.Apply(ev)
 	}
-	e.procs.Apply(ev)
 }
 
 // processAlive reports whether tgid still exists (zombies included).

@@ -93,6 +93,8 @@ func (l Labels) project(s LabelSet) Labels {
 // (cgroups.Resolver).
 type Cgroups interface {
 	Path(id uint64) (string, bool)
+	// Learn takes a new cgroup's path from its creation record.
+	Learn(id uint64, path string)
 	// Removed returns those of ids whose cgroup was removed.
 	Removed(ids []uint64) map[uint64]struct{}
 }

@@ -92,6 +92,15 @@ type fakeCgroups struct {
 	removedAsked int
 }
 
+func (c *fakeCgroups) Learn(id uint64, path string) {
+	if c.paths == nil {
+		c.paths = make(map[uint64]string)
+	}
+	if _, ok := c.paths[id]; !ok {
+		c.paths[id] = path
+	}
+}
+
 func (c *fakeCgroups) Removed(ids []uint64) map[uint64]struct{} {
 	c.removedAsked++
 	gone := make(map[uint64]struct{})

@@ -766,6 +766,14 @@ func deleteThenFold[K any](keys []K, del func([]K) (int, error), fold func(i int
 	return err
 }
 
+// CgroupCreated notes a cgroup's creation record: its path, for the labels
+// of calls made in it, is known even if it is gone before any walk.
+func (t *Tally) CgroupCreated(id uint64, path string) {
+	if t.labeler.cgroups != nil {
+		t.labeler.cgroups.Learn(id, path)
+	}
+}
+
 // CgroupRemoved notes a cgroup's removal record.
 func (t *Tally) CgroupRemoved(id uint64) {
 	if _, known := t.goneSince[id]; !known {

@@ -128,6 +128,26 @@ func TestUnitLabelFromCgroup(t *testing.T) {
 	})
 }
 
+// A unit that runs and is removed before the daemon looks (a oneshot, a cron
+// job: within a fold interval) still labels its calls: the path comes with
+// the cgroup's creation record, not from a walk that no longer finds it.
+func TestUnitLabelOfCgroupGoneBeforeTheFold(t *testing.T) {
+	h := start(t, setup{labels: []string{"comm", "unit"}})
+	unit := fmt.Sprintf("sysobsd-brief%d.service", rand.IntN(1000000))
+	dir := makeCgroup(t, unit)
+	comm := uniqueComm("brief")
+	g := startGated(t, h.workload, comm, 300)
+	moveTo(t, dir, g.cmd.Process.Pid)
+	g.round()
+	g.exit()
+	if err := os.Remove(dir); err != nil {
+		t.Fatalf("remove the cgroup right after its process: %v", err)
+	}
+	h.expect(3*time.Second, map[string]float64{
+		series("sysobsd_syscalls_total", map[string]string{"comm": comm, "unit": unit, "syscall": "getppid"}): 300,
+	})
+}
+
 // A docker-style cgroup path gives the container id.
 func TestContainerLabelFromDockerCgroup(t *testing.T) {
 	h := start(t, setup{labels: []string{"container"}})
