@@ -94,7 +94,7 @@ func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
 func TestRecursionMissesExportedPerProgram(t *testing.T) {
 	h := start(t, setup{})
 	got := h.scrape()
-	programs := []string{"sys_enter", "sys_exit", "process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_rmdir"}
+	programs := []string{"sys_enter", "sys_exit", "process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_mkdir", "cgroup_rmdir"}
 	if h.probes.RenamesTracked {
 		programs = append(programs, "task_rename")
 	}
