@@ -200,6 +200,8 @@ func FuzzDecodeLifecycle(f *testing.F) {
 	f.Add(record(Rename, 100, 3, []byte("caf\xe9\x00")))
 	f.Add(record(9, 1, 1, []byte("\xff\xfe\xfd")))
 	f.Add([]byte("short"))
+	f.Add(append(record(CgroupNew, 0, 0, nil), []byte("/system.slice/a.service\x00")...)) // cut short
+	f.Add(append(record(CgroupNew, 0, 0, nil), bytes.Repeat([]byte("/a\xff"), 86)...))    // no NUL
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev, err := DecodeLifecycle(raw)
 		if len(raw) < lifecycleSize {
@@ -208,8 +210,17 @@ func FuzzDecodeLifecycle(f *testing.F) {
 			}
 			return
 		}
+		if ev.Kind == CgroupNew && len(raw) < cgroupNewSize {
+			if !errors.Is(err, ErrShortRecord) {
+				t.Fatalf("cgroup_new record of %d bytes: error %v, want ErrShortRecord", len(raw), err)
+			}
+			return
+		}
 		if ok := ev.Kind >= Fork && ev.Kind < firstUnknownKind(); ok != (err == nil) {
 			t.Fatalf("kind %d: error %v", uint32(ev.Kind), err)
+		}
+		if !utf8.ValidString(ev.Path) || strings.ContainsRune(ev.Path, 0) || (ev.Path != "" && ev.Kind != CgroupNew) {
+			t.Fatalf("kind %v: Path %q", ev.Kind, ev.Path)
 		}
 		if ev.TGID != binary.NativeEndian.Uint32(raw[4:]) || ev.ExecID != binary.NativeEndian.Uint32(raw[8:]) {
 			t.Fatalf("decoded %+v from %x", ev, raw[:12])
