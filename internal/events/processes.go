@@ -321,6 +321,13 @@ func (t *ProcessTable) ForgetExited(fullRead bool) {
 	}
 }
 
+// EachLive calls fn for every process the table tracks as running.
+func (t *ProcessTable) EachLive(fn func(tgid uint32)) {
+	for tgid := range t.live {
+		fn(tgid)
+	}
+}
+
 // Live is how many processes the table tracks as running.
 func (t *ProcessTable) Live() int { return len(t.live) }
 

@@ -144,6 +144,7 @@ type Processes interface {
 	Superseded(tgid, execID uint32) bool
 	Running(tgid, execID uint32) bool
 	Finishing(fn func(tgid uint32))
+	EachLive(fn func(tgid uint32))
 	ForgetExited(fullRead bool)
 	MarkGone(tgid uint32)
 }
@@ -1026,6 +1027,10 @@ func (t *Tally) sweepLostExits() {
 	for k := range t.live {
 		check(k.Tgid)
 	}
+	// And those without an entry (no call counted per process: filtered
+	// out, or counted by name in full maps), or the table would keep every
+	// one whose exit record was lost until its pid came back.
+	t.procs.EachLive(check)
 }
 
 // addCounts and addErrors add nothing for zero, so that a name a process

@@ -1248,7 +1248,11 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	h.kernel.call(81, 1, read, 3, 30)
 	h.kernel.call(82, 1, read, 1, 10)
 	h.kernel.fail(80, 1, openat, enoent, 1)
-	h.snapshot() // first sync sweeps an empty tally
+	h.snapshot() // the first sync sweeps: every process the table knows is alive
+	if asked[80] != 1 || asked[81] != 1 || asked[82] != 1 {
+		t.Errorf("first sweep asked %v; want once for each process of the table", asked)
+	}
+	clear(asked)
 
 	// 80's exit record is lost; 82's arrives.
 	dead[80], dead[82] = true, true
@@ -1297,6 +1301,33 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	}
 	if snap.FoldedProcesses != 2 {
 		t.Errorf("FoldedProcesses = %d, want 2", snap.FoldedProcesses)
+	}
+}
+
+// A process whose exit record was lost and that has no per-process entry
+// (filtered out, or counted by name in full maps) is found by the sweep too:
+// the table does not keep it until its pid comes back.
+func TestSweepForgetsDeadProcessesWithoutEntries(t *testing.T) {
+	dead := make(map[uint32]bool)
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 10 * time.Second
+	h.record(events.Fork, 90, 1, "quiet")
+	h.record(events.Fork, 91, 1, "alive")
+	h.snapshot()
+	live := h.procs.Live()
+	dead[90] = true // and its exit record lost
+	for range 4 {   // a sweep, a drain, two full reads
+		clock.t = clock.t.Add(10 * time.Second)
+		h.snapshot()
+	}
+	if h.procs.Known(90) || h.procs.Exited(90) || !h.procs.Known(91) {
+		t.Errorf("after the sweeps: Known(90) = %v, Exited(90) = %v, Known(91) = %v; want 90 forgotten, 91 kept",
+			h.procs.Known(90), h.procs.Exited(90), h.procs.Known(91))
+	}
+	if got := h.procs.Live(); got != live-1 {
+		t.Errorf("Live() = %d, want %d", got, live-1)
 	}
 }
 
