@@ -182,7 +182,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	webConfig := writeFile(t, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n", certFile, keyFile, hash))
-	d := startDaemon(t, nil, "--web.config.file="+webConfig)
+	d := startDaemon(t, nil, "--web.config.file="+webConfig, "--log.format=json")
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
@@ -214,6 +214,20 @@ func TestTLSAndBasicAuth(t *testing.T) {
 			t.Errorf("plain HTTP served /metrics")
 		}
 		resp.Body.Close()
+	}
+	// net/http's own complaint about it is logged in the daemon's format.
+	var line string
+	testenv.Eventually(5*time.Second, func() bool {
+		for _, l := range strings.Split(d.stderr.String(), "\n") {
+			if strings.Contains(l, "TLS handshake error") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(line, "{") || !json.Valid([]byte(line)) {
+		t.Errorf("the TLS handshake error is not a JSON log line: %q", line)
 	}
 }
 

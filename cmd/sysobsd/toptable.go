@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -50,15 +52,20 @@ func sampleFromDaemon(addr string) func() (topSample, error) {
 		url = "http://" + url
 	}
 	url = strings.TrimSuffix(url, "/") + "/metrics"
+	shown := redactURL(url) // messages never show a basic-auth password
 	client := &http.Client{Timeout: 5 * time.Second}
 	return func() (topSample, error) {
 		resp, err := client.Get(url)
 		if err != nil {
-			return nil, fmt.Errorf("top: %w; is sysobsd serving at %s?", err, url)
+			var uerr *neturl.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err // its URL shows the user name; shown follows
+			}
+			return nil, fmt.Errorf("top: get %s: %w; is sysobsd serving there?", shown, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("top: %s: %s", url, resp.Status)
+			return nil, fmt.Errorf("top: %s: %s", shown, resp.Status)
 		}
 		var body bytes.Buffer
 		if _, err := body.ReadFrom(resp.Body); err != nil {
@@ -67,7 +74,7 @@ func sampleFromDaemon(addr string) func() (topSample, error) {
 		parser := expfmt.NewTextParser(model.UTF8Validation)
 		families, err := parser.TextToMetricFamilies(&body)
 		if err != nil {
-			return nil, fmt.Errorf("top: parse %s: %w", url, err)
+			return nil, fmt.Errorf("top: parse %s: %w", shown, err)
 		}
 		s := make(topSample)
 		for name, mf := range families {
@@ -271,4 +278,13 @@ func runTopTable(opts options, cfg config.Config, stdout io.Writer, log *zap.Log
 		renderTop(stdout, rows, sortBy, 25, interactive)
 	}
 	return nil
+}
+
+// redactURL is raw with its password replaced, for messages.
+func redactURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "the --daemon address"
+	}
+	return u.Redacted()
 }

@@ -265,7 +265,9 @@ func TestSampleFromDaemonErrorsNameTheURL(t *testing.T) {
 	}{
 		{"non-200", failing.URL, []string{failing.URL + "/metrics", "503 Service Unavailable"}},
 		{"not the exposition format", garbled.URL, []string{"parse " + garbled.URL + "/metrics"}},
-		{"unreachable", closed.URL, []string{"is sysobsd serving at " + closed.URL + "/metrics?", "connection refused"}},
+		{"unreachable", closed.URL, []string{"get " + closed.URL + "/metrics", "is sysobsd serving there?", "connection refused"}},
+		{"password never shown", strings.Replace(failing.URL, "http://", "http://prom:s3cret@", 1), []string{"prom:xxxxx@", "503"}},
+		{"password never shown, unreachable", strings.Replace(closed.URL, "http://", "http://prom:s3cret@", 1), []string{"prom:xxxxx@", "connection refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,6 +279,9 @@ func TestSampleFromDaemonErrorsNameTheURL(t *testing.T) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not say %q", err, want)
 				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q shows the password", err)
 			}
 		})
 	}

@@ -46,7 +46,9 @@ func NewServer(registry *prometheus.Registry, flags *web.FlagConfig, version str
 	}
 	mux.Handle("/", landing)
 	return &Server{
-		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		// ErrorLog: net/http's own errors (a TLS handshake from a plain-HTTP
+		// client) go to the daemon's log in its format, not to stderr's.
+		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		flags: flags,
 		log:   log,
 	}, nil
