@@ -217,6 +217,11 @@ func TestIdleSeriesEvicted(t *testing.T) {
 	clock.t = clock.t.Add(time.Second)
 	snap = h.snapshot()
 	checkCalls(t, "idle past the timeout", snap.Calls, map[SeriesKey]loader.Counts{series("shared", read): counts(3, 30)})
+	// The latency histogram's sum keeps the evicted label set's time, as its
+	// buckets (the kernel's, host-wide) keep its calls.
+	if ns := snap.SyscallNS[read]; ns != 70 {
+		t.Errorf("SyscallNS[read] = %d after the eviction, want 70 (40 evicted + 30)", ns)
+	}
 	checkErrors(t, "idle past the timeout", snap.Errors, map[ErrorKey]uint64{errSeries("shared", openat, enoent): 5})
 
 	// The last "shared" process exits: its series goes a minute later.
@@ -227,6 +232,9 @@ func TestIdleSeriesEvicted(t *testing.T) {
 	snap = h.snapshot()
 	checkCalls(t, "all idle", snap.Calls, map[SeriesKey]loader.Counts{})
 	checkErrors(t, "all idle", snap.Errors, map[ErrorKey]uint64{})
+	if ns := snap.SyscallNS[read]; ns != 70 {
+		t.Errorf("SyscallNS[read] = %d with every label set evicted, want 70", ns)
+	}
 }
 
 // A fold into a series restarts its idle time.

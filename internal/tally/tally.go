@@ -227,6 +227,10 @@ type Tally struct {
 	errorsCap   *seriesCap[ErrorKey, uint64]
 	touched     map[SeriesKey]time.Time // when each folded total last changed
 	touchedErrs map[ErrorKey]time.Time
+	// evictedNS is the time spent per syscall by label sets evicted as
+	// idle: the histograms' sums (SyscallNS) keep it, as the kernel's
+	// histograms keep their calls.
+	evictedNS map[Syscall]uint64
 
 	foldedProcesses uint64
 	// book knows the entries' keys, so that most folds look up only the
@@ -344,6 +348,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		errorsCap:       newSeriesCap[ErrorKey, uint64](),
 		touched:         make(map[SeriesKey]time.Time),
 		touchedErrs:     make(map[ErrorKey]time.Time),
+		evictedNS:       make(map[Syscall]uint64),
 	}
 }
 
@@ -930,15 +935,19 @@ func (t *Tally) foldErrors(k ErrorKey, n uint64) {
 // snapshot whose Calls and Errors hold every label set.
 func (t *Tally) limitSeries(snap *Snapshot) {
 	snap.LabelSet = t.labeler.set
-	snap.SyscallNS = make(map[Syscall]uint64)
+	snap.SyscallNS = make(map[Syscall]uint64, len(t.evictedNS))
 	for k, v := range snap.Calls {
 		snap.SyscallNS[k.Syscall] += v.NS
+	}
+	for sc, ns := range t.evictedNS {
+		snap.SyscallNS[sc] += ns
 	}
 	if idle := t.limits.IdleTimeout; idle > 0 {
 		cutoff := t.now().Add(-idle)
 		for k, when := range t.touched {
 			if when.Before(cutoff) && !has(t.liveCallKeys, k) && snap.Calls[k] == t.folded[k] {
 				t.callsCap.evict(k, t.folded[k], plusCounts)
+				t.evictedNS[k.Syscall] += t.folded[k].NS
 				delete(snap.Calls, k)
 				delete(t.folded, k)
 				delete(t.touched, k)
