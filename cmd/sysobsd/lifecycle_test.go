@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -342,6 +343,59 @@ func TestRestartAfterKill9IsClean(t *testing.T) {
 	}
 	second := startDaemon(t, nil)
 	expectCounts(t, second, http.DefaultClient, "http")
+}
+
+// events.enabled follows a SIGHUP: the endpoint answers 404 while events
+// are off, and events kept before they were turned off are not served when
+// they are turned on again (their paths may be sensitive).
+func TestSIGHUPTurnsEventsOnAndOff(t *testing.T) {
+	cfg := writeFile(t, "sysobsd.yml", "events:\n  enabled: false\n")
+	d := startDaemon(t, nil, "--config.file="+cfg, "--log.level=info")
+	get := func() (int, string) {
+		resp, err := http.Get("http://" + d.addr + "/api/v1/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	reloads := 0
+	reloadWith := func(yml string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		reloads++
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		if !testenv.Eventually(5*time.Second, func() bool { return strings.Count(d.stderr.String(), "msg=reloaded") == reloads }) {
+			t.Fatalf("reload %d not done; stderr: %s", reloads, d.stderr.String())
+		}
+	}
+	marker := fmt.Sprintf("/nonexistent/sysobsd-events-%d", os.Getpid())
+	failOpen := func() { os.Open(marker) } // openat fails with ENOENT: a notable event
+
+	if code, _ := get(); code != http.StatusNotFound {
+		t.Errorf("events off at start: %d, want 404", code)
+	}
+	reloadWith("events:\n  enabled: true\n")
+	var body string
+	if !testenv.Eventually(5*time.Second, func() bool {
+		failOpen()
+		code, b := get()
+		body = b
+		return code == http.StatusOK && strings.Contains(b, marker)
+	}) {
+		t.Fatalf("events turned on: no event with %s served; last body: %.300s", marker, body)
+	}
+	reloadWith("events:\n  enabled: false\n")
+	if code, _ := get(); code != http.StatusNotFound {
+		t.Errorf("events turned off: %d, want 404", code)
+	}
+	reloadWith("events:\n  enabled: true\n")
+	if code, b := get(); code != http.StatusOK || strings.Contains(b, marker) {
+		t.Errorf("events on again: %d, and the events kept before they were turned off served: %v", code, strings.Contains(b, marker))
+	}
 }
 
 // A SIGHUP with a bad config keeps the running one; with a good one, the

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,7 +111,8 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 
 	// Notable events: read always (a SIGHUP may turn them on), served when on.
 	recent := events.NewRecent(cfg.Events.Buffer)
-	notable, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax))
+	decoder := events.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax)
+	notable, err := events.NewNotableReader(probes.NotableEvents(), decoder)
 	if err != nil {
 		return err
 	}
@@ -158,10 +160,11 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	extra := map[string]http.Handler{}
-	if cfg.Events.Enabled {
-		extra["/api/v1/events"] = metrics.EventsHandler(recent)
-	}
+	// The events endpoint is always there, behind the same TLS and auth,
+	// and answers 404 while events are off: a SIGHUP turns it on or off.
+	live := &reloadable{recent: recent, decoder: decoder, collector: collector}
+	live.eventsServed.Store(cfg.Events.Enabled)
+	extra := map[string]http.Handler{"/api/v1/events": live.eventsHandler()}
 	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log), extra)
 	if err != nil {
 		return err
@@ -177,7 +180,7 @@ wait:
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
 				notify(daemon.SdNotifyReloading, log)
-				cfg, current = reload(ctx, opts.configFile, cfg, current, probes, engine, resolver, log)
+				cfg, current = reload(ctx, opts.configFile, cfg, current, probes, engine, resolver, live, log)
 				notify(daemon.SdNotifyReady, log)
 				continue
 			}
@@ -210,11 +213,65 @@ wait:
 	return serveErr
 }
 
-// reload re-reads the configuration on SIGHUP: labels, limits and filters
-// take effect without losing a count; latency, fold_interval and map sizes
-// need a restart. A bad file keeps the running configuration.
+// reloadable is what a reload changes outside the kernel and the engine.
+type reloadable struct {
+	recent       *events.Recent
+	decoder      *events.Decoder
+	collector    *metrics.Collector
+	eventsServed atomic.Bool
+}
+
+// eventsHandler serves the recent events while events are on; 404 while off.
+func (l *reloadable) eventsHandler() http.Handler {
+	serve := metrics.EventsHandler(l.recent)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.eventsServed.Load() {
+			http.Error(w, "notable events are off (events.enabled: false)", http.StatusNotFound)
+			return
+		}
+		serve.ServeHTTP(w, r)
+	})
+}
+
+// apply takes a reloaded configuration's events and exposition settings.
+// Turned off, the events kept are dropped: their paths may be sensitive, and
+// turning events on again must not serve them.
+func (l *reloadable) apply(next config.Config) {
+	if !next.Events.Enabled && l.eventsServed.Load() {
+		l.recent.Clear()
+	}
+	l.eventsServed.Store(next.Events.Enabled)
+	l.decoder.SetPathMax(next.Events.PathMax)
+	l.collector.SetNativeHistograms(next.NativeHistograms)
+}
+
+// restartOnly names the keys whose change a reload cannot apply.
+func restartOnly(running, next config.Config) []string {
+	var keys []string
+	if next.Latency != running.Latency {
+		keys = append(keys, "latency")
+	}
+	if next.FoldInterval != running.FoldInterval {
+		keys = append(keys, "fold_interval")
+	}
+	if !reflect.DeepEqual(next.Maps, running.Maps) {
+		keys = append(keys, "maps")
+	}
+	if next.Events.Buffer != running.Events.Buffer {
+		keys = append(keys, "events.buffer")
+	}
+	if next.Events.RingBufferBytes != running.Events.RingBufferBytes {
+		keys = append(keys, "events.ring_buffer_bytes")
+	}
+	return keys
+}
+
+// reload re-reads the configuration on SIGHUP: labels, limits, filters,
+// events and native histograms take effect without losing a count;
+// restartOnly's keys need a restart. A bad file keeps the running
+// configuration.
 func reload(ctx context.Context, path string, running config.Config, current settings,
-	probes *loader.Probes, engine *tally.Engine, resolver *cgroups.Resolver, log *zap.Logger) (config.Config, settings) {
+	probes *loader.Probes, engine *tally.Engine, resolver *cgroups.Resolver, live *reloadable, log *zap.Logger) (config.Config, settings) {
 	next, err := config.Load(path)
 	if err == nil {
 		var s settings
@@ -223,10 +280,12 @@ func reload(ctx context.Context, path string, running config.Config, current set
 				err = engine.Reconfigure(ctx, s.labels, s.limits)
 			}
 			if err == nil {
-				if next.Latency != running.Latency || next.FoldInterval != running.FoldInterval || !reflect.DeepEqual(next.Maps, running.Maps) {
-					log.Warn("reload: latency, fold_interval and maps take effect at the next start")
+				live.apply(next)
+				if keys := restartOnly(running, next); len(keys) > 0 {
+					log.Warn("reload: these keys take effect at the next start", zap.Strings("keys", keys))
 				}
-				log.Info("reloaded", zap.String("config", describeConfig(path)), zap.Strings("labels", s.labels.Names()))
+				log.Info("reloaded", zap.String("config", describeConfig(path)), zap.Strings("labels", s.labels.Names()),
+					zap.Bool("events", next.Events.Enabled))
 				return next, s
 			}
 		}

@@ -49,7 +49,7 @@ var notableSize = binary.Size(loader.NotableEvent{})
 type Decoder struct {
 	names     *syscalls.Table
 	procRoot  string
-	pathMax   int
+	pathMax   atomic.Int64
 	bootDelta time.Duration // wall clock minus CLOCK_MONOTONIC
 }
 
@@ -61,8 +61,13 @@ func NewDecoder(names *syscalls.Table, procRoot string, pathMax int) *Decoder {
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
 		delta = time.Duration(time.Now().UnixNano() - ts.Nano())
 	}
-	return &Decoder{names: names, procRoot: procRoot, pathMax: pathMax, bootDelta: delta}
+	d := &Decoder{names: names, procRoot: procRoot, bootDelta: delta}
+	d.SetPathMax(pathMax)
+	return d
 }
+
+// SetPathMax follows a reload's path_max, which the kernel applies at once.
+func (d *Decoder) SetPathMax(pathMax int) { d.pathMax.Store(int64(pathMax)) }
 
 // Decode decodes one raw ring-buffer sample.
 func (d *Decoder) Decode(raw []byte) (Notable, error) {
@@ -91,7 +96,7 @@ func (d *Decoder) Decode(raw []byte) (Notable, error) {
 	}
 	if ev.PathLen > 0 {
 		n.Path = loader.CString(ev.Path[:min(int(ev.PathLen), len(ev.Path))])
-		if int(ev.PathLen) >= d.pathMax {
+		if int64(ev.PathLen) >= d.pathMax.Load() {
 			n.Path += "..."
 		}
 	}
@@ -194,6 +199,15 @@ func (r *Recent) Query(match func(Notable) bool, limit int) []Notable {
 		out = out[len(out)-limit:]
 	}
 	return out
+}
+
+// Clear forgets the stored events (Total keeps counting): turned off, the
+// events endpoint must not serve them when turned on again.
+func (r *Recent) Clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.events)
+	r.next, r.full = 0, false
 }
 
 // Total is how many events were added since start.

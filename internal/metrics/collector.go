@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,8 +89,9 @@ var (
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
-	// native adds native-histogram buckets (schema 0) to the classic ones.
-	native bool
+	// native adds native-histogram buckets (schema 0) to the classic ones;
+	// a reload may change it while a scrape runs.
+	native atomic.Bool
 	mu     sync.Mutex
 	descs  map[tally.LabelSet]processDescs
 	// series keeps the per-process series between scrapes (seriesCache),
@@ -122,7 +124,7 @@ func NewCollector(source Source, names *syscalls.Table, capacity loader.Capaciti
 // SetNativeHistograms adds exact native-histogram buckets (schema 0: the
 // kernel's own power-of-two bounds) to the classic ones, for Prometheus
 // servers that scrape protobuf.
-func (c *Collector) SetNativeHistograms(on bool) { c.native = on }
+func (c *Collector) SetNativeHistograms(on bool) { c.native.Store(on) }
 
 // nativeHistogram is a classic const histogram plus the same counts as
 // native schema-0 buckets: kernel bucket b is native index b-30.
@@ -353,7 +355,7 @@ func (c *Collector) collectHistograms(ch chan<- prometheus.Metric, snap *tally.S
 			c.log.Error("scrape: build histogram", zap.String("syscall", name), zap.Error(err))
 			continue
 		}
-		if c.native {
+		if c.native.Load() {
 			m = nativeHistogram{Metric: m, buckets: h.buckets}
 		}
 		ch <- m
