@@ -18,10 +18,21 @@ type seriesCap[K comparable, V any] struct {
 	base V
 	// Overflows counts label sets sent to the overflow series since start.
 	Overflows uint64
+	// idle holds the totals of label sets evicted with series of their own,
+	// the oldest first out beyond maxIdleKept: one that comes back goes on
+	// from its total (revive). From zero, its series would repeat values it
+	// had shown, and increase() across the gap would miss those calls.
+	idle      map[K]V
+	idleOrder []K
 }
 
+// maxIdleKept bounds the totals kept of evicted label sets (~150 bytes
+// each): enough for every label set of a host without pid labels, and for
+// the most recent processes' with them.
+const maxIdleKept = 50000
+
 func newSeriesCap[K comparable, V any]() *seriesCap[K, V] {
-	return &seriesCap[K, V]{owned: make(map[K]struct{}), overflowed: make(map[K]struct{})}
+	return &seriesCap[K, V]{owned: make(map[K]struct{}), overflowed: make(map[K]struct{}), idle: make(map[K]V)}
 }
 
 // apply splits full into the series kept and the overflow sum. New label
@@ -56,18 +67,53 @@ func (c *seriesCap[K, V]) apply(full map[K]V, max int, add func(V, V) V, compare
 }
 
 // evict forgets a label set whose totals leave the tally; v is its total.
+// The overflow series keeps an overflowed one's; an owned one's is kept for
+// revive.
 func (c *seriesCap[K, V]) evict(k K, v V, add func(V, V) V) {
 	if has(c.overflowed, k) {
 		c.base = add(c.base, v)
 		delete(c.overflowed, k)
 	}
-	delete(c.owned, k)
+	if has(c.owned, k) {
+		delete(c.owned, k)
+		if _, kept := c.idle[k]; !kept {
+			c.idleOrder = append(c.idleOrder, k)
+		}
+		c.idle[k] = v
+		for len(c.idle) > maxIdleKept {
+			delete(c.idle, c.idleOrder[0])
+			c.idleOrder = c.idleOrder[1:]
+		}
+	}
+	if len(c.idleOrder) > 2*len(c.idle)+64 { // revived ones leave holes
+		c.idleOrder = slices.DeleteFunc(c.idleOrder, func(k K) bool { _, kept := c.idle[k]; return !kept })
+	}
+}
+
+// revive returns the total an evicted label set had, if it is kept and can
+// have its own series again (fewer than max are owned): it is owned again at
+// once. One that cannot starts afresh, in the overflow series; its old total
+// is forgotten, or the overflow series would count it a second time.
+func (c *seriesCap[K, V]) revive(k K, max int) (V, bool) {
+	v, kept := c.idle[k]
+	if !kept {
+		return v, false
+	}
+	delete(c.idle, k)
+	if len(c.owned) >= max {
+		var zero V
+		return zero, false
+	}
+	c.owned[k] = struct{}{}
+	return v, true
 }
 
 // reset forgets which label sets had series (the label set changed).
 func (c *seriesCap[K, V]) reset() {
 	clear(c.owned)
 	clear(c.overflowed)
+	clear(c.idle)
+	c.idleOrder = nil
 }
 
 func has[K comparable](m map[K]struct{}, k K) bool {

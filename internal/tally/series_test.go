@@ -257,6 +257,71 @@ func TestFoldKeepsSeriesFromIdling(t *testing.T) {
 	checkCalls(t, "refolded", h.snapshot().Calls, map[SeriesKey]loader.Counts{series("job", read): counts(3, 30)})
 }
 
+// A label set evicted as idle that comes back (an hourly job's name) goes on
+// from the total it had: from zero, its series would repeat values it showed
+// before the gap, and increase() across the gap would miss those calls.
+func TestEvictedSeriesComesBackFromItsTotal(t *testing.T) {
+	h := newHarness(t, nil)
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.SetLimits(Limits{IdleTimeout: time.Minute})
+	run := func(tgid uint32, n uint64, folded bool) {
+		h.record(events.Fork, tgid, 1, "hourly")
+		h.kernel.call(tgid, 1, read, n, 10*n)
+		h.kernel.fail(tgid, 1, openat, enoent, n)
+		if folded {
+			h.record(events.Exit, tgid, 1, "hourly")
+		}
+	}
+	run(10, 3, true)
+	first := h.snapshot()
+	clock.t = clock.t.Add(2 * time.Minute)
+	h.snapshot() // evicted: idle for two minutes
+	if snap := h.snapshot(); len(snap.Calls) != 0 || snap.SyscallNS[read] != 30 {
+		t.Fatalf("after the eviction: Calls %v, SyscallNS[read] %d; want none, 30", snap.Calls, snap.SyscallNS[read])
+	}
+
+	run(11, 2, false) // back, running: counted live, not folded yet
+	back := h.snapshot()
+	checkCalls(t, "back, live", back.Calls, map[SeriesKey]loader.Counts{series("hourly", read): counts(5, 50)})
+	checkErrors(t, "back, live", back.Errors, map[ErrorKey]uint64{errSeries("hourly", openat, enoent): 5})
+	checkNonDecreasing(t, "back", first, back)
+	if ns := back.SyscallNS[read]; ns != 50 {
+		t.Errorf("SyscallNS[read] = %d, want 50: the revived total is not counted twice", ns)
+	}
+	h.record(events.Exit, 11, 1, "hourly")
+	clock.t = clock.t.Add(2 * time.Minute)
+	h.snapshot()     // folded, then idle: evicted again
+	run(12, 1, true) // back through a fold this time
+	checkCalls(t, "back, folded", h.snapshot().Calls, map[SeriesKey]loader.Counts{series("hourly", read): counts(6, 60)})
+}
+
+// Under a full cap, an evicted label set that comes back and finds no series
+// free starts afresh in the overflow series: with its old total there too,
+// the overflow would count it twice.
+func TestEvictedSeriesBackUnderFullCapStartsInOverflow(t *testing.T) {
+	h := newHarness(t, nil)
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.SetLimits(Limits{MaxSeries: 1, IdleTimeout: time.Minute})
+	h.record(events.Fork, 10, 1, "old")
+	h.kernel.call(10, 1, read, 3, 30)
+	h.record(events.Exit, 10, 1, "old")
+	h.snapshot()
+	clock.t = clock.t.Add(2 * time.Minute)
+	h.snapshot() // "old" evicted: its series is free
+	h.record(events.Fork, 11, 1, "new")
+	h.kernel.call(11, 1, read, 4, 40)
+	h.snapshot() // "new" takes it
+	h.record(events.Fork, 12, 1, "old")
+	h.kernel.call(12, 1, read, 2, 20)
+	snap := h.snapshot()
+	checkCalls(t, "capped", snap.Calls, map[SeriesKey]loader.Counts{series("new", read): counts(4, 40)})
+	if snap.CallsOther != counts(2, 20) {
+		t.Errorf("CallsOther = %+v, want {2 20}: only what \"old\" made since it came back", snap.CallsOther)
+	}
+}
+
 func TestIdleEvictionUnderSeriesCap(t *testing.T) {
 	h := newHarness(t, nil)
 	clock := &fakeClock{time.Unix(1_000_000, 0)}

@@ -520,6 +520,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		for k, c := range t.liveCalls {
 			key := SeriesKey{t.seriesLabels[k.labels], k.syscall}
 			t.liveCallKeys[key] = struct{}{}
+			t.reviveCalls(key)
 			addCounts(snap.Calls, key, c)
 		}
 	}
@@ -555,6 +556,7 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		if scrape {
+			t.reviveErrors(key)
 			addErrors(snap.Errors, key, a.since(v).Calls)
 			a.exported = v
 			t.liveErrKeys[key] = struct{}{}
@@ -679,6 +681,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 			t.foldCalls(SeriesKey{old, sc}, c)
 		})
 		key := SeriesKey{*a.labels, sc}
+		t.reviveCalls(key)
 		addCounts(snap.Calls, key, a.since(v))
 		if final(k.CgroupId) {
 			t.deadGroupStats = append(t.deadGroupStats, k)
@@ -698,6 +701,7 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
 		})
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
+		t.reviveErrors(key)
 		addErrors(snap.Errors, key, a.since(v).Calls)
 		if final(k.CgroupId) {
 			t.deadGroupErrors = append(t.deadGroupErrors, k)
@@ -919,6 +923,7 @@ func (t *Tally) foldCalls(k SeriesKey, v loader.Counts) {
 	if v == (loader.Counts{}) {
 		return
 	}
+	t.reviveCalls(k)
 	addCounts(t.folded, k, v)
 	t.touched[k] = t.now()
 }
@@ -927,8 +932,40 @@ func (t *Tally) foldErrors(k ErrorKey, n uint64) {
 	if n == 0 {
 		return
 	}
+	t.reviveErrors(k)
 	addErrors(t.foldedErrors, k, n)
 	t.touchedErrs[k] = t.now()
+}
+
+// reviveCalls and reviveErrors give a label set evicted as idle, now back,
+// the total it had (seriesCap.revive), as a folded total.
+func (t *Tally) reviveCalls(k SeriesKey) {
+	if _, ok := t.folded[k]; ok {
+		return
+	}
+	if v, ok := t.callsCap.revive(k, t.maxSeries()); ok {
+		t.folded[k] = v
+		t.touched[k] = t.now()
+		t.evictedNS[k.Syscall] -= v.NS // back in the series' sums
+	}
+}
+
+func (t *Tally) reviveErrors(k ErrorKey) {
+	if _, ok := t.foldedErrors[k]; ok {
+		return
+	}
+	if n, ok := t.errorsCap.revive(k, t.maxSeries()); ok {
+		t.foldedErrors[k] = n
+		t.touchedErrs[k] = t.now()
+	}
+}
+
+// maxSeries is the series cap, or no cap.
+func (t *Tally) maxSeries() int {
+	if t.limits.MaxSeries <= 0 {
+		return int(^uint(0) >> 1)
+	}
+	return t.limits.MaxSeries
 }
 
 // limitSeries drops idle label sets and applies the series cap to a
@@ -962,10 +999,7 @@ func (t *Tally) limitSeries(snap *Snapshot) {
 			}
 		}
 	}
-	max := t.limits.MaxSeries
-	if max <= 0 {
-		max = int(^uint(0) >> 1)
-	}
+	max := t.maxSeries()
 	snap.Calls, snap.CallsOther = t.callsCap.apply(snap.Calls, max, plusCounts, compareSeries)
 	snap.Errors, snap.ErrorsOther = t.errorsCap.apply(snap.Errors, max, plusErrors, compareErrors)
 	snap.CallsSeriesOverflows = t.callsCap.Overflows
