@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -209,6 +210,11 @@ func checkWeb(flags *web.FlagConfig) error {
 		}
 	}
 	if *flags.WebSystemdSocket {
+		// What go-systemd's activation reads, checked before anything is
+		// attached rather than when the server starts.
+		if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") == "" {
+			return errors.New("--web.systemd-socket: systemd passed no socket (LISTEN_PID, LISTEN_FDS unset); start sysobsd from its .socket unit, or give --web.listen-address instead")
+		}
 		return nil
 	}
 	for _, addr := range *flags.WebListenAddresses {

@@ -71,6 +71,7 @@ func TestBadInputGivesOneLineAndNonZeroExit(t *testing.T) {
 		{"port in use", []string{"--web.listen-address=" + busy.Addr().String()}, 1, "address already in use; stop the other process or choose another --web.listen-address"},
 		{"bad web config", []string{"--web.config.file=" + badWeb}, 1, "web config"},
 		{"missing web config", []string{"--web.config.file=/nonexistent/web.yml"}, 1, "web config /nonexistent/web.yml"},
+		{"systemd socket without systemd", []string{"--web.systemd-socket"}, 1, "--web.systemd-socket: systemd passed no socket"},
 		{"web config unknown key", []string{"--web.config.file=" + webUnknownKey}, 1, "tls_server_confg"},
 		{"web config bad YAML", []string{"--web.config.file=" + webBadYAML}, 1, "web config"},
 		{"config is a directory", []string{"--config.file=" + t.TempDir()}, 1, "is a directory"},
