@@ -245,8 +245,10 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		var retryErr error
 		if coll, retryErr = ebpf.NewCollectionWithOptions(spec, collOpts); retryErr == nil {
 			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
-			err = nil
 		}
+		// Failing without task_rename too, the cause is elsewhere: report
+		// that error, not task_rename's.
+		err = retryErr
 	}
 	if err != nil {
 		return nil, describeLoadError(err)
