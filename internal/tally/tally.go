@@ -943,21 +943,24 @@ func (t *Tally) reviveCalls(k SeriesKey) {
 	if _, ok := t.folded[k]; ok {
 		return
 	}
-	if v, ok := t.callsCap.revive(k, t.maxSeries()); ok {
-		t.folded[k] = v
-		t.touched[k] = t.now()
+	if v, ok := revive(t.callsCap, t.folded, t.touched, k, t); ok {
 		t.evictedNS[k.Syscall] -= v.NS // back in the series' sums
 	}
 }
 
 func (t *Tally) reviveErrors(k ErrorKey) {
-	if _, ok := t.foldedErrors[k]; ok {
-		return
+	if _, ok := t.foldedErrors[k]; !ok {
+		revive(t.errorsCap, t.foldedErrors, t.touchedErrs, k, t)
 	}
-	if n, ok := t.errorsCap.revive(k, t.maxSeries()); ok {
-		t.foldedErrors[k] = n
-		t.touchedErrs[k] = t.now()
+}
+
+func revive[K comparable, V any](c *seriesCap[K, V], folded map[K]V, touched map[K]time.Time, k K, t *Tally) (V, bool) {
+	v, ok := c.revive(k, t.maxSeries())
+	if ok {
+		folded[k] = v
+		touched[k] = t.now()
 	}
+	return v, ok
 }
 
 // maxSeries is the series cap, or no cap.
