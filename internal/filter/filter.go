@@ -239,20 +239,59 @@ func Apply(maps *loader.Maps, f *Filter, procRoot string) error {
 		return fmt.Errorf("filters: scan running processes: %w", err)
 	}
 	onlyListed := f.kernel.Settings.ProcessFilter == loader.FilterOnlyListed
+	identify := func(pid uint32) (process, bool) { return identity(procRoot, pid) }
 	for _, e := range entries {
 		pid, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil {
 			continue
 		}
-		comm, err := os.ReadFile(procRoot + "/" + e.Name() + "/comm")
-		if err != nil {
-			continue // gone: nothing to judge
-		}
-		path, _ := cgroups.ForPID(procRoot, int(pid))
-		counted := f.Counted(uint32(pid), strings.TrimSuffix(string(comm), "\n"), path)
-		if err := maps.SetProcessListed(uint32(pid), counted == onlyListed); err != nil {
+		if err := f.judge(maps, uint32(pid), onlyListed, identify); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// process is what a verdict depends on.
+type process struct{ comm, cgroupPath string }
+
+// identity reads a running process's name and cgroup from /proc; false if
+// it is gone.
+func identity(procRoot string, pid uint32) (process, bool) {
+	comm, err := os.ReadFile(procRoot + "/" + strconv.FormatUint(uint64(pid), 10) + "/comm")
+	if err != nil {
+		return process{}, false
+	}
+	path, _ := cgroups.ForPID(procRoot, int(pid))
+	return process{strings.TrimSuffix(string(comm), "\n"), path}, true
+}
+
+// verdicts is where a process's verdict goes (loader.Maps).
+type verdicts interface {
+	SetProcessListed(tgid uint32, listed bool) error
+}
+
+// judgeTries bounds judge's rereads of a process that keeps changing.
+const judgeTries = 4
+
+// judge writes a running process's verdict, then reads its name and cgroup
+// again: a rename or move between the read and the write had the kernel's
+// hook write the newer verdict, which this write would otherwise replace
+// with the older one until the process's next rename or exec.
+func (f *Filter) judge(out verdicts, pid uint32, onlyListed bool, identify func(uint32) (process, bool)) error {
+	p, ok := identify(pid)
+	for range judgeTries {
+		if !ok {
+			return nil // gone: nothing to judge
+		}
+		if err := out.SetProcessListed(pid, f.Counted(pid, p.comm, p.cgroupPath) == onlyListed); err != nil {
+			return err
+		}
+		again, still := identify(pid)
+		if still && again == p {
+			return nil
+		}
+		p, ok = again, still
 	}
 	return nil
 }

@@ -395,3 +395,51 @@ func TestCountedMirrorsKernel(t *testing.T) {
 		})
 	}
 }
+
+type fakeVerdicts struct {
+	listed map[uint32]bool
+	writes int
+}
+
+func (v *fakeVerdicts) SetProcessListed(tgid uint32, listed bool) error {
+	v.listed[tgid] = listed
+	v.writes++
+	return nil
+}
+
+// A process renamed while it is judged (read, then renamed, its hook writing
+// the new verdict, then this write) ends with the verdict of its new name:
+// judge reads it again after writing, and writes again if it changed.
+func TestJudgeFollowsARenameDuringTheScan(t *testing.T) {
+	f := compile(t, config.Filters{Exclude: config.Match{Comms: []string{"secret"}}})
+	seen := []process{{comm: "worker"}, {comm: "secret"}, {comm: "secret"}}
+	reads := 0
+	identify := func(uint32) (process, bool) {
+		p := seen[min(reads, len(seen)-1)]
+		reads++
+		return p, true
+	}
+	out := &fakeVerdicts{listed: make(map[uint32]bool)}
+	if err := f.judge(out, 42, false, identify); err != nil {
+		t.Fatal(err)
+	}
+	if !out.listed[42] || out.writes != 2 {
+		t.Errorf("listed = %v after %d writes; want true (excluded: its new name) after 2", out.listed[42], out.writes)
+	}
+
+	// A process that keeps changing is judged at most judgeTries times;
+	// one gone is not judged at all.
+	flip := 0
+	restless := func(uint32) (process, bool) {
+		flip++
+		return process{comm: []string{"a", "b"}[flip%2]}, true
+	}
+	out = &fakeVerdicts{listed: make(map[uint32]bool)}
+	if err := f.judge(out, 7, false, restless); err != nil || out.writes != judgeTries {
+		t.Errorf("restless: %d writes, err %v; want %d", out.writes, err, judgeTries)
+	}
+	out = &fakeVerdicts{listed: make(map[uint32]bool)}
+	if err := f.judge(out, 8, false, func(uint32) (process, bool) { return process{}, false }); err != nil || out.writes != 0 {
+		t.Errorf("gone: %d writes, err %v; want none", out.writes, err)
+	}
+}
