@@ -18,18 +18,18 @@ type seriesCap[K comparable, V any] struct {
 	base V
 	// Overflows counts label sets sent to the overflow series since start.
 	Overflows uint64
-	// idle holds the totals of label sets evicted with series of their own,
-	// the oldest first out beyond maxIdleKept: one that comes back goes on
-	// from its total (revive). From zero, its series would repeat values it
-	// had shown, and increase() across the gap would miss those calls.
-	idle      map[K]V
-	idleOrder []K
+	// idle holds the totals of label sets evicted with series of their own:
+	// one that comes back goes on from its total (revive). From zero, its
+	// series would repeat values it had shown, and increase() across the gap
+	// would miss those calls.
+	idle map[K]V
 }
 
-// maxIdleKept bounds the totals kept of evicted label sets (~150 bytes
-// each): enough for every label set of a host without pid labels, and for
-// the most recent processes' with them.
-const maxIdleKept = 50000
+// maxIdleKept bounds the totals kept of evicted label sets (~180 bytes each,
+// ~1.8 MB a metric): more than the label sets a host without pid labels
+// evicts; with pid labels, where every exited process's go, a quarter of
+// them, picked at random, are forgotten whenever the bound is passed.
+const maxIdleKept = 10000
 
 func newSeriesCap[K comparable, V any]() *seriesCap[K, V] {
 	return &seriesCap[K, V]{owned: make(map[K]struct{}), overflowed: make(map[K]struct{}), idle: make(map[K]V)}
@@ -76,17 +76,15 @@ func (c *seriesCap[K, V]) evict(k K, v V, add func(V, V) V) {
 	}
 	if has(c.owned, k) {
 		delete(c.owned, k)
-		if _, kept := c.idle[k]; !kept {
-			c.idleOrder = append(c.idleOrder, k)
-		}
 		c.idle[k] = v
-		for len(c.idle) > maxIdleKept {
-			delete(c.idle, c.idleOrder[0])
-			c.idleOrder = c.idleOrder[1:]
+		if len(c.idle) > maxIdleKept {
+			for old := range c.idle { // map order: at random
+				if len(c.idle) <= maxIdleKept*3/4 {
+					break
+				}
+				delete(c.idle, old)
+			}
 		}
-	}
-	if len(c.idleOrder) > 2*len(c.idle)+64 { // revived ones leave holes
-		c.idleOrder = slices.DeleteFunc(c.idleOrder, func(k K) bool { _, kept := c.idle[k]; return !kept })
 	}
 }
 
@@ -113,7 +111,6 @@ func (c *seriesCap[K, V]) reset() {
 	clear(c.owned)
 	clear(c.overflowed)
 	clear(c.idle)
-	c.idleOrder = nil
 }
 
 func has[K comparable](m map[K]struct{}, k K) bool {

@@ -456,3 +456,25 @@ func TestSetLabelsReadmitsSeriesUnderCap(t *testing.T) {
 		t.Errorf("without pids: CallsOther = %+v, want zero", snap.CallsOther)
 	}
 }
+
+// The totals kept of evicted label sets stay bounded: past maxIdleKept, a
+// quarter go; a label set never owned (overflowed) is not kept at all.
+func TestIdleTotalsKeptBounded(t *testing.T) {
+	c := newSeriesCap[int, uint64]()
+	full := make(map[int]uint64)
+	for k := range maxIdleKept + 1 {
+		full[k] = uint64(k + 1)
+	}
+	overflowed := maxIdleKept + 1
+	full[overflowed] = 5
+	c.apply(full, maxIdleKept+1, plusErrors, func(a, b int) int { return a - b }) // the last overflows
+	for k := range full {
+		c.evict(k, full[k], plusErrors)
+	}
+	if n := len(c.idle); n > maxIdleKept || n < maxIdleKept*3/4 {
+		t.Errorf("%d totals kept, want between %d and %d", n, maxIdleKept*3/4, maxIdleKept)
+	}
+	if _, kept := c.idle[overflowed]; kept || c.base != 5 {
+		t.Errorf("the overflowed label set: kept %v, base %d; want only in the overflow's base (5)", kept, c.base)
+	}
+}
