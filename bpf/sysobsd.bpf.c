@@ -186,7 +186,7 @@ struct filter_settings_value {
 	u32 notable_rate;   /* notable events per CPU per ~second (2^30 ns); 0: no limit */
 	u64 slow_ns;        /* a call at least this long is notable (NOTABLE_SLOW) */
 	u32 path_max;       /* bytes of a path argument captured, NUL included */
-	u32 pad;
+	u32 dims;           /* DIM_* that some include or exclude list names */
 };
 
 #define NOTABLE_ERRORS 1
@@ -937,8 +937,13 @@ static __always_inline u8 filter_match(void *map, void *key)
 
 /* Decides, when a process starts, execs, renames or moves, whether it is
  * counted, so that the per-syscall path needs one lookup by tgid. The daemon
- * applies the same rules to the processes that were running before it. */
-static __always_inline void evaluate_process(struct task_struct *task, const char *comm)
+ * applies the same rules to the processes that were running before it.
+ * changed is what the event can change (DIM_*; fork and exec judge anew,
+ * sysobsd stat lists its command at exec): a rename or a move that no list
+ * depends on leaves the verdict alone, and cannot race with another hook
+ * judging the same process from an older name or cgroup (a move read the
+ * old name, a rename wrote its verdict, the move overwrote it). */
+static __always_inline void evaluate_process(struct task_struct *task, const char *comm, u32 changed)
 {
 	char name[COMM_LEN] = {};
 	struct filter_settings_value *fs;
@@ -948,7 +953,7 @@ static __always_inline void evaluate_process(struct task_struct *task, const cha
 	bool counted, listed;
 
 	fs = bpf_map_lookup_elem(&filter_settings, &zero);
-	if (!fs || fs->process_filter == FILTER_OFF)
+	if (!fs || fs->process_filter == FILTER_OFF || !(fs->dims & changed))
 		return;
 	tgid = BPF_CORE_READ(task, tgid);
 
@@ -1045,7 +1050,7 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	/* Threads count toward their process: only new thread groups matter. */
 	if (child->pid != child->tgid || child->tgid == self_tgid)
 		return 0;
-	evaluate_process(child, child->comm);
+	evaluate_process(child, child->comm, DIM_PID | DIM_COMM | DIM_CGROUP);
 	follow_fork(parent, child);
 	send_lifecycle(LIFECYCLE_FORK, child, child->comm);
 	return 0;
@@ -1069,7 +1074,7 @@ int BPF_PROG(process_exec, struct task_struct *task, int old_pid)
 			old->ns = 0;
 		}
 	}
-	evaluate_process(task, task->comm);
+	evaluate_process(task, task->comm, DIM_PID | DIM_COMM | DIM_CGROUP);
 	send_lifecycle(LIFECYCLE_EXEC, task, task->comm);
 	return 0;
 }
@@ -1102,7 +1107,7 @@ int BPF_PROG(task_rename, struct task_struct *task, const char *comm)
 		return 0;
 	if (current_is_in_execve())
 		return 0;
-	evaluate_process(task, comm);
+	evaluate_process(task, comm, DIM_COMM);
 	send_lifecycle(LIFECYCLE_RENAME, task, comm);
 	return 0;
 }
@@ -1113,7 +1118,7 @@ int BPF_PROG(cgroup_attach, struct cgroup *dst, const char *path, struct task_st
 	/* Fires for every hierarchy; only a move on cgroup2 changes attribution. */
 	if (task->pid != task->tgid || task->tgid == self_tgid || task_cgroup(task) != dst)
 		return 0;
-	evaluate_process(task, task->comm);
+	evaluate_process(task, task->comm, DIM_CGROUP);
 	send_lifecycle(LIFECYCLE_CGROUP, task, task->comm);
 	return 0;
 }

@@ -83,6 +83,19 @@ func Compile(f config.Filters, events config.Events, names *syscalls.Table, reso
 		mask |= loader.DimCgroup
 	}
 	k.Settings.IncludeMask = mask
+	// The dimensions any list uses: a rename or a move that changes none
+	// is not judged again in the kernel.
+	for _, m := range []config.Match{f.Include, f.Exclude} {
+		if len(m.PIDs) > 0 {
+			k.Settings.Dims |= loader.DimPID
+		}
+		if len(m.Comms) > 0 {
+			k.Settings.Dims |= loader.DimComm
+		}
+		if len(m.Cgroups)+len(m.Units) > 0 {
+			k.Settings.Dims |= loader.DimCgroup
+		}
+	}
 	switch {
 	case mask != 0:
 		k.Settings.ProcessFilter = loader.FilterOnlyListed

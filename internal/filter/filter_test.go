@@ -86,6 +86,29 @@ func TestCompileSettings(t *testing.T) {
 	}
 }
 
+// Dims names every dimension a list uses, include or exclude, so that the
+// kernel judges a process again at a rename only with a comm list, at a move
+// only with a cgroup or unit list.
+func TestCompileDims(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		filters config.Filters
+		want    uint32
+	}{
+		{"none", config.Filters{}, 0},
+		{"syscalls only", config.Filters{Include: config.Match{Syscalls: []string{"read"}}}, 0},
+		{"include comms", config.Filters{Include: config.Match{Comms: []string{"a"}}}, loader.DimComm},
+		{"exclude units", config.Filters{Exclude: config.Match{Units: []string{"u.service"}}}, loader.DimCgroup},
+		{"include pids, exclude cgroups and comms", config.Filters{
+			Include: config.Match{PIDs: []uint32{1}}, Exclude: config.Match{Cgroups: []string{"/a"}, Comms: []string{"b"}}},
+			loader.DimPID | loader.DimCgroup | loader.DimComm},
+	} {
+		if got := compile(t, tt.filters).Kernel().Settings.Dims; got != tt.want {
+			t.Errorf("%s: Dims = %b, want %b", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestCompileMatchBits(t *testing.T) {
 	const in, ex, both = loader.MatchInclude, loader.MatchExclude, loader.MatchInclude | loader.MatchExclude
 	f := compile(t, config.Filters{

@@ -55,7 +55,7 @@ type sysobsdFilterSettingsValue struct {
 	NotableRate   uint32
 	SlowNs        uint64
 	PathMax       uint32
-	Pad           uint32
+	Dims          uint32
 }
 
 type sysobsdGroupKey struct {
