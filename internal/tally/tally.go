@@ -520,7 +520,6 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		for k, c := range t.liveCalls {
 			key := SeriesKey{t.seriesLabels[k.labels], k.syscall}
 			t.liveCallKeys[key] = struct{}{}
-			t.reviveCalls(key)
 			addCounts(snap.Calls, key, c)
 		}
 	}
@@ -556,7 +555,6 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 			return
 		}
 		if scrape {
-			t.reviveErrors(key)
 			addErrors(snap.Errors, key, a.since(v).Calls)
 			a.exported = v
 			t.liveErrKeys[key] = struct{}{}
@@ -681,7 +679,6 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 			t.foldCalls(SeriesKey{old, sc}, c)
 		})
 		key := SeriesKey{*a.labels, sc}
-		t.reviveCalls(key)
 		addCounts(snap.Calls, key, a.since(v))
 		if final(k.CgroupId) {
 			t.deadGroupStats = append(t.deadGroupStats, k)
@@ -701,7 +698,6 @@ func (t *Tally) readGroups(snap *Snapshot) error {
 			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
 		})
 		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
-		t.reviveErrors(key)
 		addErrors(snap.Errors, key, a.since(v).Calls)
 		if final(k.CgroupId) {
 			t.deadGroupErrors = append(t.deadGroupErrors, k)
@@ -923,7 +919,6 @@ func (t *Tally) foldCalls(k SeriesKey, v loader.Counts) {
 	if v == (loader.Counts{}) {
 		return
 	}
-	t.reviveCalls(k)
 	addCounts(t.folded, k, v)
 	t.touched[k] = t.now()
 }
@@ -932,35 +927,27 @@ func (t *Tally) foldErrors(k ErrorKey, n uint64) {
 	if n == 0 {
 		return
 	}
-	t.reviveErrors(k)
 	addErrors(t.foldedErrors, k, n)
 	t.touchedErrs[k] = t.now()
 }
 
-// reviveCalls and reviveErrors give a label set evicted as idle, now back,
-// the total it had (seriesCap.revive), as a folded total.
-func (t *Tally) reviveCalls(k SeriesKey) {
-	if _, ok := t.folded[k]; ok {
+// revive gives each label set of this snapshot that was evicted as idle and
+// is back (live, folded since, or counted by name) the total it had
+// (seriesCap.revive), in the snapshot and in the folded totals. It returns
+// each revived total.
+func revive[K comparable, V any](c *seriesCap[K, V], snap, folded map[K]V, touched map[K]time.Time,
+	add func(V, V) V, max int, now time.Time, revived func(K, V)) {
+	if len(c.idle) == 0 {
 		return
 	}
-	if v, ok := revive(t.callsCap, t.folded, t.touched, k, t); ok {
-		t.evictedNS[k.Syscall] -= v.NS // back in the series' sums
+	for k := range snap {
+		if v, ok := c.revive(k, max); ok {
+			snap[k] = add(snap[k], v)
+			folded[k] = add(folded[k], v)
+			touched[k] = now
+			revived(k, v)
+		}
 	}
-}
-
-func (t *Tally) reviveErrors(k ErrorKey) {
-	if _, ok := t.foldedErrors[k]; !ok {
-		revive(t.errorsCap, t.foldedErrors, t.touchedErrs, k, t)
-	}
-}
-
-func revive[K comparable, V any](c *seriesCap[K, V], folded map[K]V, touched map[K]time.Time, k K, t *Tally) (V, bool) {
-	v, ok := c.revive(k, t.maxSeries())
-	if ok {
-		folded[k] = v
-		touched[k] = t.now()
-	}
-	return v, ok
 }
 
 // maxSeries is the series cap, or no cap.
@@ -975,6 +962,10 @@ func (t *Tally) maxSeries() int {
 // snapshot whose Calls and Errors hold every label set.
 func (t *Tally) limitSeries(snap *Snapshot) {
 	snap.LabelSet = t.labeler.set
+	revive(t.callsCap, snap.Calls, t.folded, t.touched, plusCounts, t.maxSeries(), t.now(), func(k SeriesKey, v loader.Counts) {
+		t.evictedNS[k.Syscall] -= v.NS // back in the series' sums
+	})
+	revive(t.errorsCap, snap.Errors, t.foldedErrors, t.touchedErrs, plusErrors, t.maxSeries(), t.now(), func(ErrorKey, uint64) {})
 	snap.SyscallNS = make(map[Syscall]uint64, len(t.evictedNS))
 	for k, v := range snap.Calls {
 		snap.SyscallNS[k.Syscall] += v.NS
