@@ -149,46 +149,6 @@ type Processes interface {
 	MarkGone(tgid uint32)
 }
 
-// attribution is what a live kernel entry has been exported as: counts up to
-// base belong to earlier names (already in the folded totals), counts from
-// base on to labels. exported is the value the last scrape showed.
-type attribution struct {
-	labels *Labels // shared by the generation's entries (see generationInfo.shared)
-	// base is nil while zero, as it is until a rename or a label change:
-	// 32 bytes an entry instead of 48, ~1.6 MB less on a large host.
-	base     *loader.Counts
-	exported loader.Counts
-}
-
-// since returns v less what belongs to earlier names.
-func (a *attribution) since(v loader.Counts) loader.Counts {
-	if a.base == nil {
-		return v
-	}
-	return sub(v, *a.base)
-}
-
-// rebase hands everything exported so far to earlier names.
-func (a *attribution) rebase() {
-	if a.exported == (loader.Counts{}) {
-		a.base = nil
-		return
-	}
-	base := a.exported
-	a.base = &base
-}
-
-// foldedCalls and foldedErrors are what a dead entry adds to the totals.
-type foldedCalls struct {
-	key    SeriesKey
-	counts loader.Counts
-}
-
-type foldedErrors struct {
-	key ErrorKey
-	n   uint64
-}
-
 // Tally is not safe for concurrent use; the Engine serializes it.
 type Tally struct {
 	kernel Kernel
@@ -197,36 +157,30 @@ type Tally struct {
 	// find processes whose exit record was lost.
 	alive func(tgid uint32) bool
 
-	folded       map[SeriesKey]loader.Counts
-	foldedErrors map[ErrorKey]uint64
-	live         map[loader.SyscallKey]*attribution
-	liveErrors   map[loader.ErrnoKey]*attribution
-	// groupCalls and groupErrors attribute the kernel's entries by process
-	// name and cgroup: no process's exit ends them, but their cgroup's
-	// removal does. goneSince holds when each removed cgroup was known gone:
-	// from its removal record (CgroupRemoved), or, for a record lost, from
-	// the resolver at a scrape. Its entries are folded and deleted once it
-	// has been gone cgroupGrace, time for a call that read the cgroup just
-	// before its removal to be counted.
-	groupCalls   map[loader.GroupKey]*attribution
-	groupErrors  map[loader.GroupKey]*attribution
+	// One ledger per exported value, fed by the kernel's tables: per
+	// process, and by process name and cgroup (groupCalls, groupErrors:
+	// no process's exit ends those, their cgroup's removal does).
+	callLedger  *ledger[SeriesKey, loader.Counts]
+	errorLedger *ledger[ErrorKey, uint64]
+	calls       *entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts]
+	errors      *entryTable[loader.ErrnoKey, errnoPart, ErrorKey, uint64]
+	groupCalls  *entryTable[loader.GroupKey, Syscall, SeriesKey, loader.Counts]
+	groupErrors *entryTable[loader.GroupKey, errnoPart, ErrorKey, uint64]
+
+	// goneSince holds when each removed cgroup was known gone: from its
+	// removal record (CgroupRemoved), or, for a record lost, from the
+	// resolver at a scrape. Its group entries are folded and deleted once
+	// it has been gone cgroupGrace, time for a call that read the cgroup
+	// just before its removal to be counted.
 	goneSince    map[uint64]time.Time
 	groupCgroups map[uint64]struct{} // the cgroups of the last scrape's group entries
 	// lastRemovedCheck is when the resolver was last asked which cgroups
 	// were removed (findRemovedCgroups).
 	lastRemovedCheck time.Time
-	deadGroupStats   []loader.GroupKey
-	deadGroupCalls   []foldedCalls
-	deadGroupErrors  []loader.GroupKey
-	deadGroupErrnos  []foldedErrors
 	syscalls         map[Syscall]struct{} // every syscall ever seen, for histograms
 
-	labeler     labeler
-	limits      Limits
-	callsCap    *seriesCap[SeriesKey, loader.Counts]
-	errorsCap   *seriesCap[ErrorKey, uint64]
-	touched     map[SeriesKey]time.Time // when each folded total last changed
-	touchedErrs map[ErrorKey]time.Time
+	labeler labeler
+	limits  Limits
 	// evictedNS is the time spent per syscall by label sets evicted as
 	// idle: the histograms' sums (SyscallNS) keep it, as the kernel's
 	// histograms keep their calls.
@@ -240,19 +194,13 @@ type Tally struct {
 	foldsByKeys  uint64
 	fullReads    uint64
 	missedByKeys uint64
-	lookupStats  []loader.SyscallKey
-	lookupErrors []loader.ErrnoKey
 	lastSweep    time.Time
 	sweepEvery   time.Duration
 	now          func() time.Time
 
 	// scratch, reused between syncs
-	deadStats  []loader.SyscallKey
-	deadErrors []loader.ErrnoKey
-	// what each dead entry adds to the folded totals once it is deleted
-	deadCalls  []foldedCalls
-	deadErrnos []foldedErrors
 	exitedSeen map[uint32]struct{}
+	liveTGIDs  map[uint32]struct{} // running processes with calls counted per process
 	// unnamed holds the processes whose entries the last sync could not
 	// name. Drained makes them suspects: their records, if sent, were in
 	// the ring buffer before that drain, so one still unnamed after it lost
@@ -267,20 +215,14 @@ type Tally struct {
 	// after and brought no exit: Drained moves them to deadBeforeDrain.
 	dead            map[uint32]struct{}
 	deadBeforeDrain map[uint32]struct{}
-	// liveCallKeys and liveErrKeys are the series running processes are
-	// attributed to at this scrape, with new counts or not: never idle.
-	liveCallKeys map[SeriesKey]struct{}
-	liveErrKeys  map[ErrorKey]struct{}
 	// generations holds, for one sync, what each process generation's
 	// entries share: a generation has an entry per syscall it made, and
 	// working out its labels and state takes several lookups in large maps
 	// (most of a large host's scrape). genPool keeps them between syncs.
 	generations map[generation]*generationInfo
 	genPool     []*generationInfo
-	// liveCalls sums, for one scrape, the live entries by label set (as an
-	// index into seriesLabels) and syscall: cheaper keys than SeriesKey's
-	// five strings; turned into SeriesKeys once per series at the end.
-	liveCalls    map[liveSeries]loader.Counts
+	// seriesLabels and labelIndex number the label sets of one scrape's
+	// live entries (liveSeries): cheaper keys than five strings.
 	seriesLabels []Labels
 	labelIndex   map[Labels]int32
 }
@@ -309,48 +251,118 @@ func (g *generationInfo) shared(l Labels) *Labels {
 	return g.sharedLabels
 }
 
-type liveSeries struct {
-	labels  int32
-	syscall Syscall
+// errnoPart is an error entry's part of its series key.
+type errnoPart struct {
+	Syscall
+	errno uint32
 }
 
 // New returns an empty tally over kernel and procs.
 func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
-	return &Tally{
+	t := &Tally{
 		kernel:          kernel,
 		procs:           procs,
 		alive:           alive,
-		folded:          make(map[SeriesKey]loader.Counts),
-		foldedErrors:    make(map[ErrorKey]uint64),
-		live:            make(map[loader.SyscallKey]*attribution),
-		liveErrors:      make(map[loader.ErrnoKey]*attribution),
-		groupCalls:      make(map[loader.GroupKey]*attribution),
-		groupErrors:     make(map[loader.GroupKey]*attribution),
 		goneSince:       make(map[uint64]time.Time),
 		groupCgroups:    make(map[uint64]struct{}),
 		syscalls:        make(map[Syscall]struct{}),
 		exitedSeen:      make(map[uint32]struct{}),
+		liveTGIDs:       make(map[uint32]struct{}),
 		unnamed:         make(map[uint32]struct{}),
 		suspects:        make(map[uint32]struct{}),
 		dead:            make(map[uint32]struct{}),
 		deadBeforeDrain: make(map[uint32]struct{}),
-		liveCallKeys:    make(map[SeriesKey]struct{}),
-		liveErrKeys:     make(map[ErrorKey]struct{}),
 		generations:     make(map[generation]*generationInfo),
 		book:            newKeyBook(),
-		liveCalls:       make(map[liveSeries]loader.Counts),
 		labelIndex:      make(map[Labels]int32),
 		sweepEvery:      30 * time.Second,
 		now:             time.Now,
 		labeler:         labeler{set: LabelSet(LabelComm)},
 		limits:          DefaultLimits,
-		callsCap:        newSeriesCap[SeriesKey, loader.Counts](),
-		errorsCap:       newSeriesCap[ErrorKey, uint64](),
-		touched:         make(map[SeriesKey]time.Time),
-		touchedErrs:     make(map[ErrorKey]time.Time),
 		evictedNS:       make(map[Syscall]uint64),
 	}
+	t.callLedger = newLedger(countsArith, compareSeries,
+		func(k SeriesKey) Labels { return k.Labels },
+		func(k SeriesKey, l Labels) SeriesKey { k.Labels = l; return k })
+	t.errorLedger = newLedger(errorsArith, compareErrors,
+		func(k ErrorKey) Labels { return k.Labels },
+		func(k ErrorKey, l Labels) ErrorKey { k.Labels = l; return k })
+	t.calls = t.callTable()
+	t.errors = t.errorTable()
+	t.groupCalls = t.groupCallTable()
+	t.groupErrors = t.groupErrorTable()
+	return t
 }
+
+// The four kernel tables, each with what tells its keys apart.
+
+func (t *Tally) callTable() *entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts] {
+	tb := &entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts]{
+		read: func(fn func(loader.SyscallKey, loader.Counts)) error { return t.kernel.ReadStats(fn) },
+		lookup: func(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
+			return t.kernel.LookupStats(keys, fn)
+		},
+		delete:     func(keys []loader.SyscallKey) (int, error) { return t.kernel.DeleteStats(keys) },
+		part:       func(k loader.SyscallKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} },
+		series:     func(l Labels, sc Syscall) SeriesKey { return SeriesKey{l, sc} },
+		syscall:    func(sc Syscall) Syscall { return sc },
+		snapshotOf: func(s *Snapshot) map[SeriesKey]loader.Counts { return s.Calls },
+		calls:      true,
+		owner:      func(k loader.SyscallKey) (uint32, uint32) { return k.Tgid, k.ExecId },
+		bookKey:    statsEntry,
+		fromBook: func(k loader.ErrnoKey) (loader.SyscallKey, bool) {
+			return loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}, k.Err == 0
+		},
+	}
+	return tb.init(t.callLedger)
+}
+
+func (t *Tally) errorTable() *entryTable[loader.ErrnoKey, errnoPart, ErrorKey, uint64] {
+	tb := &entryTable[loader.ErrnoKey, errnoPart, ErrorKey, uint64]{
+		read: func(fn func(loader.ErrnoKey, uint64)) error { return t.kernel.ReadErrors(fn) },
+		lookup: func(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
+			return t.kernel.LookupErrors(keys, fn)
+		},
+		delete:     func(keys []loader.ErrnoKey) (int, error) { return t.kernel.DeleteErrors(keys) },
+		part:       func(k loader.ErrnoKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} },
+		series:     func(l Labels, p errnoPart) ErrorKey { return ErrorKey{SeriesKey{l, p.Syscall}, p.errno} },
+		syscall:    func(p errnoPart) Syscall { return p.Syscall },
+		snapshotOf: func(s *Snapshot) map[ErrorKey]uint64 { return s.Errors },
+		owner:      func(k loader.ErrnoKey) (uint32, uint32) { return k.Tgid, k.ExecId },
+		bookKey:    func(k loader.ErrnoKey) loader.ErrnoKey { return k },
+		fromBook:   func(k loader.ErrnoKey) (loader.ErrnoKey, bool) { return k, k.Err != 0 },
+	}
+	return tb.init(t.errorLedger)
+}
+
+func (t *Tally) groupCallTable() *entryTable[loader.GroupKey, Syscall, SeriesKey, loader.Counts] {
+	tb := &entryTable[loader.GroupKey, Syscall, SeriesKey, loader.Counts]{
+		read:       func(fn func(loader.GroupKey, loader.Counts)) error { return t.kernel.ReadGroupStats(fn) },
+		delete:     func(keys []loader.GroupKey) (int, error) { return t.kernel.DeleteGroupStats(keys) },
+		part:       func(k loader.GroupKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} },
+		series:     func(l Labels, sc Syscall) SeriesKey { return SeriesKey{l, sc} },
+		syscall:    func(sc Syscall) Syscall { return sc },
+		snapshotOf: func(s *Snapshot) map[SeriesKey]loader.Counts { return s.Calls },
+		calls:      true,
+		group:      groupOf,
+	}
+	return tb.init(t.callLedger)
+}
+
+func (t *Tally) groupErrorTable() *entryTable[loader.GroupKey, errnoPart, ErrorKey, uint64] {
+	tb := &entryTable[loader.GroupKey, errnoPart, ErrorKey, uint64]{
+		read:       func(fn func(loader.GroupKey, uint64)) error { return t.kernel.ReadGroupErrors(fn) },
+		delete:     func(keys []loader.GroupKey) (int, error) { return t.kernel.DeleteGroupErrors(keys) },
+		part:       func(k loader.GroupKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} },
+		series:     func(l Labels, p errnoPart) ErrorKey { return ErrorKey{SeriesKey{l, p.Syscall}, p.errno} },
+		syscall:    func(p errnoPart) Syscall { return p.Syscall },
+		snapshotOf: func(s *Snapshot) map[ErrorKey]uint64 { return s.Errors },
+		group:      groupOf,
+	}
+	return tb.init(t.errorLedger)
+}
+
+func groupOf(k loader.GroupKey) (string, uint64) { return loader.CString(k.Comm[:]), k.CgroupId }
 
 // SetLimits changes the series cap and idle timeout from the next snapshot.
 func (t *Tally) SetLimits(l Limits) { t.limits = l }
@@ -363,49 +375,14 @@ func (t *Tally) SetLabels(set LabelSet, cgroups Cgroups) {
 	if set == t.labeler.set && cgroups == t.labeler.cgroups {
 		return
 	}
-	frozenCalls := func(l Labels, abi, nr uint16, c loader.Counts) {
-		addCounts(t.folded, SeriesKey{l, Syscall{ABI: abi, NR: nr}}, c)
-	}
-	frozenErrors := func(l Labels, abi, nr uint16, errno uint32, c loader.Counts) {
-		addErrors(t.foldedErrors, ErrorKey{SeriesKey{l, Syscall{ABI: abi, NR: nr}}, errno}, c.Calls)
-	}
-	freezeExported(t.live, func(k loader.SyscallKey, l Labels, c loader.Counts) { frozenCalls(l, k.Abi, k.Nr, c) })
-	freezeExported(t.groupCalls, func(k loader.GroupKey, l Labels, c loader.Counts) { frozenCalls(l, k.Abi, k.Nr, c) })
-	freezeExported(t.liveErrors, func(k loader.ErrnoKey, l Labels, c loader.Counts) { frozenErrors(l, k.Abi, k.Nr, k.Err, c) })
-	freezeExported(t.groupErrors, func(k loader.GroupKey, l Labels, c loader.Counts) { frozenErrors(l, k.Abi, k.Nr, k.Err, c) })
-	folded := make(map[SeriesKey]loader.Counts, len(t.folded))
-	for k, v := range t.folded {
-		k.Labels = k.Labels.project(set)
-		addCounts(folded, k, v)
-	}
-	foldedErrors := make(map[ErrorKey]uint64, len(t.foldedErrors))
-	for k, v := range t.foldedErrors {
-		k.Labels = k.Labels.project(set)
-		addErrors(foldedErrors, k, v)
-	}
-	t.folded, t.foldedErrors = folded, foldedErrors
+	t.calls.freezeExported()
+	t.groupCalls.freezeExported()
+	t.errors.freezeExported()
+	t.groupErrors.freezeExported()
 	now := t.now()
-	clear(t.touched)
-	clear(t.touchedErrs)
-	for k := range t.folded {
-		t.touched[k] = now
-	}
-	for k := range t.foldedErrors {
-		t.touchedErrs[k] = now
-	}
-	t.callsCap.reset()
-	t.errorsCap.reset()
+	t.callLedger.relabel(set, now)
+	t.errorLedger.relabel(set, now)
 	t.labeler = labeler{set: set, cgroups: cgroups}
-}
-
-// freezeExported hands what each attribution's last scrape exported to
-// freeze, under the labels it had, and leaves the attribution owning only
-// what comes after.
-func freezeExported[K comparable](live map[K]*attribution, freeze func(K, Labels, loader.Counts)) {
-	for k, a := range live {
-		freeze(k, *a.labels, a.since(a.exported))
-		a.rebase()
-	}
 }
 
 // Fold moves the counts of exited processes into the lasting totals and
@@ -420,172 +397,158 @@ func (t *Tally) Snapshot() (*Snapshot, error) {
 	return t.sync(true)
 }
 
-func (t *Tally) sync(scrape bool) (*Snapshot, error) {
-	t.sweepLostExits()
-
-	var snap *Snapshot
-	if scrape {
-		snap = &Snapshot{
-			Calls:      make(map[SeriesKey]loader.Counts, len(t.folded)),
-			Errors:     make(map[ErrorKey]uint64, len(t.foldedErrors)),
-			Histograms: make(map[Syscall]loader.Histogram),
-		}
-	}
-	t.deadStats, t.deadCalls = t.deadStats[:0], t.deadCalls[:0]
-	t.deadErrors, t.deadErrnos = t.deadErrors[:0], t.deadErrnos[:0]
-	clear(t.exitedSeen)
-	clear(t.unnamed)
-	clear(t.liveCallKeys)
-	clear(t.liveErrKeys)
-	clear(t.generations)
-	clear(t.liveCalls)
-	clear(t.labelIndex)
-	t.seriesLabels = t.seriesLabels[:0]
-	liveTGIDs := make(map[uint32]struct{})
-
-	if err := t.kernel.DrainEntryKeys(t.book.add); err != nil {
-		return nil, err
-	}
-	lost, err := t.kernel.EntryKeysLost()
-	if err != nil {
-		return nil, err
-	}
-	began := t.now()
+// readPlan is how one sync reads the per-process maps.
+type readPlan struct {
+	scrape bool
 	// learn: this sync reads every entry, and the book may lack some.
-	learn := !t.book.complete || lost != t.book.lostAt
-	byKeys := !scrape && t.book.usable(lost, began) && t.collectFinished()
+	learn bool
+	// byKeys: a fold that looks up only the finished processes' entries.
+	byKeys bool
 	// checkBook: a full read with a complete book, which should know every
 	// finished process's entry (their announcements came before the
 	// records that finished them); one it lacks, folds by key had missed.
-	checkBook := !learn && !byKeys
-	readStats, readErrors := t.kernel.ReadStats, t.kernel.ReadErrors
-	if byKeys {
-		readStats = func(fn func(loader.SyscallKey, loader.Counts)) error {
-			return t.kernel.LookupStats(t.lookupStats, fn)
-		}
-		readErrors = func(fn func(loader.ErrnoKey, uint64)) error {
-			return t.kernel.LookupErrors(t.lookupErrors, fn)
+	checkBook bool
+	lost      uint64 // announcements the kernel could not send, so far
+	began     time.Time
+}
+
+// sync folds what is final and, for a scrape, returns every series.
+func (t *Tally) sync(scrape bool) (*Snapshot, error) {
+	t.sweepLostExits()
+	t.startSync()
+	plan, err := t.planRead(scrape)
+	if err != nil {
+		return nil, err
+	}
+	var snap *Snapshot
+	if scrape {
+		snap = &Snapshot{
+			Calls:      make(map[SeriesKey]loader.Counts, len(t.callLedger.folded)),
+			Errors:     make(map[ErrorKey]uint64, len(t.errorLedger.folded)),
+			Histograms: make(map[Syscall]loader.Histogram),
 		}
 	}
+	if err := readProcessEntries(t, t.calls, plan); err != nil {
+		return nil, err
+	}
+	if err := readProcessEntries(t, t.errors, plan); err != nil {
+		return nil, err
+	}
+	if err := t.foldFinished(plan); err != nil {
+		return nil, err
+	}
+	if !scrape {
+		t.boundGoneCgroups()
+		return nil, nil
+	}
+	t.calls.flushLive(t, snap)
+	t.errors.flushLive(t, snap)
+	if err := t.completeSnapshot(snap, plan); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
 
-	err = readStats(func(k loader.SyscallKey, v loader.Counts) {
-		if learn {
-			t.book.add(statsEntry(k))
+// startSync empties what the last sync left.
+func (t *Tally) startSync() {
+	t.calls.startSync()
+	t.errors.startSync()
+	clear(t.exitedSeen)
+	clear(t.unnamed)
+	clear(t.liveTGIDs)
+	clear(t.callLedger.live)
+	clear(t.errorLedger.live)
+	clear(t.generations)
+	clear(t.labelIndex)
+	t.seriesLabels = t.seriesLabels[:0]
+}
+
+// planRead takes the kernel's announcements of new entries into the book
+// and decides how this sync reads the per-process maps.
+func (t *Tally) planRead(scrape bool) (readPlan, error) {
+	if err := t.kernel.DrainEntryKeys(t.book.add); err != nil {
+		return readPlan{}, err
+	}
+	lost, err := t.kernel.EntryKeysLost()
+	if err != nil {
+		return readPlan{}, err
+	}
+	p := readPlan{scrape: scrape, lost: lost, began: t.now()}
+	p.learn = !t.book.complete || lost != t.book.lostAt
+	p.byKeys = !scrape && t.book.usable(lost, p.began) && t.collectFinished()
+	p.checkBook = !p.learn && !p.byKeys
+	return p, nil
+}
+
+// readProcessEntries reads one per-process table: running processes'
+// entries are attributed (and, for a scrape, summed by label set), final
+// ones noted for foldFinished.
+func readProcessEntries[KK, P, SK, V comparable](t *Tally, tb *entryTable[KK, P, SK, V], plan readPlan) error {
+	read := tb.read
+	if plan.byKeys {
+		read = func(fn func(KK, V)) error { return tb.lookup(tb.lookupKeys, fn) }
+	}
+	ar := tb.ledger.arith
+	return read(func(k KK, v V) {
+		if plan.learn {
+			t.book.add(tb.bookKey(k))
 		}
-		if scrape {
-			snap.StatsEntries++
-		} else if t.procs.Running(k.Tgid, k.ExecId) {
+		tgid, execID := tb.owner(k)
+		if plan.scrape {
+			tb.seen++
+		} else if t.procs.Running(tgid, execID) {
 			// A fold only takes final entries: a running process's are
 			// left for the next scrape to attribute (most of a large
 			// host's entries, and most of a fold's work otherwise).
 			return
 		}
-		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		t.syscalls[sc] = struct{}{}
-		g := t.generation(k.Tgid, k.ExecId)
-		a := attribute(t, t.live, k, g, func(old Labels, c loader.Counts) {
-			t.foldCalls(SeriesKey{old, sc}, c)
-		})
+		p := tb.part(k)
+		if tb.calls {
+			t.syscalls[tb.syscall(p)] = struct{}{}
+		}
+		g := t.generation(tgid, execID)
+		a := tb.attribute(t, k, g)
 		if a == nil {
-			t.unnamed[k.Tgid] = struct{}{}
+			t.unnamed[tgid] = struct{}{}
 			return
 		}
 		if g.final {
-			if checkBook && !t.book.has(statsEntry(k)) {
+			if plan.checkBook && !t.book.has(tb.bookKey(k)) {
 				t.missedByKeys++
 			}
-			// Folded only once deleted: after a failed sync, the entry
-			// and its attribution are still there for the next one.
-			t.deadStats = append(t.deadStats, k)
-			t.deadCalls = append(t.deadCalls, foldedCalls{SeriesKey{*a.labels, sc}, a.since(v)})
+			tb.markDead(k, tb.series(*a.labels, p), a.since(v, ar))
 			if g.exited {
-				t.exitedSeen[k.Tgid] = struct{}{}
+				t.exitedSeen[tgid] = struct{}{}
 			}
 			return
 		}
-		if !g.live {
+		if tb.calls {
 			g.live = true
-			liveTGIDs[k.Tgid] = struct{}{}
+			t.liveTGIDs[tgid] = struct{}{}
 		}
-		if scrape {
-			key := liveSeries{t.seriesIndex(g), sc}
-			t.liveCalls[key] = plusCounts(t.liveCalls[key], a.since(v))
+		if plan.scrape {
+			key := liveSeries[P]{t.seriesIndex(g), p}
+			tb.liveSums[key] = ar.plus(tb.liveSums[key], a.since(v, ar))
 			a.exported = v
 		}
 	})
-	if err != nil {
-		return nil, err
+}
+
+// foldFinished deletes the final entries both reads found, only after both:
+// an exited process's entries are final, and what was read is then in the
+// folded totals.
+func (t *Tally) foldFinished(plan readPlan) error {
+	if err := t.calls.retire(t, func(k loader.SyscallKey) { t.book.remove(statsEntry(k)) }); err != nil {
+		return err
 	}
-	if scrape {
-		for k, c := range t.liveCalls {
-			key := SeriesKey{t.seriesLabels[k.labels], k.syscall}
-			t.liveCallKeys[key] = struct{}{}
-			addCounts(snap.Calls, key, c)
-		}
+	if err := t.errors.retire(t, t.book.remove); err != nil {
+		return err
 	}
-	err = readErrors(func(k loader.ErrnoKey, n uint64) {
-		if learn {
-			t.book.add(k)
-		}
-		if scrape {
-			snap.ErrorsEntries++
-		} else if t.procs.Running(k.Tgid, k.ExecId) {
-			return
-		}
-		v := loader.Counts{Calls: n}
-		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		g := t.generation(k.Tgid, k.ExecId)
-		a := attribute(t, t.liveErrors, k, g, func(old Labels, c loader.Counts) {
-			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
-		})
-		if a == nil {
-			t.unnamed[k.Tgid] = struct{}{}
-			return
-		}
-		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
-		if g.final {
-			if checkBook && !t.book.has(k) {
-				t.missedByKeys++
-			}
-			t.deadErrors = append(t.deadErrors, k)
-			t.deadErrnos = append(t.deadErrnos, foldedErrors{key, a.since(v).Calls})
-			if g.exited {
-				t.exitedSeen[k.Tgid] = struct{}{}
-			}
-			return
-		}
-		if scrape {
-			addErrors(snap.Errors, key, a.since(v).Calls)
-			a.exported = v
-			t.liveErrKeys[key] = struct{}{}
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Delete only after both reads: an exited process's entries are final,
-	// and what was read is now in the folded totals.
-	err = deleteThenFold(t.deadStats, t.kernel.DeleteStats, func(i int, k loader.SyscallKey) {
-		t.foldCalls(t.deadCalls[i].key, t.deadCalls[i].counts)
-		delete(t.live, k)
-		t.book.remove(statsEntry(k))
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = deleteThenFold(t.deadErrors, t.kernel.DeleteErrors, func(i int, k loader.ErrnoKey) {
-		t.foldErrors(t.deadErrnos[i].key, t.deadErrnos[i].n)
-		delete(t.liveErrors, k)
-		t.book.remove(k)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if byKeys {
+	if plan.byKeys {
 		t.foldsByKeys++
 	} else {
 		t.fullReads++
-		t.book.fullReadDone(lost, began)
+		t.book.fullReadDone(plan.lost, plan.began)
 	}
 	t.foldedProcesses += uint64(len(t.exitedSeen))
 	// Every exited process's entries were read and deleted above, so all
@@ -593,40 +556,62 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 	// the overflow counters): forgetting only those seen would keep them,
 	// and the engine folding every tick for them, forever. Only full reads
 	// count: what a fold by keys missed, the next full read folds by name.
-	t.procs.ForgetExited(!byKeys)
-	if !scrape {
-		t.boundGoneCgroups()
-		return nil, nil
-	}
+	t.procs.ForgetExited(!plan.byKeys)
+	return nil
+}
 
+// completeSnapshot adds to a scrape's live series what the kernel counted
+// by name, the lasting totals, the overflow counters, the histograms and the
+// drops, then applies the series cap.
+func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
+	snap.StatsEntries, snap.ErrorsEntries = t.calls.seen, t.errors.seen
 	// The folded totals after readGroups: a label change there freezes what
 	// an entry had exported into them, for this snapshot too.
 	if err := t.readGroups(snap); err != nil {
-		return nil, err
+		return err
 	}
-	for k, v := range t.folded {
-		addCounts(snap.Calls, k, v)
-	}
-	for k, v := range t.foldedErrors {
-		snap.Errors[k] += v
-	}
+	t.callLedger.addFolded(snap.Calls)
+	t.errorLedger.addFolded(snap.Errors)
 	if err := t.retireGroups(); err != nil {
-		return nil, err
+		return err
 	}
-	err = t.kernel.ReadOverflowStats(func(abi, nr uint16, c loader.Counts) {
+	if err := t.readOverflow(snap); err != nil {
+		return err
+	}
+	if err := t.readHistograms(snap); err != nil {
+		return err
+	}
+	var err error
+	if snap.Drops, err = t.kernel.ReadDrops(); err != nil {
+		return err
+	}
+	t.limitSeries(snap)
+	snap.Processes = len(t.liveTGIDs)
+	snap.FoldedProcesses = t.foldedProcesses
+	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, plan.lost
+	snap.MissedByKeys = t.missedByKeys
+	return nil
+}
+
+// readOverflow adds the calls and errors the kernel could key by syscall
+// only (every map full), under the "~other" labels.
+func (t *Tally) readOverflow(snap *Snapshot) error {
+	other := otherLabels.project(t.labeler.set)
+	err := t.kernel.ReadOverflowStats(func(abi, nr uint16, c loader.Counts) {
 		sc := Syscall{ABI: abi, NR: nr}
 		t.syscalls[sc] = struct{}{}
-		addCounts(snap.Calls, SeriesKey{otherLabels.project(t.labeler.set), sc}, c)
+		addTo(snap.Calls, SeriesKey{other, sc}, c, countsArith)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	err = t.kernel.ReadOverflowErrors(func(k loader.ErrnoKey, n uint64) {
-		snap.Errors[ErrorKey{SeriesKey{otherLabels.project(t.labeler.set), Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}] += n
+	return t.kernel.ReadOverflowErrors(func(k loader.ErrnoKey, n uint64) {
+		snap.Errors[ErrorKey{SeriesKey{other, Syscall{ABI: k.Abi, NR: k.Nr}}, k.Err}] += n
 	})
-	if err != nil {
-		return nil, err
-	}
+}
+
+// readHistograms reads the latency histogram of every syscall ever seen.
+func (t *Tally) readHistograms(snap *Snapshot) error {
 	for sc := range t.syscalls {
 		slot := HistogramSlot(sc)
 		if _, done := snap.Histograms[slot]; done {
@@ -634,19 +619,11 @@ func (t *Tally) sync(scrape bool) (*Snapshot, error) {
 		}
 		h, err := t.kernel.ReadHistogram(slot.ABI, slot.NR)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		snap.Histograms[slot] = h
 	}
-	if snap.Drops, err = t.kernel.ReadDrops(); err != nil {
-		return nil, err
-	}
-	t.limitSeries(snap)
-	snap.Processes = len(liveTGIDs)
-	snap.FoldedProcesses = t.foldedProcesses
-	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, lost
-	snap.MissedByKeys = t.missedByKeys
-	return snap, nil
+	return nil
 }
 
 // HistogramSlot is the kernel histogram that sc's latencies are in: each
@@ -661,56 +638,50 @@ func HistogramSlot(sc Syscall) Syscall {
 // per-process maps being full: exact for every label but pid. The entries
 // of cgroups removed long enough ago are final: retireGroups folds them.
 func (t *Tally) readGroups(snap *Snapshot) error {
-	var g generationInfo
 	clear(t.groupCgroups)
-	t.deadGroupStats, t.deadGroupCalls = t.deadGroupStats[:0], t.deadGroupCalls[:0]
-	t.deadGroupErrors, t.deadGroupErrnos = t.deadGroupErrors[:0], t.deadGroupErrnos[:0]
+	t.groupCalls.startSync()
+	t.groupErrors.startSync()
 	settled := t.now().Add(-cgroupGrace)
 	final := func(cgroupID uint64) bool {
 		t.groupCgroups[cgroupID] = struct{}{}
 		since, gone := t.goneSince[cgroupID]
 		return gone && !since.After(settled)
 	}
-	err := t.kernel.ReadGroupStats(func(k loader.GroupKey, v loader.Counts) {
-		snap.GroupStatsEntries++
-		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		t.syscalls[sc] = struct{}{}
-		a := attribute(t, t.groupCalls, k, t.groupGeneration(&g, k), func(old Labels, c loader.Counts) {
-			t.foldCalls(SeriesKey{old, sc}, c)
-		})
-		key := SeriesKey{*a.labels, sc}
-		addCounts(snap.Calls, key, a.since(v))
-		if final(k.CgroupId) {
-			t.deadGroupStats = append(t.deadGroupStats, k)
-			t.deadGroupCalls = append(t.deadGroupCalls, foldedCalls{key, a.since(v)})
-		}
-		a.exported = v
-		t.liveCallKeys[key] = struct{}{}
-	})
-	if err != nil {
+	if err := readGroupEntries(t, t.groupCalls, snap, final); err != nil {
 		return err
 	}
-	err = t.kernel.ReadGroupErrors(func(k loader.GroupKey, n uint64) {
-		snap.GroupErrorsEntries++
-		v := loader.Counts{Calls: n}
-		sc := Syscall{ABI: k.Abi, NR: k.Nr}
-		a := attribute(t, t.groupErrors, k, t.groupGeneration(&g, k), func(old Labels, c loader.Counts) {
-			t.foldErrors(ErrorKey{SeriesKey{old, sc}, k.Err}, c.Calls)
-		})
-		key := ErrorKey{SeriesKey{*a.labels, sc}, k.Err}
-		addErrors(snap.Errors, key, a.since(v).Calls)
-		if final(k.CgroupId) {
-			t.deadGroupErrors = append(t.deadGroupErrors, k)
-			t.deadGroupErrnos = append(t.deadGroupErrnos, foldedErrors{key, a.since(v).Calls})
-		}
-		a.exported = v
-		t.liveErrKeys[key] = struct{}{}
-	})
-	if err != nil {
+	if err := readGroupEntries(t, t.groupErrors, snap, final); err != nil {
 		return err
 	}
+	snap.GroupStatsEntries, snap.GroupErrorsEntries = t.groupCalls.seen, t.groupErrors.seen
 	t.findRemovedCgroups()
 	return nil
+}
+
+// readGroupEntries reads one group table into the snapshot: each entry is
+// named by its key (process name and cgroup), live until final says its
+// cgroup is gone for good.
+func readGroupEntries[P, SK, V comparable](t *Tally, tb *entryTable[loader.GroupKey, P, SK, V], snap *Snapshot, final func(cgroupID uint64) bool) error {
+	var g generationInfo
+	out := tb.snapshotOf(snap)
+	ar := tb.ledger.arith
+	return tb.read(func(k loader.GroupKey, v V) {
+		tb.seen++
+		p := tb.part(k)
+		if tb.calls {
+			t.syscalls[tb.syscall(p)] = struct{}{}
+		}
+		comm, cgroupID := tb.group(k)
+		g = generationInfo{labels: t.labeler.groupLabels(comm, cgroupID), named: true, series: -1}
+		a := tb.attribute(t, k, &g)
+		key := tb.series(*a.labels, p)
+		addTo(out, key, a.since(v, ar), ar)
+		if final(cgroupID) {
+			tb.markDead(k, key, a.since(v, ar))
+		}
+		a.exported = v
+		tb.ledger.live[key] = struct{}{}
+	})
 }
 
 // findRemovedCgroups asks the resolver which of the group entries' cgroups,
@@ -742,34 +713,14 @@ func (t *Tally) findRemovedCgroups() {
 // next in the folded totals. Only what was deleted is folded: after a
 // failed delete, the rest is retried at the next scrape.
 func (t *Tally) retireGroups() error {
-	err := deleteThenFold(t.deadGroupStats, t.kernel.DeleteGroupStats, func(i int, k loader.GroupKey) {
-		t.foldCalls(t.deadGroupCalls[i].key, t.deadGroupCalls[i].counts)
-		delete(t.groupCalls, k)
-	})
-	if err != nil {
+	if err := t.groupCalls.retire(t, nil); err != nil {
 		return err
 	}
-	err = deleteThenFold(t.deadGroupErrors, t.kernel.DeleteGroupErrors, func(i int, k loader.GroupKey) {
-		t.foldErrors(t.deadGroupErrnos[i].key, t.deadGroupErrnos[i].n)
-		delete(t.groupErrors, k)
-	})
-	if err != nil {
+	if err := t.groupErrors.retire(t, nil); err != nil {
 		return err
 	}
 	t.forgetGoneCgroups(t.now().Add(-cgroupGrace))
 	return nil
-}
-
-// deleteThenFold deletes final entries from the kernel and calls fold for
-// each one deleted (i its index in keys): what a failed delete did delete
-// is folded, the rest is left for the next sync, so no count is lost or
-// folded twice.
-func deleteThenFold[K any](keys []K, del func([]K) (int, error), fold func(i int, k K)) error {
-	n, err := del(keys)
-	for i, k := range keys[:n] {
-		fold(i, k)
-	}
-	return err
 }
 
 // CgroupCreated notes a cgroup's creation record: its path, for the labels
@@ -816,30 +767,20 @@ func (t *Tally) forgetGoneCgroups(cutoff time.Time) {
 	}
 }
 
-// groupGeneration makes g stand for a group entry in attribute: named, by
-// the labels its key gives.
-func (t *Tally) groupGeneration(g *generationInfo, k loader.GroupKey) *generationInfo {
-	*g = generationInfo{labels: t.labeler.groupLabels(loader.CString(k.Comm[:]), k.CgroupId), named: true, series: -1}
-	return g
-}
-
 // collectFinished gathers the book's keys of the finished processes'
 // final entries, and reports whether looking them up costs less than
 // reading the maps in full.
 func (t *Tally) collectFinished() bool {
-	t.lookupStats, t.lookupErrors = t.lookupStats[:0], t.lookupErrors[:0]
+	t.calls.lookupKeys, t.errors.lookupKeys = t.calls.lookupKeys[:0], t.errors.lookupKeys[:0]
 	t.procs.Finishing(func(tgid uint32) {
 		t.book.each(tgid, func(k loader.ErrnoKey) {
-			switch {
-			case t.procs.Running(k.Tgid, k.ExecId):
-			case k.Err == 0:
-				t.lookupStats = append(t.lookupStats, loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi})
-			default:
-				t.lookupErrors = append(t.lookupErrors, k)
+			if !t.procs.Running(k.Tgid, k.ExecId) {
+				t.calls.collect(k)
+				t.errors.collect(k)
 			}
 		})
 	})
-	n := len(t.lookupStats) + len(t.lookupErrors)
+	n := len(t.calls.lookupKeys) + len(t.errors.lookupKeys)
 	return n <= foldByKeysAlways || n*foldByKeysCost < t.book.keys
 }
 
@@ -878,94 +819,15 @@ func (t *Tally) seriesIndex(g *generationInfo) int32 {
 	return g.series
 }
 
-// attribute returns the live entry's attribution, creating it or following
-// a rename or a move to another cgroup; freeze hands what was exported
-// under the old labels to the folded totals. It returns nil for an entry
-// whose process cannot be named yet (its records are still in flight): it
-// is exported once they arrive.
-func attribute[K comparable](t *Tally, live map[K]*attribution, k K, g *generationInfo, freeze func(old Labels, exported loader.Counts)) *attribution {
-	labels := &g.labels
-	if !g.named {
-		if !g.exited {
-			return nil
-		}
-		unknown := unknownLabels.project(t.labeler.set)
-		labels = &unknown
-	}
-	a := live[k]
-	if a == nil {
-		a = &attribution{labels: g.shared(*labels)}
-		live[k] = a
-	} else if a.labels != g.sharedLabels {
-		// The strings are compared once per generation and sync: its other
-		// entries then share the pointer (comparing and copying them per
-		// entry was a third of the tally's part of a large scrape).
-		switch {
-		case *a.labels != *labels:
-			freeze(*a.labels, a.since(a.exported))
-			a.rebase()
-			a.labels = g.shared(*labels)
-		case g.sharedLabels == nil:
-			g.sharedLabels = a.labels
-		default:
-			a.labels = g.sharedLabels
-		}
-	}
-	return a
-}
-
-// foldCalls and foldErrors add to the lasting totals and note when.
-func (t *Tally) foldCalls(k SeriesKey, v loader.Counts) {
-	if v == (loader.Counts{}) {
-		return
-	}
-	addCounts(t.folded, k, v)
-	t.touched[k] = t.now()
-}
-
-func (t *Tally) foldErrors(k ErrorKey, n uint64) {
-	if n == 0 {
-		return
-	}
-	addErrors(t.foldedErrors, k, n)
-	t.touchedErrs[k] = t.now()
-}
-
-// revive gives each label set of this snapshot that was evicted as idle and
-// is back (live, folded since, or counted by name) the total it had
-// (seriesCap.revive), in the snapshot and in the folded totals. It returns
-// each revived total.
-func revive[K comparable, V any](c *seriesCap[K, V], snap, folded map[K]V, touched map[K]time.Time,
-	add func(V, V) V, max int, now time.Time, revived func(K, V)) {
-	if len(c.idle) == 0 {
-		return
-	}
-	for k := range snap {
-		if v, ok := c.revive(k, max); ok {
-			snap[k] = add(snap[k], v)
-			folded[k] = add(folded[k], v)
-			touched[k] = now
-			revived(k, v)
-		}
-	}
-}
-
-// maxSeries is the series cap, or no cap.
-func (t *Tally) maxSeries() int {
-	if t.limits.MaxSeries <= 0 {
-		return int(^uint(0) >> 1)
-	}
-	return t.limits.MaxSeries
-}
-
 // limitSeries drops idle label sets and applies the series cap to a
 // snapshot whose Calls and Errors hold every label set.
 func (t *Tally) limitSeries(snap *Snapshot) {
 	snap.LabelSet = t.labeler.set
-	revive(t.callsCap, snap.Calls, t.folded, t.touched, plusCounts, t.maxSeries(), t.now(), func(k SeriesKey, v loader.Counts) {
+	now := t.now()
+	t.callLedger.revive(snap.Calls, t.limits.maxSeries(), now, func(k SeriesKey, v loader.Counts) {
 		t.evictedNS[k.Syscall] -= v.NS // back in the series' sums
 	})
-	revive(t.errorsCap, snap.Errors, t.foldedErrors, t.touchedErrs, plusErrors, t.maxSeries(), t.now(), func(ErrorKey, uint64) {})
+	// The histograms' sums: every series', and the time of those evicted.
 	snap.SyscallNS = make(map[Syscall]uint64, len(t.evictedNS))
 	for k, v := range snap.Calls {
 		snap.SyscallNS[k.Syscall] += v.NS
@@ -973,38 +835,13 @@ func (t *Tally) limitSeries(snap *Snapshot) {
 	for sc, ns := range t.evictedNS {
 		snap.SyscallNS[sc] += ns
 	}
-	if idle := t.limits.IdleTimeout; idle > 0 {
-		cutoff := t.now().Add(-idle)
-		for k, when := range t.touched {
-			if when.Before(cutoff) && !has(t.liveCallKeys, k) && snap.Calls[k] == t.folded[k] {
-				t.callsCap.evict(k, t.folded[k], plusCounts)
-				t.evictedNS[k.Syscall] += t.folded[k].NS
-				delete(snap.Calls, k)
-				delete(t.folded, k)
-				delete(t.touched, k)
-			}
-		}
-		for k, when := range t.touchedErrs {
-			if when.Before(cutoff) && !has(t.liveErrKeys, k) && snap.Errors[k] == t.foldedErrors[k] {
-				t.errorsCap.evict(k, t.foldedErrors[k], plusErrors)
-				delete(snap.Errors, k)
-				delete(t.foldedErrors, k)
-				delete(t.touchedErrs, k)
-			}
-		}
-	}
-	max := t.maxSeries()
-	snap.Calls, snap.CallsOther = t.callsCap.apply(snap.Calls, max, plusCounts, compareSeries)
-	snap.Errors, snap.ErrorsOther = t.errorsCap.apply(snap.Errors, max, plusErrors, compareErrors)
-	snap.CallsSeriesOverflows = t.callsCap.Overflows
-	snap.ErrorsSeriesOverflows = t.errorsCap.Overflows
+	snap.Calls, snap.CallsOther = t.callLedger.limit(snap.Calls, t.limits, now,
+		func(k SeriesKey, v loader.Counts) { t.evictedNS[k.Syscall] += v.NS })
+	t.errorLedger.revive(snap.Errors, t.limits.maxSeries(), now, func(ErrorKey, uint64) {})
+	snap.Errors, snap.ErrorsOther = t.errorLedger.limit(snap.Errors, t.limits, now, func(ErrorKey, uint64) {})
+	snap.CallsSeriesOverflows = t.callLedger.cap.Overflows
+	snap.ErrorsSeriesOverflows = t.errorLedger.cap.Overflows
 }
-
-func plusCounts(a, b loader.Counts) loader.Counts {
-	return loader.Counts{Calls: a.Calls + b.Calls, NS: a.NS + b.NS}
-}
-
-func plusErrors(a, b uint64) uint64 { return a + b }
 
 // Drained tells the tally that every lifecycle record sent before now has
 // been applied. Call it after each drain of the ring buffer, before the
@@ -1061,33 +898,11 @@ func (t *Tally) sweepLostExits() {
 	if !full {
 		return
 	}
-	for k := range t.live {
+	for k := range t.calls.attributions {
 		check(k.Tgid)
 	}
 	// And those without an entry (no call counted per process: filtered
 	// out, or counted by name in full maps), or the table would keep every
 	// one whose exit record was lost until its pid came back.
 	t.procs.EachLive(check)
-}
-
-// addCounts and addErrors add nothing for zero, so that a name a process
-// had without calls (renamed again before any) gets no series.
-func addCounts[K comparable](m map[K]loader.Counts, k K, v loader.Counts) {
-	if v == (loader.Counts{}) {
-		return
-	}
-	c := m[k]
-	c.Calls += v.Calls
-	c.NS += v.NS
-	m[k] = c
-}
-
-func addErrors(m map[ErrorKey]uint64, k ErrorKey, n uint64) {
-	if n != 0 {
-		m[k] += n
-	}
-}
-
-func sub(a, b loader.Counts) loader.Counts {
-	return loader.Counts{Calls: a.Calls - b.Calls, NS: a.NS - b.NS}
 }
