@@ -16,11 +16,13 @@ packages=()
 case "$what" in
 run) ;;
 test)
-	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git systemd lintian)
+	# tmux drives `sysobsd top` in a real terminal; podman (with runc: crun
+	# refuses hybrid cgroup layouts) runs the container image as a DaemonSet would.
+	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git systemd lintian tmux podman runc)
 	# 32-bit workloads for the compat-ABI test.
 	[ "$(dpkg --print-architecture)" = amd64 ] && packages+=(gcc-multilib)
 	;;
-kernel) packages=(qemu-system-x86 busybox-static cpio gcc libc6-dev gcc-multilib) ;;
+kernel) packages=(qemu-system-x86 qemu-system-arm busybox-static cpio gcc libc6-dev gcc-multilib clang binutils-aarch64-linux-gnu libc6-dev-arm64-cross libgcc-12-dev-arm64-cross) ;;
 *) echo "usage: $0 run|test|kernel" >&2; exit 2 ;;
 esac
 need_go
