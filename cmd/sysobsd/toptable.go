@@ -10,16 +10,18 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
-	"golang.org/x/term"
+	"golang.org/x/sys/unix"
+	eaw "golang.org/x/text/width"
 
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/filter"
@@ -29,20 +31,64 @@ import (
 )
 
 // topSample is every process name's totals at one moment.
-type topSample map[string]*topTotals
+type topSample struct {
+	// at is when the sample was taken, on CLOCK_MONOTONIC (the clock of the
+	// kernel's entry times): rates are per second between two samples' at.
+	at    time.Duration
+	procs map[string]*topTotals
+	// busy is what the totals' seconds hold, and so what % means.
+	busy busyKind
+}
+
+func newTopSample(busy busyKind) topSample {
+	return topSample{procs: make(map[string]*topTotals), busy: busy}
+}
+
+// busyKind is what a sample's seconds count: what % can say.
+type busyKind int
+
+const (
+	// busyInFlight: the time of completed calls plus, for each thread now
+	// inside a call, the time since its entry. Its change over an interval is
+	// the time spent inside calls in that interval: a thread reads at most
+	// 100%. Top computes it when it loads the programs itself.
+	busyInFlight busyKind = iota
+	// busyCompleted: completed calls' time only, counted whole when a call
+	// returns. What a daemon's /metrics has: a call blocked 3 s that returns
+	// in one interval adds 3 s to it.
+	busyCompleted
+	// busyUnmeasured: no durations (a daemon running with latency: false).
+	busyUnmeasured
+)
+
+// percentMeaning is the header line that says what % is; each fits 80
+// columns.
+var percentMeaning = map[busyKind]string{
+	busyInFlight:   "%: time in syscalls per second, calls in flight included; one thread ≤100%",
+	busyCompleted:  "%: time of calls that returned in the interval per second (a long one: >100%)",
+	busyUnmeasured: "%: not measured (the daemon runs with latency: false)",
+}
 
 type topTotals struct {
-	calls, errors, seconds float64
-	bySyscall              map[string]float64 // seconds
+	calls, errors float64
+	seconds       float64            // inside calls, as busy says
+	bySyscall     map[string]float64 // seconds
 }
 
 func (s topSample) add(comm string) *topTotals {
-	t := s[comm]
+	t := s.procs[comm]
 	if t == nil {
 		t = &topTotals{bySyscall: make(map[string]float64)}
-		s[comm] = t
+		s.procs[comm] = t
 	}
 	return t
+}
+
+// monotonicNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonicNow() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
+	return time.Duration(ts.Nano())
 }
 
 // sampleFromDaemon reads a running daemon's /metrics.
@@ -61,22 +107,23 @@ func sampleFromDaemon(addr string) func() (topSample, error) {
 			if errors.As(err, &uerr) {
 				err = uerr.Err // its URL shows the user name; shown follows
 			}
-			return nil, fmt.Errorf("top: get %s: %w; is sysobsd serving there?", shown, err)
+			return topSample{}, fmt.Errorf("top: get %s: %w; is sysobsd serving there?", shown, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("top: %s: %s", shown, resp.Status)
+			return topSample{}, fmt.Errorf("top: %s: %s", shown, resp.Status)
 		}
 		var body bytes.Buffer
 		if _, err := body.ReadFrom(resp.Body); err != nil {
-			return nil, err
+			return topSample{}, err
 		}
 		parser := expfmt.NewTextParser(model.UTF8Validation)
 		families, err := parser.TextToMetricFamilies(&body)
 		if err != nil {
-			return nil, fmt.Errorf("top: parse %s: %w", shown, err)
+			return topSample{}, fmt.Errorf("top: parse %s: %w", shown, err)
 		}
-		s := make(topSample)
+		s := newTopSample(busyCompleted)
+		s.at = monotonicNow()
 		for name, mf := range families {
 			for _, m := range mf.GetMetric() {
 				var comm, sc string
@@ -101,29 +148,210 @@ func sampleFromDaemon(addr string) func() (topSample, error) {
 				}
 			}
 		}
+		// A daemon with latency: false exports seconds of 0 and no
+		// histogram: 0% would be a wrong number, not a measured one.
+		if _, timed := families["sysobsd_syscall_duration_seconds"]; !timed && s.anyCalls() {
+			s.busy = busyUnmeasured
+		}
 		return s, nil
 	}
 }
 
-// sampleFromEngine reads this process's own programs.
-func sampleFromEngine(engine *tally.Engine) func() (topSample, error) {
+func (s topSample) anyCalls() bool {
+	for _, t := range s.procs {
+		if t.calls > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// callClock says whether a thread is inside a call, and since when
+// (*loader.Maps; a fake in tests).
+type callClock interface {
+	CallStartedAt(tid uint32) (monotonicNS uint64, inCall bool, err error)
+}
+
+// procThread is one thread of a running process.
+type procThread struct{ pid, tid uint32 }
+
+// longCall is how long a call must have been in flight for its return
+// during a sample to be worth taking the sample again (sampleFromEngine):
+// a shorter one moves under 1% of a second between two intervals.
+const longCall = 10 * time.Millisecond
+
+// sampleFromEngine reads this process's own programs: the counters of
+// completed calls, and the entry time of every thread now inside a call.
+func sampleFromEngine(engine *tally.Engine, clock callClock, procRoot string) func() (topSample, error) {
 	names := syscalls.Host()
+	self := uint32(os.Getpid())
 	return func() (topSample, error) {
-		snap, err := engine.Snapshot(context.Background())
+		// The counters and the entry times are separate maps, read one
+		// after the other. sys_exit clears a call's slot before it adds the
+		// call to the counters, and the slots are read after the counters:
+		// no call is counted twice. A call that returns between the read
+		// of its process's counters and the read of its slot is in
+		// neither: that interval reads low and the next high by its time.
+		// So the slots are read before the counters too, and when a call in
+		// flight before, for longCall or more, is gone after, the sample is
+		// taken again (that call is over now, and in the counters); after
+		// three reads the last is used.
+		for attempt := 1; ; attempt++ {
+			threads, err := hostThreads(procRoot, self)
+			if err != nil {
+				return topSample{}, err
+			}
+			before, err := callsInFlight(clock, threads)
+			if err != nil {
+				return topSample{}, err
+			}
+			beforeAt := monotonicNow()
+			snap, err := engine.Snapshot(context.Background())
+			if err != nil {
+				return topSample{}, err
+			}
+			at := monotonicNow()
+			after, err := callsInFlight(clock, threads)
+			if err != nil {
+				return topSample{}, err
+			}
+			if attempt < 3 && longCallReturned(before, after, beforeAt) {
+				continue
+			}
+			s := newTopSample(busyInFlight)
+			s.at = at
+			for k, v := range snap.Calls {
+				t := s.add(k.Comm)
+				t.calls += float64(v.Calls)
+				t.seconds += float64(v.NS) / 1e9
+				t.bySyscall[names.Name(syscalls.ABI(k.ABI), uint32(k.NR))] += float64(v.NS) / 1e9
+			}
+			for k, n := range snap.Errors {
+				s.add(k.Comm).errors += float64(n)
+			}
+			s.addInFlight(describeCalls(procRoot, names, threads, after))
+			return s, nil
+		}
+	}
+}
+
+// hostThreads lists the threads of every process but self (/proc/PID/task).
+// A process or thread that exits while it is read is left out.
+func hostThreads(procRoot string, self uint32) ([]procThread, error) {
+	procs, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("top: list processes: %w", err)
+	}
+	var threads []procThread
+	for _, p := range procs {
+		pid, err := strconv.ParseUint(p.Name(), 10, 32)
+		if err != nil || uint32(pid) == self {
+			continue
+		}
+		tasks, err := os.ReadDir(filepath.Join(procRoot, p.Name(), "task"))
 		if err != nil {
-			return nil, err
+			continue // exited
 		}
-		s := make(topSample)
-		for k, v := range snap.Calls {
-			t := s.add(k.Comm)
-			t.calls += float64(v.Calls)
-			t.seconds += float64(v.NS) / 1e9
-			t.bySyscall[names.Name(syscalls.ABI(k.ABI), uint32(k.NR))] += float64(v.NS) / 1e9
+		for _, task := range tasks {
+			if tid, err := strconv.ParseUint(task.Name(), 10, 32); err == nil {
+				threads = append(threads, procThread{uint32(pid), uint32(tid)})
+			}
 		}
-		for k, n := range snap.Errors {
-			s.add(k.Comm).errors += float64(n)
+	}
+	return threads, nil
+}
+
+// callsInFlight maps each of threads that is inside a call to the call's
+// entry time (CLOCK_MONOTONIC ns).
+func callsInFlight(clock callClock, threads []procThread) (map[procThread]uint64, error) {
+	started := make(map[procThread]uint64)
+	for _, th := range threads {
+		ns, in, err := clock.CallStartedAt(th.tid)
+		if err != nil {
+			return nil, fmt.Errorf("top: %w", err)
 		}
-		return s, nil
+		if in {
+			started[th] = ns
+		}
+	}
+	return started, nil
+}
+
+// longCallReturned reports whether a call in flight at the first read (at
+// firstAt), there for longCall or more, was over at the second.
+func longCallReturned(first, second map[procThread]uint64, firstAt time.Duration) bool {
+	for th, ns := range first {
+		if second[th] != ns && firstAt-time.Duration(ns) >= longCall {
+			return true
+		}
+	}
+	return false
+}
+
+// callInFlight is one thread inside a call, as a sample counts it.
+type callInFlight struct {
+	comm      string // the process's name
+	syscall   string // "" when /proc does not say
+	startedNS uint64 // entry time, CLOCK_MONOTONIC
+}
+
+// describeCalls names the calls in flight: their process's name (the
+// thread-group leader's, as the counters have it) and the syscall each is
+// in, from /proc. A process that exited since is left out: its calls are
+// over, and counted as completed from the next sample on.
+func describeCalls(procRoot string, names *syscalls.Table, threads []procThread, started map[procThread]uint64) []callInFlight {
+	comms := make(map[uint32]string)
+	var calls []callInFlight
+	for _, th := range threads {
+		ns, in := started[th]
+		if !in {
+			continue
+		}
+		comm, known := comms[th.pid]
+		if !known {
+			raw, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(int(th.pid)), "comm"))
+			if err != nil {
+				comms[th.pid] = ""
+				continue
+			}
+			comm = strings.TrimSuffix(string(raw), "\n")
+			comms[th.pid] = comm
+		}
+		if comm == "" {
+			continue
+		}
+		calls = append(calls, callInFlight{comm: comm, syscall: syscallOf(procRoot, names, th), startedNS: ns})
+	}
+	return calls
+}
+
+// syscallOf is the call thread th is blocked in: the first field of
+// /proc/PID/task/TID/syscall ("running" or unreadable: "").
+func syscallOf(procRoot string, names *syscalls.Table, th procThread) string {
+	raw, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(int(th.pid)), "task", strconv.Itoa(int(th.tid)), "syscall"))
+	if err != nil {
+		return ""
+	}
+	field, _, _ := strings.Cut(strings.TrimSpace(string(raw)), " ")
+	nr, err := strconv.ParseUint(field, 10, 32)
+	if err != nil {
+		return ""
+	}
+	return names.Name(syscalls.Native, uint32(nr))
+}
+
+// addInFlight adds to each process the time its threads have spent so far
+// in the calls they are in: busy(at) = completed time + Σ (at − entry).
+// A call entered after at adds nothing yet.
+func (s topSample) addInFlight(calls []callInFlight) {
+	for _, c := range calls {
+		if time.Duration(c.startedNS) >= s.at {
+			continue
+		}
+		secs := (s.at - time.Duration(c.startedNS)).Seconds()
+		t := s.add(c.comm)
+		t.seconds += secs
+		t.bySyscall[c.syscall] += secs
 	}
 }
 
@@ -133,19 +361,27 @@ type topRow struct {
 	topSyscall             string
 }
 
-// topRows turns two samples into per-second rates, sorted by key.
-func topRows(prev, cur topSample, elapsed time.Duration, sortBy string) []topRow {
+// topRows turns two samples into per-second rates over the time between
+// them, sorted by key. A row's seconds is the change of busy time per second
+// of wall time: × 100 its %.
+func topRows(prev, cur topSample, sortBy string) []topRow {
+	elapsed := (cur.at - prev.at).Seconds()
+	if elapsed <= 0 {
+		return nil
+	}
 	var rows []topRow
-	for comm, c := range cur {
-		p := prev[comm]
+	for comm, c := range cur.procs {
+		p := prev.procs[comm]
 		if p == nil {
 			p = &topTotals{}
 		}
 		r := topRow{
-			comm:    comm,
-			calls:   (c.calls - p.calls) / elapsed.Seconds(),
-			errors:  (c.errors - p.errors) / elapsed.Seconds(),
-			seconds: (c.seconds - p.seconds) / elapsed.Seconds(),
+			comm:   comm,
+			calls:  (c.calls - p.calls) / elapsed,
+			errors: (c.errors - p.errors) / elapsed,
+			// Below 0 only when a process with the name exited in a call,
+			// or a call returned between the two reads of a sample.
+			seconds: max(0, (c.seconds-p.seconds)/elapsed),
 		}
 		best := 0.0
 		for sc, v := range c.bySyscall {
@@ -153,7 +389,7 @@ func topRows(prev, cur topSample, elapsed time.Duration, sortBy string) []topRow
 				best, r.topSyscall = d, sc
 			}
 		}
-		if r.calls > 0 || r.errors > 0 {
+		if r.calls > 0 || r.errors > 0 || r.seconds > 0 {
 			rows = append(rows, r)
 		}
 	}
@@ -174,110 +410,128 @@ func sortRows(rows []topRow, sortBy string) {
 	slices.SortFunc(rows, func(a, b topRow) int { return cmp.Or(cmp.Compare(key(b), key(a)), cmp.Compare(a.comm, b.comm)) })
 }
 
-func renderTop(w io.Writer, rows []topRow, sortBy string, limit int, clear bool) {
-	var b strings.Builder
-	if clear {
-		b.WriteString("\x1b[H\x1b[2J")
+// topFrame is what one refresh shows.
+type topFrame struct {
+	rows   []topRow
+	sortBy string
+	busy   busyKind
+}
+
+// topHeaderLines come before the rows.
+const topHeaderLines = 3
+
+// lines is the frame as text, at most limit rows.
+func (f topFrame) lines(limit int) []string {
+	lines := []string{
+		fmt.Sprintf("sysobsd top — sorted by %s (t: time, c: calls, e: errors, q: quit)", f.sortBy),
+		percentMeaning[f.busy],
+		fmt.Sprintf("%-16s %10s %12s %10s  %s", "COMM", "SYSCALL %", "CALLS/s", "ERRORS/s", "TOP SYSCALL"),
 	}
-	fmt.Fprintf(&b, "sysobsd top — sorted by %s (t: time, c: calls, e: errors, q: quit)\n\n", sortBy)
-	fmt.Fprintf(&b, "%-16s %10s %12s %10s  %s\n", "COMM", "SYSCALL %", "CALLS/s", "ERRORS/s", "TOP SYSCALL")
-	for i, r := range rows {
+	for i, r := range f.rows {
 		if i == limit {
 			break
 		}
-		fmt.Fprintf(&b, "%-16s %9.1f%% %12.0f %10.0f  %s\n", r.comm, 100*r.seconds, r.calls, r.errors, r.topSyscall)
+		pct := fmt.Sprintf("%9.1f%%", 100*r.seconds)
+		if f.busy == busyUnmeasured {
+			pct = fmt.Sprintf("%10s", "-")
+		}
+		row := fmt.Sprintf("%-16s %s %12.0f %10.0f  %s", printable(r.comm), pct, r.calls, r.errors, r.topSyscall)
+		lines = append(lines, strings.TrimRight(row, " "))
+	}
+	return lines
+}
+
+// printable replaces what a terminal would act on instead of showing (a
+// process may name itself "\x1b[2J") with "?".
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, s)
+}
+
+// renderPlain writes the frame as lines of text, for a pipe or a file.
+func renderPlain(w io.Writer, f topFrame, limit int) {
+	var b strings.Builder
+	for _, l := range f.lines(limit) {
+		b.WriteString(l)
+		b.WriteByte('\n')
 	}
 	io.WriteString(w, b.String())
 }
 
-func runTopTable(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) error {
-	o := opts.top
-	if err := oneOf("sort", o.sort, "time", "calls", "errors"); err != nil {
-		return err
+// renderScreen draws the frame over the whole terminal, width × height, in
+// raw mode: no line wider than the terminal (it would wrap), no more lines
+// than it has (it would scroll), each line cleared before it is written,
+// and each ended by "\r\n" (raw mode does not turn "\n" into it).
+func renderScreen(w io.Writer, f topFrame, width, height int) {
+	lines := f.lines(max(0, height-topHeaderLines))
+	lines = lines[:min(len(lines), height)]
+	var b strings.Builder
+	b.WriteString("\x1b[H") // home
+	for i, l := range lines {
+		if i > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("\x1b[2K") // clear the line
+		b.WriteString(truncateColumns(l, width))
 	}
-	var sample func() (topSample, error)
-	if o.daemon != "" {
-		sample = sampleFromDaemon(o.daemon)
-	} else {
-		f, err := filter.Compile(cfg.Filters, config.Events{}, syscalls.Host(), nil)
-		if err != nil {
-			return err
-		}
-		loadOpts := loader.DefaultOptions()
-		loadOpts.KernelBTF = opts.kernelBTF
-		loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, procRoot) }
-		probes, err := loader.Load(loadOpts, log)
-		if err != nil {
-			return err
-		}
-		defer probes.Close()
-		engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{Labels: tally.LabelSet(tally.LabelComm), Limits: tally.Limits{}}, log)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go engine.Run(ctx)
-		sample = sampleFromEngine(engine)
+	// Clear what the last frame left below. After a line as wide as the
+	// terminal the cursor waits on its last column: move off that line
+	// first, or the clear would take its last character.
+	if len(lines) < height {
+		b.WriteString("\r\n\x1b[J")
 	}
+	io.WriteString(w, b.String())
+}
 
-	keys := make(chan byte, 8)
-	interactive := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
-	if interactive {
-		if old, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-			defer term.Restore(int(os.Stdin.Fd()), old)
-			go func() {
-				var b [1]byte
-				for {
-					if n, err := os.Stdin.Read(b[:]); err != nil || n == 0 {
-						return
-					}
-					keys <- b[0]
-				}
-			}()
+// truncateColumns cuts s to at most width terminal columns: a wide
+// (East Asian) character takes two.
+func truncateColumns(s string, width int) string {
+	cols := 0
+	for i, r := range s {
+		w := 1
+		switch eaw.LookupRune(r).Kind() {
+		case eaw.EastAsianWide, eaw.EastAsianFullwidth:
+			w = 2
 		}
+		if cols+w > width {
+			return s[:i]
+		}
+		cols += w
 	}
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
+	return s
+}
 
-	prev, err := sample()
+// topSource opens what top samples: a daemon's /metrics, or programs it
+// loads itself. close frees them.
+func topSource(opts options, cfg config.Config, log *zap.Logger) (sample func() (topSample, error), close func(), err error) {
+	if opts.top.daemon != "" {
+		return sampleFromDaemon(opts.top.daemon), func() {}, nil
+	}
+	f, err := filter.Compile(cfg.Filters, config.Events{}, syscalls.Host(), nil)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	last := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	sortBy := o.sort
-	var rows []topRow
-	for shown := 0; o.count == 0 || shown < o.count; {
-		select {
-		case <-signals:
-			return nil
-		case k := <-keys:
-			switch k {
-			case 'q', 3: // q or Ctrl-C in raw mode
-				return nil
-			case 't':
-				sortBy = "time"
-			case 'c':
-				sortBy = "calls"
-			case 'e':
-				sortBy = "errors"
-			}
-			sortRows(rows, sortBy)
-		case now := <-tick.C:
-			cur, err := sample()
-			if err != nil {
-				return err
-			}
-			rows = topRows(prev, cur, now.Sub(last), sortBy)
-			prev, last = cur, now
-			shown++
-		}
-		renderTop(stdout, rows, sortBy, 25, interactive)
+	loadOpts := loader.DefaultOptions()
+	loadOpts.KernelBTF = opts.kernelBTF
+	// Whatever the config's latency: % needs every call's entry time.
+	loadOpts.Latency = true
+	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, procRoot) }
+	probes, err := loader.Load(loadOpts, log)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{Labels: tally.LabelSet(tally.LabelComm), Limits: tally.Limits{}}, log)
+	if err != nil {
+		probes.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go engine.Run(ctx)
+	return sampleFromEngine(engine, &probes.Maps, procRoot), func() { cancel(); probes.Close() }, nil
 }
 
 // redactURL is raw with its password replaced, for messages.

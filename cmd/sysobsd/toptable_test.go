@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
 // totals builds one process name's totals; the values are exact in binary
@@ -22,23 +27,29 @@ func totals(calls, errors float64, bySyscall map[string]float64) *topTotals {
 	return t
 }
 
+// sampleAt is a sample of completed calls taken at seconds on the
+// monotonic clock.
+func sampleAt(seconds float64, procs map[string]*topTotals) topSample {
+	return topSample{at: time.Duration(seconds * float64(time.Second)), procs: procs, busy: busyCompleted}
+}
+
 func topPrev() topSample {
-	return topSample{
+	return sampleAt(10, map[string]*topTotals{
 		"nginx":    totals(100, 10, map[string]float64{"read": 0.25, "openat": 2}),
 		"sshd":     totals(10, 0, map[string]float64{}),
 		"idle":     totals(40, 4, map[string]float64{"futex": 1}),
 		"finished": totals(5, 5, map[string]float64{"exit_group": 0.5}),
-	}
+	})
 }
 
 func topCur() topSample {
-	return topSample{
+	return sampleAt(12, map[string]*topTotals{
 		// openat has more time in total, read more in these two seconds.
 		"nginx":    totals(300, 14, map[string]float64{"read": 1, "openat": 2.25}),
 		"sshd":     totals(30, 20, map[string]float64{"write": 0.125}),
 		"idle":     totals(40, 4, map[string]float64{"futex": 1}),
 		"postgres": totals(500, 0, map[string]float64{"futex": 0.5}), // new since prev
-	}
+	})
 }
 
 func TestTopRowsRatesOverTheInterval(t *testing.T) {
@@ -56,7 +67,7 @@ func TestTopRowsRatesOverTheInterval(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(cmp.Or(tt.sortBy, "default"), func(t *testing.T) {
-			got := topRows(topPrev(), topCur(), 2*time.Second, tt.sortBy)
+			got := topRows(topPrev(), topCur(), tt.sortBy)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("topRows:\n got %+v\nwant %+v", got, tt.want)
 			}
@@ -65,9 +76,9 @@ func TestTopRowsRatesOverTheInterval(t *testing.T) {
 }
 
 func TestTopRowsScaleWithElapsed(t *testing.T) {
-	prev := topSample{"a": totals(0, 0, map[string]float64{"read": 0})}
-	cur := topSample{"a": totals(3, 1, map[string]float64{"read": 0.125})}
-	got := topRows(prev, cur, 250*time.Millisecond, "time")
+	prev := sampleAt(1, map[string]*topTotals{"a": totals(0, 0, map[string]float64{"read": 0})})
+	cur := sampleAt(1.25, map[string]*topTotals{"a": totals(3, 1, map[string]float64{"read": 0.125})})
+	got := topRows(prev, cur, "time")
 	want := []topRow{{comm: "a", calls: 12, errors: 4, seconds: 0.5, topSyscall: "read"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("topRows = %+v, want %+v", got, want)
@@ -75,14 +86,19 @@ func TestTopRowsScaleWithElapsed(t *testing.T) {
 }
 
 func TestTopRowsNoActivity(t *testing.T) {
-	if got := topRows(topCur(), topCur(), time.Second, "time"); len(got) != 0 {
+	later := topCur()
+	later.at += time.Second
+	if got := topRows(topCur(), later, "time"); len(got) != 0 {
 		t.Errorf("unchanged totals gave rows %+v", got)
 	}
-	if got := topRows(topSample{}, topSample{}, time.Second, "time"); len(got) != 0 {
+	if got := topRows(sampleAt(1, nil), sampleAt(2, nil), "time"); len(got) != 0 {
 		t.Errorf("empty samples gave rows %+v", got)
 	}
+	if got := topRows(topPrev(), topPrev(), "time"); len(got) != 0 {
+		t.Errorf("no time between the samples gave rows %+v", got)
+	}
 	// A row with calls but no time spent names no syscall.
-	got := topRows(topSample{}, topSample{"a": totals(2, 0, map[string]float64{"read": 0})}, time.Second, "time")
+	got := topRows(sampleAt(1, nil), sampleAt(2, map[string]*topTotals{"a": totals(2, 0, map[string]float64{"read": 0})}), "time")
 	if want := []topRow{{comm: "a", calls: 2}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("topRows = %+v, want %+v", got, want)
 	}
@@ -119,44 +135,148 @@ func TestSortRows(t *testing.T) {
 	}
 }
 
-func TestRenderTop(t *testing.T) {
+func TestRenderPlain(t *testing.T) {
 	rows := []topRow{
 		{comm: "nginx", calls: 100, errors: 2, seconds: 0.5, topSyscall: "read"},
 		{comm: "postgres", calls: 12345, errors: 0, seconds: 0.0703125, topSyscall: "futex"},
 		{comm: "sshd", calls: 10, errors: 10, seconds: 1.25, topSyscall: "write"},
 	}
-	const header = "sysobsd top — sorted by calls (t: time, c: calls, e: errors, q: quit)\n\n" +
-		"COMM              SYSCALL %      CALLS/s   ERRORS/s  TOP SYSCALL\n"
+	header := func(busy busyKind) string {
+		return "sysobsd top — sorted by calls (t: time, c: calls, e: errors, q: quit)\n" +
+			percentMeaning[busy] + "\n" +
+			"COMM              SYSCALL %      CALLS/s   ERRORS/s  TOP SYSCALL\n"
+	}
 	tests := []struct {
 		name  string
+		rows  []topRow
+		busy  busyKind
 		limit int
-		clear bool
 		want  string
 	}{
-		{"all rows", 25, false, header +
+		{"all rows", rows, busyInFlight, 25, header(busyInFlight) +
 			"nginx                 50.0%          100          2  read\n" +
 			"postgres               7.0%        12345          0  futex\n" +
 			"sshd                 125.0%           10         10  write\n"},
-		{"limit", 2, false, header +
+		{"limit", rows, busyInFlight, 2, header(busyInFlight) +
 			"nginx                 50.0%          100          2  read\n" +
 			"postgres               7.0%        12345          0  futex\n"},
-		{"clear screen first", 1, true, "\x1b[H\x1b[2J" + header +
-			"nginx                 50.0%          100          2  read\n"},
-		{"no rows", 25, false, header},
+		{"no rows", nil, busyCompleted, 25, header(busyCompleted)},
+		{"latency not measured: no % at all", rows[:1], busyUnmeasured, 25, header(busyUnmeasured) +
+			"nginx                     -          100          2  read\n"},
+		{"a name a terminal would act on", []topRow{{comm: "x\x1b[2J\ty", calls: 1}}, busyInFlight, 25, header(busyInFlight) +
+			"x?[2J?y                0.0%            1          0\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			r := rows
-			if tt.name == "no rows" {
-				r = nil
-			}
-			renderTop(&b, r, "calls", tt.limit, tt.clear)
+			renderPlain(&b, topFrame{rows: tt.rows, sortBy: "calls", busy: tt.busy}, tt.limit)
 			if b.String() != tt.want {
-				t.Errorf("renderTop:\n%q\nwant:\n%q", b.String(), tt.want)
+				t.Errorf("renderPlain:\n%q\nwant:\n%q", b.String(), tt.want)
+			}
+			if strings.Contains(b.String(), "\x1b") || strings.Contains(b.String(), "\r") {
+				t.Errorf("plain output has escape codes or carriage returns: %q", b.String())
 			}
 		})
 	}
+}
+
+// screenLines splits what renderScreen drew into the terminal's lines,
+// checking its escape codes: home first, each line cleared, lines ended by
+// "\r\n", what is below cleared when the frame does not fill the screen.
+func screenLines(t *testing.T, drawn string, height int) []string {
+	t.Helper()
+	rest, ok := strings.CutPrefix(drawn, "\x1b[H")
+	if !ok {
+		t.Fatalf("frame does not start at home: %q", drawn)
+	}
+	rest, below := strings.CutSuffix(rest, "\r\n\x1b[J")
+	lines := strings.Split(rest, "\r\n")
+	if below != (len(lines) < height) {
+		t.Errorf("%d lines of %d: cleared below %v", len(lines), height, below)
+	}
+	for i, l := range lines {
+		text, ok := strings.CutPrefix(l, "\x1b[2K")
+		if !ok {
+			t.Errorf("line %d not cleared first: %q", i, l)
+		}
+		if strings.ContainsAny(text, "\x1b\r\n") {
+			t.Errorf("line %d: %q", i, text)
+		}
+		lines[i] = text
+	}
+	return lines
+}
+
+func TestRenderScreenFitsTheTerminal(t *testing.T) {
+	var rows []topRow
+	for i := range 40 {
+		rows = append(rows, topRow{comm: fmt.Sprintf("proc%02d", i), calls: float64(i), seconds: 1, topSyscall: "epoll_wait"})
+	}
+	rows[0].comm = "数据库进程" // ten columns in five characters
+	frame := topFrame{rows: rows, sortBy: "time", busy: busyInFlight}
+	tests := []struct {
+		width, height int
+		rows          int
+	}{
+		{120, 30, 27},
+		{80, 20, 17},
+		{40, 10, 7},
+		{120, 50, 40}, // every row, with room below
+		{20, 2, 0},    // not even the header fits
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%dx%d", tt.width, tt.height), func(t *testing.T) {
+			var b strings.Builder
+			renderScreen(&b, frame, tt.width, tt.height)
+			lines := screenLines(t, b.String(), tt.height)
+			if len(lines) > tt.height {
+				t.Errorf("%d lines on a terminal of %d", len(lines), tt.height)
+			}
+			if got := len(lines) - topHeaderLines; max(got, 0) != tt.rows {
+				t.Errorf("%d rows, want %d", got, tt.rows)
+			}
+			for i, l := range lines {
+				if w := columns(l); w > tt.width {
+					t.Errorf("line %d is %d columns wide on a terminal of %d: %q", i, w, tt.width, l)
+				}
+			}
+			if tt.height > 0 && !strings.HasPrefix(lines[0], "sysobsd top") {
+				t.Errorf("first line %q", lines[0])
+			}
+		})
+	}
+}
+
+func TestTruncateColumns(t *testing.T) {
+	tests := []struct {
+		s     string
+		width int
+		want  string
+	}{
+		{"abcdef", 4, "abcd"},
+		{"abc", 4, "abc"},
+		{"top — x", 5, "top —"}, // the dash is one column, three bytes
+		{"数据库", 5, "数据"},        // two columns each: the third would make six
+		{"数据库", 6, "数据库"},
+		{"abc", 0, ""},
+	}
+	for _, tt := range tests {
+		if got := truncateColumns(tt.s, tt.width); got != tt.want {
+			t.Errorf("truncateColumns(%q, %d) = %q, want %q", tt.s, tt.width, got, tt.want)
+		}
+	}
+}
+
+// columns is how wide s is on a terminal.
+func columns(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x2E80 && r <= 0x9FFF { // the CJK the tests use
+			n++
+		}
+	}
+	return n
 }
 
 // exposition is what a daemon labelled by comm and unit serves: series of
@@ -207,7 +327,7 @@ func metricsServer(t *testing.T, status int, body func() string) *httptest.Serve
 
 func TestSampleFromDaemonSumsByComm(t *testing.T) {
 	srv := metricsServer(t, http.StatusOK, func() string { return exposition })
-	want := topSample{
+	want := map[string]*topTotals{
 		"nginx": {calls: 125, errors: 7, seconds: 0.875, bySyscall: map[string]float64{"read": 0.75, "openat": 0.125}},
 		"sshd":  {calls: 7, errors: 0, seconds: 1, bySyscall: map[string]float64{"write": 1}},
 	}
@@ -218,8 +338,11 @@ func TestSampleFromDaemonSumsByComm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("sample:\n got %s\nwant %s", describeSample(got), describeSample(want))
+			if !reflect.DeepEqual(got.procs, want) {
+				t.Errorf("sample:\n got %s\nwant %s", describeSample(got.procs), describeSample(want))
+			}
+			if got.busy != busyCompleted {
+				t.Errorf("busy = %v, want busyCompleted: /metrics has no calls in flight", got.busy)
 			}
 		})
 	}
@@ -247,7 +370,8 @@ func TestSampleFromDaemonFeedsTopRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := topRows(prev, cur, time.Second, "time")
+	cur.at = prev.at + time.Second
+	got := topRows(prev, cur, "time")
 	want := []topRow{{comm: "nginx", calls: 50, errors: 2, seconds: 0.25, topSyscall: "read"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("topRows = %+v, want %+v", got, want)
@@ -273,7 +397,7 @@ func TestSampleFromDaemonErrorsNameTheURL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := sampleFromDaemon(tt.addr)()
 			if err == nil {
-				t.Fatalf("no error; sample %s", describeSample(s))
+				t.Fatalf("no error; sample %s", describeSample(s.procs))
 			}
 			for _, want := range tt.want {
 				if !strings.Contains(err.Error(), want) {
@@ -287,10 +411,231 @@ func TestSampleFromDaemonErrorsNameTheURL(t *testing.T) {
 	}
 }
 
-func describeSample(s topSample) string {
+func describeSample(s map[string]*topTotals) string {
 	var b strings.Builder
 	for comm, t := range s {
 		fmt.Fprintf(&b, "%s:%+v ", comm, *t)
 	}
 	return b.String()
+}
+
+// busyAt is a sample taken at seconds: completed calls' time by name, and
+// the calls in flight then (entry times in seconds).
+func busyAt(seconds float64, completed map[string]float64, inFlight map[string][]float64) topSample {
+	s := newTopSample(busyInFlight)
+	s.at = time.Duration(seconds * float64(time.Second))
+	for comm, secs := range completed {
+		t := s.add(comm)
+		t.calls, t.seconds, t.bySyscall["wait4"] = 1, secs, secs
+	}
+	var calls []callInFlight
+	for comm, starts := range inFlight {
+		for _, start := range starts {
+			calls = append(calls, callInFlight{comm: comm, syscall: "wait4", startedNS: uint64(start * 1e9)})
+		}
+	}
+	s.addInFlight(calls)
+	return s
+}
+
+// percents is each interval's % for comm; -1 where it has no row.
+func percents(samples []topSample, comm string) []float64 {
+	var out []float64
+	for i := 1; i < len(samples); i++ {
+		pct := -1.0
+		for _, r := range topRows(samples[i-1], samples[i], "time") {
+			if r.comm == comm {
+				pct = 100 * r.seconds
+			}
+		}
+		out = append(out, pct)
+	}
+	return out
+}
+
+// % is the time inside calls in each interval per second of it, summed
+// over a process's threads: a call in flight is counted interval by
+// interval, not all at once when it returns.
+func TestPercentCountsCallsInFlightPerInterval(t *testing.T) {
+	none := map[string]float64{}
+	tests := []struct {
+		name    string
+		comm    string
+		samples []topSample
+		want    []float64
+	}{
+		{"a call in flight across three intervals reads 100% each", "sh", []topSample{
+			busyAt(1, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(2, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(3, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(4, none, map[string][]float64{"sh": {0.5}}),
+		}, []float64{100, 100, 100}},
+		{"a call that returns mid-interval counts its part of the interval", "sh", []topSample{
+			busyAt(1, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(2, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(3, map[string]float64{"sh": 2}, nil), // returned at 2.5
+			busyAt(4, map[string]float64{"sh": 2}, nil), // idle since
+		}, []float64{100, 50, -1}},
+		{"a call returning and the next one blocking fill the interval", "sh", []topSample{
+			busyAt(1, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(2, map[string]float64{"sh": 1.25}, map[string][]float64{"sh": {1.75}}), // 0.5–1.75, then from 1.75
+		}, []float64{100}},
+		{"two blocked threads read 200%", "java", []topSample{
+			busyAt(1, none, map[string][]float64{"java": {0.25, 0.5}}),
+			busyAt(2, none, map[string][]float64{"java": {0.25, 0.5}}),
+			busyAt(3, none, map[string][]float64{"java": {0.25, 0.5}}),
+		}, []float64{200, 200}},
+		{"a call entered after the sample adds nothing yet", "sh", []topSample{
+			busyAt(1, none, map[string][]float64{"sh": {1.5}}),
+			busyAt(2, none, map[string][]float64{"sh": {1.5}}),
+		}, []float64{50}},
+		{"a blocked thread in an interval of 250 ms", "sh", []topSample{
+			busyAt(1, none, map[string][]float64{"sh": {0.5}}),
+			busyAt(1.25, none, map[string][]float64{"sh": {0.5}}),
+		}, []float64{100}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percents(tt.samples, tt.comm); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("%% per interval = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// What a daemon's /metrics allows: completed calls only, a long call all at
+// once when it returns (the header says so), and with latency off no % at
+// all rather than a wrong 0%.
+func TestPercentFromADaemon(t *testing.T) {
+	completedOnly := []topSample{
+		sampleAt(1, map[string]*topTotals{"sh": totals(1, 0, map[string]float64{"wait4": 0})}),
+		sampleAt(2, map[string]*topTotals{"sh": totals(2, 0, map[string]float64{"wait4": 3})}), // a 3 s wait4 returned
+	}
+	if got := percents(completedOnly, "sh"); !reflect.DeepEqual(got, []float64{300}) {
+		t.Errorf("completed calls only: %% = %v, want [300]", got)
+	}
+
+	withoutLatency := strings.NewReplacer(
+		"sysobsd_syscall_duration_seconds", "other_histogram",
+		`unit="nginx.service"} 0.25`, `unit="nginx.service"} 0`,
+	).Replace(exposition)
+	srv := metricsServer(t, http.StatusOK, func() string { return withoutLatency })
+	s, err := sampleFromDaemon(srv.URL)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.busy != busyUnmeasured {
+		t.Errorf("no latency histogram: busy = %v, want busyUnmeasured", s.busy)
+	}
+	var b strings.Builder
+	renderPlain(&b, topFrame{rows: []topRow{{comm: "nginx", calls: 1}}, sortBy: "time", busy: s.busy}, 25)
+	if !strings.Contains(b.String(), "not measured") || strings.Contains(b.String(), "0.0%") {
+		t.Errorf("latency off shows:\n%s", b.String())
+	}
+
+	empty := metricsServer(t, http.StatusOK, func() string { return "# nothing counted yet\n" })
+	if s, err := sampleFromDaemon(empty.URL)(); err != nil || s.busy != busyCompleted {
+		t.Errorf("no calls yet: busy %v, err %v; want busyCompleted (nothing says latency is off)", s.busy, err)
+	}
+}
+
+// fakeClock is the start_slots a test sets: tid → entry time.
+type fakeClock map[uint32]uint64
+
+func (c fakeClock) CallStartedAt(tid uint32) (uint64, bool, error) {
+	ns, ok := c[tid]
+	return ns, ok, nil
+}
+
+func TestLongCallReturnedDuringASample(t *testing.T) {
+	a, b := procThread{1, 1}, procThread{1, 2}
+	ms := func(n float64) uint64 { return uint64(n * 1e6) }
+	at := time.Duration(ms(1000))
+	tests := []struct {
+		name          string
+		first, second map[procThread]uint64
+		want          bool
+	}{
+		{"still in the same call", map[procThread]uint64{a: ms(100)}, map[procThread]uint64{a: ms(100)}, false},
+		{"a long call returned", map[procThread]uint64{a: ms(100)}, map[procThread]uint64{}, true},
+		{"a long call returned and another began", map[procThread]uint64{a: ms(100)}, map[procThread]uint64{a: ms(1001)}, true},
+		{"a short call returned: its error is under longCall", map[procThread]uint64{a: ms(995)}, map[procThread]uint64{}, false},
+		{"a call began", map[procThread]uint64{}, map[procThread]uint64{b: ms(1001)}, false},
+	}
+	for _, tt := range tests {
+		if got := longCallReturned(tt.first, tt.second, at); got != tt.want {
+			t.Errorf("%s: longCallReturned = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The threads of every process but top's own, and for those in a call the
+// process's name and the syscall /proc says they are in.
+func TestCallsInFlightNamedFromProc(t *testing.T) {
+	root := t.TempDir()
+	write := func(path, content string) {
+		t.Helper()
+		full := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10/comm", "bash\n")
+	write("10/task/10/syscall", "61 0xffffffff 0x7ffc 0xa 0x0 0x0 0x0 0x7ffc 0x7f00\n") // wait4
+	write("20/comm", "java\n")
+	write("20/task/20/syscall", "202 0x1 0x2\n") // futex
+	write("20/task/21/syscall", "running\n")
+	write("20/task/22/syscall", "0 0x3\n")
+	write("30/comm", "sysobsd\n") // top itself
+	write("30/task/30/syscall", "7 0x0\n")
+	write("self/comm", "not a process\n")
+	write("40/comm", "gone\n") // exited: no task directory
+	threads, err := hostThreads(root, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []procThread{{10, 10}, {20, 20}, {20, 21}, {20, 22}}
+	if !reflect.DeepEqual(threads, want) {
+		t.Fatalf("hostThreads = %v, want %v", threads, want)
+	}
+	clock := fakeClock{10: 5e8, 20: 7e8, 21: 9e8} // 22 between calls
+	started, err := callsInFlight(clock, threads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd64, err := syscalls.ForArch("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := describeCalls(root, amd64, threads, started)
+	slices.SortFunc(calls, func(a, b callInFlight) int { return cmp.Compare(a.startedNS, b.startedNS) })
+	wantCalls := []callInFlight{
+		{comm: "bash", syscall: "wait4", startedNS: 5e8},
+		{comm: "java", syscall: "futex", startedNS: 7e8},
+		{comm: "java", syscall: "", startedNS: 9e8}, // /proc said running: a name not known
+	}
+	if !reflect.DeepEqual(calls, wantCalls) {
+		t.Errorf("describeCalls = %+v, want %+v", calls, wantCalls)
+	}
+
+	s := newTopSample(busyInFlight)
+	s.at = time.Second
+	s.addInFlight(calls)
+	if got := s.procs["java"].seconds; got != 0.4 {
+		t.Errorf("java's two threads: %v s in calls, want 0.3 + 0.1", got)
+	}
+	if got := s.procs["bash"].bySyscall["wait4"]; got != 0.5 {
+		t.Errorf("bash in wait4 for %v s, want 0.5", got)
+	}
+}
+
+func TestPercentMeaningFitsEightyColumns(t *testing.T) {
+	for busy, line := range percentMeaning {
+		if n := len([]rune(line)); n > 80 {
+			t.Errorf("%d: %q is %d columns", busy, line, n)
+		}
+	}
 }
