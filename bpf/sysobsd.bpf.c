@@ -63,16 +63,27 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define MAX_ERRNO 4095
-#define NR_SLOTS 1024 /* syscall numbers per ABI in the array maps; larger ones share the last slot */
-#define ABIS 2
-#define HIST_BUCKETS 40 /* see latency_bucket: power-of-two seconds from 2^-30 to 2^9 */
-#define COMM_LEN 16
+
+/* Sizes the daemon shares with these programs. An enum, not #defines, so
+ * that bpf2go emits them to Go (sysobsdLayout*): the Go side never copies a
+ * number by hand. */
+enum layout {
+	/* syscall numbers per ABI in the array maps; larger ones share the last slot */
+	NR_SLOTS = 1024,
+	ABIS = 2,
+	HIST_BUCKETS = 40, /* see latency_bucket: power-of-two seconds from 2^-30 to 2^9 */
+	COMM_LEN = 16,
+	CGROUP_NAME_LEN = 64,
+	CGROUP_DEPTH = 8, /* ancestors checked against the cgroup filters */
+	CGROUP_PATH_LEN = 256,
+	PATH_CAPTURE = 512, /* the most path_max may be */
+};
 
 #if defined(__TARGET_ARCH_x86)
-#define RT_SIGRETURN 15         /* x86_64 */
+#define RT_SIGRETURN        15  /* x86_64 */
 #define RT_SIGRETURN_COMPAT 173 /* i386 */
 #else
-#define RT_SIGRETURN 139        /* arm64 */
+#define RT_SIGRETURN        139 /* arm64 */
 #define RT_SIGRETURN_COMPAT 173 /* arm */
 #endif
 
@@ -82,26 +93,26 @@ enum abi {
 };
 
 enum drop_reason {
-	DROP_RINGBUF_FULL = 0,      /* a lifecycle record was not sent */
-	DROP_STATS_MAP_FULL = 1,    /* a call counted in overflow_stats instead of its process */
-	DROP_ERRORS_MAP_FULL = 2,   /* an error counted in overflow_errors instead of its process */
-	DROP_NO_START_TIME = 3,     /* a call counted without its duration: its entry was not seen */
-	DROP_START_STORAGE = 4,     /* task storage refused an entry time (memory or busy) */
-	DROP_LISTED_MAP_FULL = 5,   /* a process's filter verdict not stored: it gets the default */
+	DROP_RINGBUF_FULL = 0,    /* a lifecycle record was not sent */
+	DROP_STATS_MAP_FULL = 1,  /* a call counted in overflow_stats instead of its process */
+	DROP_ERRORS_MAP_FULL = 2, /* an error counted in overflow_errors instead of its process */
+	DROP_NO_START_TIME = 3,   /* a call counted without its duration: its entry was not seen */
+	DROP_START_STORAGE = 4,   /* task storage refused an entry time (memory or busy) */
+	DROP_LISTED_MAP_FULL = 5, /* a process's filter verdict not stored: it gets the default */
 	DROP_NOTABLE_RATE_LIMITED = 6, /* a notable event over the per-CPU rate limit, not sent */
 	DROP_NOTABLE_RINGBUF_FULL = 7, /* a notable event not sent: its ring buffer was full */
-	DROP_GROUP_STATS_FULL = 8,  /* a call counted in overflow_stats: group_stats full too */
+	DROP_GROUP_STATS_FULL = 8,     /* a call counted in overflow_stats: group_stats full too */
 	DROP_GROUP_ERRORS_FULL = 9, /* an error counted in overflow_errors: group_errors full too */
 	DROP_ERROR_UNCOUNTED = 10,  /* an error not counted at all: overflow_errors full */
 	DROP_REASONS = 11,
 };
 
 enum lifecycle_kind {
-	LIFECYCLE_FORK = 1,   /* a new process (not a thread); comm inherited */
-	LIFECYCLE_EXEC = 2,   /* exec_id is the new generation, comm the new name */
-	LIFECYCLE_RENAME = 3, /* prctl(PR_SET_NAME) or /proc/PID/comm on a leader */
-	LIFECYCLE_EXIT = 4,   /* the last thread of the process has exited */
-	LIFECYCLE_CGROUP = 5, /* the process moved to another cgroup2 cgroup */
+	LIFECYCLE_FORK = 1,        /* a new process (not a thread); comm inherited */
+	LIFECYCLE_EXEC = 2,        /* exec_id is the new generation, comm the new name */
+	LIFECYCLE_RENAME = 3,      /* prctl(PR_SET_NAME) or /proc/PID/comm on a leader */
+	LIFECYCLE_EXIT = 4,        /* the last thread of the process has exited */
+	LIFECYCLE_CGROUP = 5,      /* the process moved to another cgroup2 cgroup */
 	LIFECYCLE_CGROUP_GONE = 6, /* a cgroup2 cgroup was removed: only cgroup_id is set */
 	LIFECYCLE_CGROUP_NEW = 7,  /* a cgroup2 cgroup was made: struct cgroup_new_event */
 };
@@ -113,16 +124,17 @@ enum process_filter {
 };
 
 /* Bits of a filter map's value. */
-#define MATCH_INCLUDE 1
-#define MATCH_EXCLUDE 2
+enum match_bits {
+	MATCH_INCLUDE = 1,
+	MATCH_EXCLUDE = 2,
+};
 
-/* Dimensions of include_mask. */
-#define DIM_PID 1
-#define DIM_COMM 2
-#define DIM_CGROUP 4
-
-#define CGROUP_NAME_LEN 64
-#define CGROUP_DEPTH 8 /* ancestors checked against the cgroup filters */
+/* Dimensions of include_mask and dims. */
+enum filter_dim {
+	DIM_PID = 1,
+	DIM_COMM = 2,
+	DIM_CGROUP = 4,
+};
 
 struct syscall_key {
 	u32 tgid;
@@ -167,8 +179,6 @@ struct lifecycle_event {
 	char comm[COMM_LEN];
 };
 
-#define CGROUP_PATH_LEN 256
-
 /* LIFECYCLE_CGROUP_NEW's record, longer than the others: the new cgroup's
  * path, so that calls in a unit or container gone before the daemon could
  * find it by walking the tree still get its labels. */
@@ -189,9 +199,11 @@ struct filter_settings_value {
 	u32 dims;           /* DIM_* that some include or exclude list names */
 };
 
-#define NOTABLE_ERRORS 1
-#define NOTABLE_SLOW 2
-#define PATH_CAPTURE 512 /* the most path_max may be */
+/* Bits of filter_settings_value.notable: which calls are notable events. */
+enum notable_kind {
+	NOTABLE_ERRORS = 1,
+	NOTABLE_SLOW = 2,
+};
 
 struct notable_event {
 	u64 ts_ns; /* bpf_ktime_get_ns() at exit */
@@ -416,6 +428,11 @@ const struct filter_settings_value *unused_filter_settings __attribute__((unused
 const struct notable_event *unused_notable_event __attribute__((unused));
 const struct group_key *unused_group_key __attribute__((unused));
 const struct cgroup_new_event *unused_cgroup_new_event __attribute__((unused));
+const enum layout *unused_layout __attribute__((unused));
+const enum match_bits *unused_match_bits __attribute__((unused));
+const enum filter_dim *unused_filter_dim __attribute__((unused));
+const enum notable_kind *unused_notable_kind __attribute__((unused));
+const struct errno_key *unused_errno_key __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -470,11 +487,21 @@ static __always_inline u64 latency_bucket(u64 ns)
 	if (v <= 1)
 		return 0;
 	v -= 1;
-	shift = (v > 0xFFFFFFFF) << 5; v >>= shift; r |= shift;
-	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
-	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	shift = (v > 0xFFFFFFFF) << 5;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xFFFF) << 4;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
 	r |= (v >> 1);
 	r += 1;
 	if (r >= HIST_BUCKETS)
@@ -522,7 +549,7 @@ static __always_inline struct cgroup *task_cgroup(struct task_struct *task)
 }
 
 static __always_inline void group_key_of(struct group_key *g, struct task_struct *task,
-					 struct syscall_key *key, u32 err)
+                                         struct syscall_key *key, u32 err)
 {
 	__builtin_memset(g, 0, sizeof(*g));
 	g->cgroup_id = BPF_CORE_READ(task_cgroup(task), kn, id);
@@ -534,8 +561,8 @@ static __always_inline void group_key_of(struct group_key *g, struct task_struct
 
 /* Where a call is counted when its process's entry cannot be created (the
  * per-process map is full): by name and cgroup, or failing that by syscall. */
-static __always_inline struct syscall_stats_value *
-group_stats_of(struct task_struct *task, struct syscall_key *key, long nr)
+static __always_inline struct syscall_stats_value *group_stats_of(struct task_struct *task,
+                                                                  struct syscall_key *key, long nr)
 {
 	struct syscall_stats_value zero = {}, *stats;
 	struct group_key g;
@@ -552,14 +579,15 @@ group_stats_of(struct task_struct *task, struct syscall_key *key, long nr)
 	return bpf_map_lookup_elem(&overflow_stats, &slot);
 }
 
-static __always_inline void record_error(struct task_struct *task, struct syscall_key *key, long ret)
+static __always_inline void record_error(struct task_struct *task, struct syscall_key *key,
+                                         long ret)
 {
 	struct errno_key ekey = {
-		.tgid = key->tgid,
-		.exec_id = key->exec_id,
-		.nr = key->nr,
-		.abi = key->abi,
-		.err = (u32)(-ret),
+	        .tgid = key->tgid,
+	        .exec_id = key->exec_id,
+	        .nr = key->nr,
+	        .abi = key->abi,
+	        .err = (u32)(-ret),
 	};
 	struct group_key g;
 	u64 zero = 0, *count;
@@ -615,22 +643,28 @@ static __always_inline bool is_fork_child_return(u16 abi, long nr)
 {
 #if defined(__TARGET_ARCH_x86)
 	if (abi == ABI_COMPAT)
-		return nr == 120 || nr == 2 || nr == 190 || nr == 435; /* i386 clone, fork, vfork, clone3 */
+		return nr == 120 || nr == 2 || nr == 190 ||
+		       nr == 435; /* i386 clone, fork, vfork, clone3 */
 	return nr == 56 || nr == 57 || nr == 58 || nr == 435;
 #else
 	if (abi == ABI_COMPAT)
-		return nr == 120 || nr == 2 || nr == 190 || nr == 435; /* arm clone, fork, vfork, clone3 */
+		return nr == 120 || nr == 2 || nr == 190 ||
+		       nr == 435; /* arm clone, fork, vfork, clone3 */
 	return nr == 220 || nr == 435;
 #endif
 }
 
 #if defined(__TARGET_ARCH_x86)
-#define SYSCALL_ARG(regs, i)                                                                   \
-	((i) == 0 ? BPF_CORE_READ(regs, di) : (i) == 1 ? BPF_CORE_READ(regs, si) :               \
-	 (i) == 2 ? BPF_CORE_READ(regs, dx) : (i) == 3 ? BPF_CORE_READ(regs, r10) :              \
-	 (i) == 4 ? BPF_CORE_READ(regs, r8) : BPF_CORE_READ(regs, r9))
+#define SYSCALL_ARG(regs, i)                                                                       \
+	((i) == 0   ? BPF_CORE_READ(regs, di)                                                      \
+	 : (i) == 1 ? BPF_CORE_READ(regs, si)                                                      \
+	 : (i) == 2 ? BPF_CORE_READ(regs, dx)                                                      \
+	 : (i) == 3 ? BPF_CORE_READ(regs, r10)                                                     \
+	 : (i) == 4 ? BPF_CORE_READ(regs, r8)                                                      \
+	            : BPF_CORE_READ(regs, r9))
 #else
-#define SYSCALL_ARG(regs, i) ((i) == 0 ? BPF_CORE_READ(regs, orig_x0) : BPF_CORE_READ(regs, regs[i]))
+#define SYSCALL_ARG(regs, i)                                                                       \
+	((i) == 0 ? BPF_CORE_READ(regs, orig_x0) : BPF_CORE_READ(regs, regs[i]))
 #endif
 
 static __always_inline bool notable_budget_left(struct filter_settings_value *fs, u64 now)
@@ -656,8 +690,8 @@ static __always_inline bool notable_budget_left(struct filter_settings_value *fs
 /* Failed and slow calls go to user space with their arguments: rare by
  * definition, rate-limited per CPU, every one not sent counted. */
 static __always_inline void send_notable(struct filter_settings_value *fs, struct pt_regs *regs,
-					 struct task_struct *task, struct syscall_key *key, long nr,
-					 long ret, u64 ns)
+                                         struct task_struct *task, struct syscall_key *key, long nr,
+                                         long ret, u64 ns)
 {
 	struct notable_event *ev;
 	u64 now = bpf_ktime_get_ns();
@@ -701,7 +735,8 @@ static __always_inline void send_notable(struct filter_settings_value *fs, struc
 
 		asm volatile("" : "+r"(i)); /* bound the register the index uses (6.1) */
 		if (i < 6)
-			ev->path_len = bpf_probe_read_user_str(ev->path, path_max, (const char *)ev->args[i]);
+			ev->path_len = bpf_probe_read_user_str(ev->path, path_max,
+			                                       (const char *)ev->args[i]);
 	}
 	bpf_ringbuf_submit(ev, 0);
 }
@@ -890,10 +925,10 @@ static __always_inline void stamp_enter(void)
 }
 
 #if defined(__TARGET_ARCH_x86)
-#define SYSCALL_NR(regs) ((long)(regs)->orig_ax)
+#define SYSCALL_NR(regs)      ((long)(regs)->orig_ax)
 #define SYSCALL_NR_READ(regs) ((long)BPF_CORE_READ(regs, orig_ax))
 #else
-#define SYSCALL_NR(regs) ((long)(regs)->syscallno)
+#define SYSCALL_NR(regs)      ((long)(regs)->syscallno)
 #define SYSCALL_NR_READ(regs) ((long)BPF_CORE_READ(regs, syscallno))
 #endif
 
@@ -943,7 +978,8 @@ static __always_inline u8 filter_match(void *map, void *key)
  * depends on leaves the verdict alone, and cannot race with another hook
  * judging the same process from an older name or cgroup (a move read the
  * old name, a rename wrote its verdict, the move overwrote it). */
-static __always_inline void evaluate_process(struct task_struct *task, const char *comm, u32 changed)
+static __always_inline void evaluate_process(struct task_struct *task, const char *comm,
+                                             u32 changed)
 {
 	char name[COMM_LEN] = {};
 	struct filter_settings_value *fs;
@@ -1068,7 +1104,7 @@ int BPF_PROG(process_exec, struct task_struct *task, int old_pid)
 
 		if (old && old->tid == (u32)old_pid && old->ns) {
 			u64 *start = bpf_task_storage_get(&start_times, task, 0,
-							  BPF_LOCAL_STORAGE_GET_F_CREATE);
+			                                  BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (start)
 				*start = old->ns;
 			old->ns = 0;

@@ -16,9 +16,6 @@ import (
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
-// cgroupDepth is CGROUP_DEPTH: the cgroup and its ancestors the kernel checks.
-const cgroupDepth = 8
-
 // Filter is a compiled filter configuration.
 type Filter struct {
 	kernel loader.KernelFilters
@@ -216,7 +213,7 @@ func (f *Filter) Counted(tgid uint32, comm, cgroupPath string) bool {
 	match(f.kernel.Comms[comm], loader.DimComm)
 	// The cgroup and its ancestors, nearest first, as deep as the kernel looks.
 	path := strings.TrimSuffix(cgroupPath, "/")
-	for range cgroupDepth {
+	for range loader.CgroupDepth {
 		name := path[strings.LastIndexByte(path, '/')+1:]
 		if len(name) >= loader.CgroupNameLen { // the kernel reads names into CGROUP_NAME_LEN bytes
 			name = name[:loader.CgroupNameLen-1]

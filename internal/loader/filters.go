@@ -19,15 +19,15 @@ const (
 
 // Values of the filter maps and include_mask dimensions, as in bpf/.
 const (
-	MatchInclude uint8 = 1
-	MatchExclude uint8 = 2
+	MatchInclude = uint8(sysobsdMatchBitsMATCH_INCLUDE)
+	MatchExclude = uint8(sysobsdMatchBitsMATCH_EXCLUDE)
 
-	DimPID    uint32 = 1
-	DimComm   uint32 = 2
-	DimCgroup uint32 = 4
+	DimPID    = uint32(sysobsdFilterDimDIM_PID)
+	DimComm   = uint32(sysobsdFilterDimDIM_COMM)
+	DimCgroup = uint32(sysobsdFilterDimDIM_CGROUP)
 
-	CommLen       = 16
-	CgroupNameLen = 64
+	CommLen       = int(sysobsdLayoutCOMM_LEN)
+	CgroupNameLen = int(sysobsdLayoutCGROUP_NAME_LEN)
 )
 
 // KernelFilters is everything the kernel needs to filter: the settings and
@@ -50,9 +50,9 @@ type KernelFilters struct {
 
 // Notable event kinds (Settings.Notable bits) and the path capture limit.
 const (
-	NotableErrors uint32 = 1
-	NotableSlow   uint32 = 2
-	PathCapture          = len(sysobsdNotableEvent{}.Path)
+	NotableErrors = uint32(sysobsdNotableKindNOTABLE_ERRORS)
+	NotableSlow   = uint32(sysobsdNotableKindNOTABLE_SLOW)
+	PathCapture   = int(sysobsdLayoutPATH_CAPTURE)
 )
 
 // NotableEvent is a failed or slow call as the kernel sends it.

@@ -22,11 +22,12 @@ import (
 const KernelBTFPath = "/sys/kernel/btf/vmlinux"
 
 // renameProgram is optional: without it, renames are seen at exit only.
-const renameProgram = "task_rename"
+const renameProgram = sysobsdProgTaskRename
 
 // lifecyclePrograms send the process and cgroup records; attached before the
 // syscall programs, in every mode.
-var lifecyclePrograms = []string{"process_fork", "process_exec", "process_exit", "cgroup_attach", "cgroup_mkdir", "cgroup_rmdir"}
+var lifecyclePrograms = []string{sysobsdProgProcessFork, sysobsdProgProcessExec, sysobsdProgProcessExit,
+	sysobsdProgCgroupAttach, sysobsdProgCgroupMkdir, sysobsdProgCgroupRmdir}
 
 // Options choose what is loaded. The zero value is not useful: start from
 // DefaultOptions.
@@ -176,53 +177,70 @@ func permissionError(what string, err error) error {
 	return fmt.Errorf("%s: permission denied; run sysobsd as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE where kernels older than 5.11 charge memlock (%w)", what, err)
 }
 
-func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*Probes, error) {
-	spec, err := loadSysobsd()
-	if err != nil {
-		return nil, fmt.Errorf("load BPF: parse embedded object: %w", err)
+// configure sets the constants and map sizes of opts in the spec, through
+// the generated spec types: a map or variable renamed in the C fails here,
+// by name, instead of as a nil pointer.
+func configure(spec *ebpf.CollectionSpec, opts Options) error {
+	var specs sysobsdSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("load BPF: the embedded object does not match its Go bindings (run make generate): %w", err)
 	}
-	if err := spec.Variables["self_tgid"].Set(opts.ExcludeTGID); err != nil {
-		return nil, fmt.Errorf("load BPF: set self_tgid: %w", err)
-	}
-	if err := spec.Variables["measure_latency"].Set(opts.Latency); err != nil {
-		return nil, fmt.Errorf("load BPF: set measure_latency: %w", err)
-	}
+	vars, maps := specs.sysobsdVariableSpecs, specs.sysobsdMapSpecs
 	slots := uint32(1)
 	if opts.Latency {
 		slots = startSlots(readPIDMax())
 	}
 	if opts.Latency && opts.StartSlots != 0 {
 		if opts.StartSlots&(opts.StartSlots-1) != 0 {
-			return nil, fmt.Errorf("load BPF: %d entry-time slots: not a power of two", opts.StartSlots)
+			return fmt.Errorf("load BPF: %d entry-time slots: not a power of two", opts.StartSlots)
 		}
 		slots = opts.StartSlots
 	}
-	spec.Maps["start_slots"].MaxEntries = slots
-	if err := spec.Variables["start_slot_mask"].Set(slots - 1); err != nil {
-		return nil, fmt.Errorf("load BPF: set start_slot_mask: %w", err)
-	}
-	spec.Maps["syscall_stats"].MaxEntries = opts.StatsEntries
-	spec.Maps["syscall_errors"].MaxEntries = opts.ErrorsEntries
+	maps.StartSlots.MaxEntries = slots
+	maps.SyscallStats.MaxEntries = opts.StatsEntries
+	maps.SyscallErrors.MaxEntries = opts.ErrorsEntries
 	if opts.GroupStatsEntries != 0 {
-		spec.Maps["group_stats"].MaxEntries = opts.GroupStatsEntries
+		maps.GroupStats.MaxEntries = opts.GroupStatsEntries
 	}
 	if opts.GroupErrorsEntries != 0 {
-		spec.Maps["group_errors"].MaxEntries = opts.GroupErrorsEntries
+		maps.GroupErrors.MaxEntries = opts.GroupErrorsEntries
 	}
-	spec.Maps["lifecycle"].MaxEntries = opts.RingBufferBytes
-	// The engine drains the records at every fold and scrape: a quarter
-	// full is when they are worth an interrupt.
-	if err := spec.Variables["lifecycle_wakeup_bytes"].Set(uint64(opts.RingBufferBytes / 4)); err != nil {
-		return nil, fmt.Errorf("load BPF: set lifecycle_wakeup_bytes: %w", err)
-	}
+	maps.Lifecycle.MaxEntries = opts.RingBufferBytes
 	if opts.EventsRingBufferBytes != 0 {
-		spec.Maps["notable_events"].MaxEntries = opts.EventsRingBufferBytes
+		maps.NotableEvents.MaxEntries = opts.EventsRingBufferBytes
+	}
+	constants := []struct {
+		v     *ebpf.VariableSpec
+		value any
+	}{
+		{vars.SelfTgid, opts.ExcludeTGID},
+		{vars.MeasureLatency, opts.Latency},
+		{vars.StartSlotMask, slots - 1},
+		// The engine drains the records at every fold and scrape: a
+		// quarter full is when they are worth an interrupt.
+		{vars.LifecycleWakeupBytes, uint64(opts.RingBufferBytes / 4)},
+	}
+	for _, c := range constants {
+		if err := c.v.Set(c.value); err != nil {
+			return fmt.Errorf("load BPF: set %s: %w", c.v.Name, err)
+		}
+	}
+	return nil
+}
+
+func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*Probes, error) {
+	spec, err := loadSysobsd()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF: parse embedded object: %w", err)
+	}
+	if err := configure(spec, opts); err != nil {
+		return nil, err
 	}
 
 	// Load only what this mode attaches: each program costs verification.
-	enter, exit := "sys_enter", "sys_exit"
+	enter, exit := sysobsdProgSysEnter, sysobsdProgSysExit
 	if mode == "raw_tracepoint" {
-		enter, exit = "sys_enter_raw", "sys_exit_raw"
+		enter, exit = sysobsdProgSysEnterRaw, sysobsdProgSysExitRaw
 	}
 	want := map[string]bool{exit: true}
 	for _, name := range lifecyclePrograms {

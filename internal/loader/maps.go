@@ -42,11 +42,23 @@ const (
 // CgroupNewEvent is LifecycleCgroupNew's record.
 type CgroupNewEvent = sysobsdCgroupNewEvent
 
-// Sizes the BPF programs were built with.
+// Sizes the BPF programs were built with (enum layout).
 const (
-	HistogramBuckets = len(sysobsdLatencyHistValue{}.Buckets)
-	NRSlots          = 1024 // NR_SLOTS: syscall numbers per ABI in the array maps
-	ABIs             = 2
+	HistogramBuckets = int(sysobsdLayoutHIST_BUCKETS)
+	// NRSlots is syscall numbers per ABI in the array maps. Untyped, for
+	// arithmetic with any key type; layoutMatches holds it to the C's.
+	NRSlots = 1024
+	ABIs    = 2
+	// CgroupDepth is the cgroup and its ancestors the kernel checks
+	// against the cgroup filters.
+	CgroupDepth = int(sysobsdLayoutCGROUP_DEPTH)
+)
+
+// These fail to compile when an untyped copy above differs from the
+// generated enum (a constant index out of range).
+var (
+	_ = [1]struct{}{}[NRSlots-int(sysobsdLayoutNR_SLOTS)]
+	_ = [1]struct{}{}[ABIs-int(sysobsdLayoutABIS)]
 )
 
 // DropReasons names the per-CPU loss counters, indexed as in enum drop_reason.
@@ -229,7 +241,7 @@ func lookupEach[K, V any](m *ebpf.Map, keys []K, per []V, fn func(K, []V)) error
 }
 
 // entryKeySize is struct errno_key's size, the announcement record.
-const entryKeySize = 16
+var entryKeySize = binary.Size(ErrnoKey{})
 
 // DrainEntryKeys calls fn for every entry the kernel announced since the
 // last call: a SyscallKey's entry when Err is 0, else an ErrnoKey's. It does
@@ -255,13 +267,11 @@ func (m *Maps) DrainEntryKeys(fn func(ErrnoKey)) error {
 		if len(raw) < entryKeySize {
 			return fmt.Errorf("entry_keys record of %d bytes, want %d", len(raw), entryKeySize)
 		}
-		fn(ErrnoKey{
-			Tgid:   binary.NativeEndian.Uint32(raw[0:4]),
-			ExecId: binary.NativeEndian.Uint32(raw[4:8]),
-			Nr:     binary.NativeEndian.Uint16(raw[8:10]),
-			Abi:    binary.NativeEndian.Uint16(raw[10:12]),
-			Err:    binary.NativeEndian.Uint32(raw[12:16]),
-		})
+		var k ErrnoKey
+		if _, err := binary.Decode(raw[:entryKeySize], binary.NativeEndian, &k); err != nil {
+			return fmt.Errorf("decode entry_keys record: %w", err)
+		}
+		fn(k)
 	}
 }
 

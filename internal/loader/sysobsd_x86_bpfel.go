@@ -45,6 +45,14 @@ type sysobsdErrnoKey struct {
 	Err    uint32
 }
 
+type sysobsdFilterDim uint32
+
+const (
+	sysobsdFilterDimDIM_PID    sysobsdFilterDim = 1
+	sysobsdFilterDimDIM_COMM   sysobsdFilterDim = 2
+	sysobsdFilterDimDIM_CGROUP sysobsdFilterDim = 4
+)
+
 type sysobsdFilterSettingsValue struct {
 	_             structs.HostLayout
 	ProcessFilter uint32
@@ -72,6 +80,19 @@ type sysobsdLatencyHistValue struct {
 	Buckets [40]uint64
 }
 
+type sysobsdLayout uint32
+
+const (
+	sysobsdLayoutNR_SLOTS        sysobsdLayout = 1024
+	sysobsdLayoutABIS            sysobsdLayout = 2
+	sysobsdLayoutHIST_BUCKETS    sysobsdLayout = 40
+	sysobsdLayoutCOMM_LEN        sysobsdLayout = 16
+	sysobsdLayoutCGROUP_NAME_LEN sysobsdLayout = 64
+	sysobsdLayoutCGROUP_DEPTH    sysobsdLayout = 8
+	sysobsdLayoutCGROUP_PATH_LEN sysobsdLayout = 256
+	sysobsdLayoutPATH_CAPTURE    sysobsdLayout = 512
+)
+
 type sysobsdLifecycleEvent struct {
 	_        structs.HostLayout
 	Kind     uint32
@@ -92,6 +113,13 @@ const (
 	sysobsdLifecycleKindLIFECYCLE_CGROUP      sysobsdLifecycleKind = 5
 	sysobsdLifecycleKindLIFECYCLE_CGROUP_GONE sysobsdLifecycleKind = 6
 	sysobsdLifecycleKindLIFECYCLE_CGROUP_NEW  sysobsdLifecycleKind = 7
+)
+
+type sysobsdMatchBits uint32
+
+const (
+	sysobsdMatchBitsMATCH_INCLUDE sysobsdMatchBits = 1
+	sysobsdMatchBitsMATCH_EXCLUDE sysobsdMatchBits = 2
 )
 
 type sysobsdNotableBudgetValue struct {
@@ -118,6 +146,13 @@ type sysobsdNotableEvent struct {
 	Comm       [16]int8
 	Path       [512]int8
 }
+
+type sysobsdNotableKind uint32
+
+const (
+	sysobsdNotableKindNOTABLE_ERRORS sysobsdNotableKind = 1
+	sysobsdNotableKindNOTABLE_SLOW   sysobsdNotableKind = 2
+)
 
 type sysobsdProcessFilter uint32
 
@@ -193,11 +228,16 @@ const (
 	sysobsdVarStartSlotMask        = "start_slot_mask"
 	sysobsdVarUnusedCgroupNewEvent = "unused_cgroup_new_event"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
+	sysobsdVarUnusedErrnoKey       = "unused_errno_key"
+	sysobsdVarUnusedFilterDim      = "unused_filter_dim"
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedGroupKey       = "unused_group_key"
+	sysobsdVarUnusedLayout         = "unused_layout"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
 	sysobsdVarUnusedLifecycleKind  = "unused_lifecycle_kind"
+	sysobsdVarUnusedMatchBits      = "unused_match_bits"
 	sysobsdVarUnusedNotableEvent   = "unused_notable_event"
+	sysobsdVarUnusedNotableKind    = "unused_notable_kind"
 	sysobsdVarUnusedProcessFilter  = "unused_process_filter"
 )
 
@@ -296,11 +336,16 @@ type sysobsdVariableSpecs struct {
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
 	UnusedCgroupNewEvent *ebpf.VariableSpec `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedErrnoKey       *ebpf.VariableSpec `ebpf:"unused_errno_key"`
+	UnusedFilterDim      *ebpf.VariableSpec `ebpf:"unused_filter_dim"`
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.VariableSpec `ebpf:"unused_group_key"`
+	UnusedLayout         *ebpf.VariableSpec `ebpf:"unused_layout"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.VariableSpec `ebpf:"unused_lifecycle_kind"`
+	UnusedMatchBits      *ebpf.VariableSpec `ebpf:"unused_match_bits"`
 	UnusedNotableEvent   *ebpf.VariableSpec `ebpf:"unused_notable_event"`
+	UnusedNotableKind    *ebpf.VariableSpec `ebpf:"unused_notable_kind"`
 	UnusedProcessFilter  *ebpf.VariableSpec `ebpf:"unused_process_filter"`
 }
 
@@ -389,11 +434,16 @@ type sysobsdVariables struct {
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
 	UnusedCgroupNewEvent *ebpf.Variable `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedErrnoKey       *ebpf.Variable `ebpf:"unused_errno_key"`
+	UnusedFilterDim      *ebpf.Variable `ebpf:"unused_filter_dim"`
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.Variable `ebpf:"unused_group_key"`
+	UnusedLayout         *ebpf.Variable `ebpf:"unused_layout"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.Variable `ebpf:"unused_lifecycle_kind"`
+	UnusedMatchBits      *ebpf.Variable `ebpf:"unused_match_bits"`
 	UnusedNotableEvent   *ebpf.Variable `ebpf:"unused_notable_event"`
+	UnusedNotableKind    *ebpf.Variable `ebpf:"unused_notable_kind"`
 	UnusedProcessFilter  *ebpf.Variable `ebpf:"unused_process_filter"`
 }
 
