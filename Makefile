@@ -41,7 +41,7 @@ test: deps check
 FUZZTIME ?= 20000x
 fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLifecycle$$' -fuzztime $(FUZZTIME) ./internal/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLifecycle$$' -fuzztime $(FUZZTIME) ./internal/lifecycle/
 
 # Style and static checks that need no root.
 check:
@@ -50,7 +50,7 @@ check:
 	$(GO) vet ./...
 
 unit-test:
-	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/syscalls/ ./internal/tally/ ./internal/metrics/
+	$(GO) test -count=1 ./internal/config/ ./internal/lifecycle/ ./internal/notable/ ./internal/syscalls/ ./internal/tally/ ./internal/metrics/
 
 deps:
 	scripts/install-deps.sh test

@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 )
 
 // record builds a raw lifecycle ring-buffer sample as the kernel writes it
 // (struct lifecycle_event: kind, tgid, exec_id, pad, cgroup_id, comm[16]).
-func record(kind events.Kind, comm string) []byte {
+func record(kind lifecycle.Kind, comm string) []byte {
 	raw := make([]byte, 40)
 	binary.NativeEndian.PutUint32(raw[0:4], uint32(kind))
 	binary.NativeEndian.PutUint32(raw[4:8], 123456)
@@ -26,15 +26,15 @@ func BenchmarkDecodeLifecycle(b *testing.B) {
 		name string
 		raw  []byte
 	}{
-		{"exit", record(events.Exit, "postgres")},
-		{"exec-full-comm", record(events.Exec, "kworker/u8:5-ev")},
-		{"invalid-utf8", record(events.Rename, "bad\xff\xfename")},
+		{"exit", record(lifecycle.Exit, "postgres")},
+		{"exec-full-comm", record(lifecycle.Exec, "kworker/u8:5-ev")},
+		{"invalid-utf8", record(lifecycle.Rename, "bad\xff\xfename")},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.raw)))
 			for b.Loop() {
-				if _, err := events.DecodeLifecycle(c.raw); err != nil {
+				if _, err := lifecycle.Decode(c.raw); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -22,11 +22,12 @@ import (
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/config"
-	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
+	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/privilege"
+	"github.com/sysobsd/sysobsd/internal/server"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
 )
@@ -110,9 +111,9 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	engine.FoldEvery = cfg.FoldInterval
 
 	// Notable events: read always (a SIGHUP may turn them on), served when on.
-	recent := events.NewRecent(cfg.Events.Buffer)
-	decoder := events.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax)
-	notable, err := events.NewNotableReader(probes.NotableEvents(), decoder)
+	recent := notable.NewRecent(cfg.Events.Buffer)
+	decoder := notable.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax)
+	notable, err := notable.NewReader(probes.NotableEvents(), decoder)
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	live := &reloadable{recent: recent, decoder: decoder, collector: collector}
 	live.eventsServed.Store(cfg.Events.Enabled)
 	extra := map[string]http.Handler{"/api/v1/events": live.eventsHandler()}
-	server, err := metrics.NewServer(registry, opts.web, version.Version, slogFrom(log), extra)
+	server, err := server.NewServer(registry, opts.web, version.Version, slogFrom(log), extra)
 	if err != nil {
 		return err
 	}
@@ -215,15 +216,15 @@ wait:
 
 // reloadable is what a reload changes outside the kernel and the engine.
 type reloadable struct {
-	recent       *events.Recent
-	decoder      *events.Decoder
+	recent       *notable.Recent
+	decoder      *notable.Decoder
 	collector    *metrics.Collector
 	eventsServed atomic.Bool
 }
 
 // eventsHandler serves the recent events while events are on; 404 while off.
 func (l *reloadable) eventsHandler() http.Handler {
-	serve := metrics.EventsHandler(l.recent)
+	serve := notable.Handler(l.recent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !l.eventsServed.Load() {
 			http.Error(w, "notable events are off (events.enabled: false)", http.StatusNotFound)

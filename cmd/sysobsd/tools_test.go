@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/strace"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
@@ -138,7 +138,7 @@ func TestTraceShowsEACCESWithPath(t *testing.T) {
 				}
 				return
 			}
-			var n events.Notable
+			var n notable.Event
 			if err := json.Unmarshal([]byte(line), &n); err != nil {
 				t.Fatalf("json line %q: %v", line, err)
 			}

@@ -15,9 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/internal/config"
-	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/strace"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
@@ -88,7 +88,7 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 		return err
 	}
 	defer probes.Close()
-	reader, err := events.NewNotableReader(probes.NotableEvents(), events.NewDecoder(syscalls.Host(), procRoot, o.strlen+2))
+	reader, err := notable.NewReader(probes.NotableEvents(), notable.NewDecoder(syscalls.Host(), procRoot, o.strlen+2))
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 	go func() { <-ctx.Done(); reader.Close() }()
 
 	enc := json.NewEncoder(stdout)
-	reader.Run(func(n events.Notable) {
+	reader.Run(func(n notable.Event) {
 		if o.output == "json" {
 			enc.Encode(n)
 			return

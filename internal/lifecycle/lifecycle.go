@@ -1,6 +1,7 @@
-// Package events reads what the kernel sends through the ring buffer and
-// keeps the process table: which name each process generation had.
-package events
+// Package lifecycle reads the process lifecycle records the kernel sends
+// through its ring buffer (fork, exec, rename, exit, cgroup moves) and keeps
+// the process table: which name and cgroup each process generation had.
+package lifecycle
 
 import (
 	"encoding/binary"
@@ -46,8 +47,8 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind_%d", uint32(k))
 }
 
-// Lifecycle is one decoded ring-buffer record.
-type Lifecycle struct {
+// Record is one decoded ring-buffer record.
+type Record struct {
 	Kind   Kind
 	TGID   uint32
 	ExecID uint32 // the exec generation the record is about
@@ -70,18 +71,23 @@ var (
 // ErrShortRecord is returned for a record smaller than struct lifecycle_event.
 var ErrShortRecord = errors.New("lifecycle record too short")
 
-// DecodeLifecycle decodes a raw ring-buffer sample.
-func DecodeLifecycle(raw []byte) (Lifecycle, error) {
+// Decode decodes a raw ring-buffer sample.
+func Decode(raw []byte) (Record, error) {
 	if len(raw) < lifecycleSize {
-		return Lifecycle{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortRecord, len(raw), lifecycleSize)
+		return Record{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortRecord, len(raw), lifecycleSize)
 	}
-	ev := Lifecycle{
-		Kind:     Kind(binary.NativeEndian.Uint32(raw[0:4])),
-		TGID:     binary.NativeEndian.Uint32(raw[4:8]),
-		ExecID:   binary.NativeEndian.Uint32(raw[8:12]),
-		CgroupID: binary.NativeEndian.Uint64(raw[16:24]),
+	// Decoded into the generated type: the layout is the C struct's.
+	var rec loader.LifecycleEvent
+	if _, err := binary.Decode(raw[:lifecycleSize], binary.NativeEndian, &rec); err != nil {
+		return Record{}, fmt.Errorf("decode lifecycle record: %w", err)
 	}
-	ev.Comm = loader.CString(raw[24:40])
+	ev := Record{
+		Kind:     Kind(rec.Kind),
+		TGID:     rec.Tgid,
+		ExecID:   rec.ExecId,
+		CgroupID: rec.CgroupId,
+		Comm:     loader.CString(rec.Comm[:]),
+	}
 	if ev.Kind < Fork || ev.Kind > CgroupNew {
 		return ev, fmt.Errorf("lifecycle record of unknown kind %d", uint32(ev.Kind))
 	}

@@ -1,4 +1,4 @@
-package events
+package lifecycle
 
 import (
 	"bytes"
@@ -29,8 +29,8 @@ func record(kind Kind, tgid, execID uint32, comm []byte) []byte {
 // commOffset is where comm[16] starts: it is the struct's last field.
 var commOffset = binary.Size(loader.LifecycleEvent{}) - 16
 
-func lifecycle(kind Kind, tgid, execID uint32, comm string) Lifecycle {
-	return Lifecycle{Kind: kind, TGID: tgid, ExecID: execID, Comm: comm}
+func lifecycle(kind Kind, tgid, execID uint32, comm string) Record {
+	return Record{Kind: kind, TGID: tgid, ExecID: execID, Comm: comm}
 }
 
 // firstUnknownKind is one past the last kind the decoder knows.
@@ -53,18 +53,18 @@ func TestDecodeCgroupNew(t *testing.T) {
 	if err := binary.Write(&buf, binary.NativeEndian, ev); err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeLifecycle(buf.Bytes())
+	got, err := Decode(buf.Bytes())
 	if err != nil || got.Kind != CgroupNew || got.CgroupID != 4242 || got.Path != "/a.slice" {
-		t.Errorf("DecodeLifecycle = %+v, %v; want cgroup_new 4242 /a.slice", got, err)
+		t.Errorf("Decode = %+v, %v; want cgroup_new 4242 /a.slice", got, err)
 	}
 	if got.Kind.String() != "cgroup_new" {
 		t.Errorf("Kind.String() = %q", got.Kind.String())
 	}
-	if _, err := DecodeLifecycle(buf.Bytes()[:lifecycleSize+8]); !errors.Is(err, ErrShortRecord) {
+	if _, err := Decode(buf.Bytes()[:lifecycleSize+8]); !errors.Is(err, ErrShortRecord) {
 		t.Errorf("a cut record: err = %v, want ErrShortRecord", err)
 	}
 	// Other kinds carry no path.
-	if got, err := DecodeLifecycle(record(Fork, 1, 2, []byte("x"))); err != nil || got.Path != "" {
+	if got, err := Decode(record(Fork, 1, 2, []byte("x"))); err != nil || got.Path != "" {
 		t.Errorf("fork record: %+v, %v; want no path", got, err)
 	}
 }
@@ -93,7 +93,7 @@ func TestDecodeLifecycle(t *testing.T) {
 	tests := []struct {
 		name string
 		raw  []byte
-		want Lifecycle
+		want Record
 	}{
 		{"fork", record(Fork, 100, 3, []byte("bash\x00")), lifecycle(Fork, 100, 3, "bash")},
 		{"exec", record(Exec, 100, 4, []byte("make")), lifecycle(Exec, 100, 4, "make")},
@@ -120,12 +120,12 @@ func TestDecodeLifecycle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeLifecycle(tt.raw)
+			got, err := Decode(tt.raw)
 			if err != nil {
-				t.Fatalf("DecodeLifecycle = %v", err)
+				t.Fatalf("Decode = %v", err)
 			}
 			if got != tt.want {
-				t.Errorf("DecodeLifecycle = %+v, want %+v", got, tt.want)
+				t.Errorf("Decode = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -133,7 +133,7 @@ func TestDecodeLifecycle(t *testing.T) {
 
 func TestDecodeLifecycleDoesNotKeepTheBuffer(t *testing.T) {
 	raw := record(Exec, 1, 2, []byte("before"))
-	got, err := DecodeLifecycle(raw)
+	got, err := Decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,23 +146,23 @@ func TestDecodeLifecycleDoesNotKeepTheBuffer(t *testing.T) {
 func TestDecodeLifecycleShortRecord(t *testing.T) {
 	full := record(Exit, 1, 2, []byte("x"))
 	for _, n := range []int{0, 1, 4, 16, lifecycleSize - 1} {
-		_, err := DecodeLifecycle(full[:n])
+		_, err := Decode(full[:n])
 		if !errors.Is(err, ErrShortRecord) {
-			t.Errorf("DecodeLifecycle(%d bytes) = %v, want ErrShortRecord", n, err)
+			t.Errorf("Decode(%d bytes) = %v, want ErrShortRecord", n, err)
 			continue
 		}
 		if want := "lifecycle record too short: " + strconv.Itoa(n) + " bytes, want " + strconv.Itoa(lifecycleSize); err.Error() != want {
-			t.Errorf("DecodeLifecycle(%d bytes) error %q, want %q", n, err, want)
+			t.Errorf("Decode(%d bytes) error %q, want %q", n, err, want)
 		}
 	}
-	if _, err := DecodeLifecycle(nil); !errors.Is(err, ErrShortRecord) {
-		t.Errorf("DecodeLifecycle(nil) = %v, want ErrShortRecord", err)
+	if _, err := Decode(nil); !errors.Is(err, ErrShortRecord) {
+		t.Errorf("Decode(nil) = %v, want ErrShortRecord", err)
 	}
 }
 
 func TestDecodeLifecycleUnknownKind(t *testing.T) {
 	for _, k := range []Kind{0, firstUnknownKind(), 99, 0xffffffff} {
-		got, err := DecodeLifecycle(record(k, 31, 4, []byte("odd")))
+		got, err := Decode(record(k, 31, 4, []byte("odd")))
 		if err == nil {
 			t.Errorf("kind %d decoded without error: %+v", uint32(k), got)
 			continue
@@ -203,7 +203,7 @@ func FuzzDecodeLifecycle(f *testing.F) {
 	f.Add(append(record(CgroupNew, 0, 0, nil), []byte("/system.slice/a.service\x00")...)) // cut short
 	f.Add(append(record(CgroupNew, 0, 0, nil), bytes.Repeat([]byte("/a\xff"), 86)...))    // no NUL
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ev, err := DecodeLifecycle(raw)
+		ev, err := Decode(raw)
 		if len(raw) < lifecycleSize {
 			if !errors.Is(err, ErrShortRecord) {
 				t.Fatalf("%d bytes: error %v, want ErrShortRecord", len(raw), err)

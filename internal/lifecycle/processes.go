@@ -1,4 +1,4 @@
-package events
+package lifecycle
 
 import (
 	"bytes"
@@ -83,7 +83,7 @@ func (t *ProcessTable) Scan() error {
 }
 
 // Apply records what a lifecycle record says.
-func (t *ProcessTable) Apply(ev Lifecycle) {
+func (t *ProcessTable) Apply(ev Record) {
 	switch ev.Kind {
 	case Fork:
 		// A new thread group: a reused tgid starts afresh. Its generation is

@@ -1,4 +1,4 @@
-package events
+package lifecycle
 
 import (
 	"os"
@@ -131,10 +131,10 @@ func TestReusedTGIDKeepsExitedGenerationsNames(t *testing.T) {
 // generation neither named is left to the running process.
 func TestReusedTGIDGenerationsBelongToTheirProcess(t *testing.T) {
 	pt := NewProcessTable(t.TempDir())
-	pt.Apply(Lifecycle{Kind: Fork, TGID: 300, ExecID: 5, Comm: "old", CgroupID: 70})
-	pt.Apply(Lifecycle{Kind: Exec, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
-	pt.Apply(Lifecycle{Kind: Exit, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
-	pt.Apply(Lifecycle{Kind: Fork, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
+	pt.Apply(Record{Kind: Fork, TGID: 300, ExecID: 5, Comm: "old", CgroupID: 70})
+	pt.Apply(Record{Kind: Exec, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
+	pt.Apply(Record{Kind: Exit, TGID: 300, ExecID: 6, Comm: "old-exec", CgroupID: 70})
+	pt.Apply(Record{Kind: Fork, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
 	for _, c := range []struct {
 		execID          uint32
 		exited, running bool
@@ -158,7 +158,7 @@ func TestReusedTGIDGenerationsBelongToTheirProcess(t *testing.T) {
 	checkNames(t, "reuse", pt, []nameCase{{300, 6, "old-exec"}, {300, 90, "new"}, {300, 91, "new"}})
 
 	// Without a live process every generation of the tgid is final.
-	pt.Apply(Lifecycle{Kind: Exit, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
+	pt.Apply(Record{Kind: Exit, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
 	for _, execID := range []uint32{5, 90, 91} {
 		if !pt.ExitedGeneration(300, execID) || pt.Running(300, execID) {
 			t.Errorf("after both exits: ExitedGeneration(300, %d) = %v, Running = %v; want true, false", execID, pt.ExitedGeneration(300, execID), pt.Running(300, execID))

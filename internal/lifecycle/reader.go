@@ -1,4 +1,4 @@
-package events
+package lifecycle
 
 import (
 	"errors"
@@ -35,14 +35,14 @@ func NewReader(m *ebpf.Map) (*Reader, error) {
 // Next blocks until a record arrives, Flush is called (ErrFlushed) or the
 // reader is closed (ErrClosed). A record that does not decode returns an
 // error wrapping the decode failure; reading can go on after it.
-func (r *Reader) Next() (Lifecycle, error) {
+func (r *Reader) Next() (Record, error) {
 	if err := r.ring.ReadInto(&r.record); err != nil {
 		if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) {
-			return Lifecycle{}, err
+			return Record{}, err
 		}
-		return Lifecycle{}, fmt.Errorf("read lifecycle ring buffer: %w", err)
+		return Record{}, fmt.Errorf("read lifecycle ring buffer: %w", err)
 	}
-	return DecodeLifecycle(r.record.RawSample)
+	return Decode(r.record.RawSample)
 }
 
 // ReadAvailable calls fn for every record in the ring buffer now, without
@@ -50,7 +50,7 @@ func (r *Reader) Next() (Lifecycle, error) {
 // returns. A record that does not decode reaches fn with its error, as
 // from Next. It may take a Flush pending for Next: its caller must not
 // wait for that ErrFlushed.
-func (r *Reader) ReadAvailable(fn func(Lifecycle, error)) error {
+func (r *Reader) ReadAvailable(fn func(Record, error)) error {
 	r.ring.SetDeadline(time.Unix(0, 1)) // in the past: read what is there, then stop
 	defer r.ring.SetDeadline(time.Time{})
 	for {

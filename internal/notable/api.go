@@ -1,18 +1,16 @@
-package metrics
+package notable
 
 import (
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/sysobsd/sysobsd/internal/events"
 )
 
-// EventsHandler serves the last notable events as JSON lines, oldest first.
+// Handler serves the last notable events as JSON lines, oldest first.
 // Query parameters narrow them: pid, comm, syscall, errno, since (a
 // duration: events newer than that), limit (the newest n).
-func EventsHandler(recent *events.Recent) http.Handler {
+func Handler(recent *Recent) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		var pid uint64
@@ -42,7 +40,7 @@ func EventsHandler(recent *events.Recent) http.Handler {
 			since = time.Now().Add(-d)
 		}
 		comm, syscall, errno := q.Get("comm"), q.Get("syscall"), q.Get("errno")
-		match := func(n events.Notable) bool {
+		match := func(n Event) bool {
 			return (pid == 0 || uint64(n.PID) == pid) && (comm == "" || n.Comm == comm) &&
 				(syscall == "" || n.Syscall == syscall) && (errno == "" || n.Errno == errno) &&
 				(since.IsZero() || n.Time.After(since))

@@ -1,4 +1,4 @@
-package metrics
+package notable
 
 import (
 	"bufio"
@@ -10,13 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sysobsd/sysobsd/internal/events"
 )
 
 // recentEvents holds, oldest first: TIDs 1…5 name the events.
-func recentEvents(now time.Time) (*events.Recent, []events.Notable) {
-	added := []events.Notable{
+func recentEvents(now time.Time) (*Recent, []Event) {
+	added := []Event{
 		{Time: now.Add(-10 * time.Minute), PID: 100, TID: 1, Comm: "nginx", Syscall: "openat", Ret: -13, Errno: "EACCES",
 			Args: [6]uint64{0xffffffffffffff9c, 0x7ffc0000}, Path: "/etc/x.conf", Duration: 12 * time.Microsecond, CgroupID: 7, NR: 257},
 		{Time: now.Add(-8 * time.Minute), PID: 200, TID: 2, Comm: "postgres", Syscall: "fsync", Duration: 1500 * time.Millisecond, NR: 74},
@@ -25,7 +23,7 @@ func recentEvents(now time.Time) (*events.Recent, []events.Notable) {
 		{Time: now.Add(-1 * time.Minute), PID: 300, TID: 4, Comm: "app32", Syscall: "openat", Compat: true, Ret: -2, Errno: "ENOENT", Path: "abc...", NR: 295},
 		{Time: now.Add(-30 * time.Second), PID: 100, TID: 5, Comm: "nginx", Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/etc/y", NR: 257},
 	}
-	recent := events.NewRecent(10)
+	recent := NewRecent(10)
 	for _, n := range added {
 		recent.Add(n)
 	}
@@ -48,7 +46,7 @@ func get(t *testing.T, url string) (*http.Response, []byte) {
 
 func TestEventsHandlerFilters(t *testing.T) {
 	recent, added := recentEvents(time.Now())
-	srv := httptest.NewServer(EventsHandler(recent))
+	srv := httptest.NewServer(Handler(recent))
 	defer srv.Close()
 	tests := []struct {
 		query string
@@ -83,7 +81,7 @@ func TestEventsHandlerFilters(t *testing.T) {
 			var got []uint32
 			sc := bufio.NewScanner(strings.NewReader(string(body)))
 			for sc.Scan() {
-				var n events.Notable
+				var n Event
 				if err := json.Unmarshal(sc.Bytes(), &n); err != nil {
 					t.Fatalf("line %q: %v", sc.Text(), err)
 				}
@@ -107,7 +105,7 @@ func TestEventsHandlerFilters(t *testing.T) {
 // The JSON names are the API: scripts read them.
 func TestEventsHandlerFieldNames(t *testing.T) {
 	recent, _ := recentEvents(time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC))
-	srv := httptest.NewServer(EventsHandler(recent))
+	srv := httptest.NewServer(Handler(recent))
 	defer srv.Close()
 	_, body := get(t, srv.URL+"?limit=1&pid=100&errno=ENOSPC")
 	want := `{"time":"2025-01-02T03:02:05.000006Z","pid":100,"tid":3,"comm":"nginx","syscall":"write","args":[7,0,0,0,0,0],` +
@@ -119,7 +117,7 @@ func TestEventsHandlerFieldNames(t *testing.T) {
 
 func TestEventsHandlerRejectsBadParameters(t *testing.T) {
 	recent, _ := recentEvents(time.Now())
-	srv := httptest.NewServer(EventsHandler(recent))
+	srv := httptest.NewServer(Handler(recent))
 	defer srv.Close()
 	tests := []struct {
 		query, want string
@@ -146,7 +144,7 @@ func TestEventsHandlerRejectsBadParameters(t *testing.T) {
 }
 
 func TestEventsHandlerEmpty(t *testing.T) {
-	srv := httptest.NewServer(EventsHandler(events.NewRecent(4)))
+	srv := httptest.NewServer(Handler(NewRecent(4)))
 	defer srv.Close()
 	resp, body := get(t, srv.URL)
 	if resp.StatusCode != http.StatusOK || len(body) != 0 {

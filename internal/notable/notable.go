@@ -1,4 +1,7 @@
-package events
+// Package notable decodes the calls the kernel reports one by one (failed
+// or slow, with their arguments and path), keeps the last of them, and
+// serves them over HTTP (/api/v1/events).
+package notable
 
 import (
 	"encoding/binary"
@@ -18,8 +21,8 @@ import (
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
-// Notable is a failed or slow call, as sysobsd trace and /api/v1/events show it.
-type Notable struct {
+// Event is a failed or slow call, as sysobsd trace and /api/v1/events show it.
+type Event struct {
 	Time     time.Time     `json:"time"`
 	PID      uint32        `json:"pid"`
 	TID      uint32        `json:"tid"`
@@ -43,7 +46,7 @@ type Notable struct {
 
 var notableSize = binary.Size(loader.NotableEvent{})
 
-// Decoder turns raw notable events into Notable: it names the syscall and
+// Decoder turns raw notable events into Event: it names the syscall and
 // the errno, converts the kernel's monotonic time to wall-clock time and
 // resolves fd arguments through procRoot.
 type Decoder struct {
@@ -70,15 +73,15 @@ func NewDecoder(names *syscalls.Table, procRoot string, pathMax int) *Decoder {
 func (d *Decoder) SetPathMax(pathMax int) { d.pathMax.Store(int64(pathMax)) }
 
 // Decode decodes one raw ring-buffer sample.
-func (d *Decoder) Decode(raw []byte) (Notable, error) {
+func (d *Decoder) Decode(raw []byte) (Event, error) {
 	var ev loader.NotableEvent
 	if len(raw) < notableSize {
-		return Notable{}, fmt.Errorf("notable event too short: %d bytes, want %d", len(raw), notableSize)
+		return Event{}, fmt.Errorf("notable event too short: %d bytes, want %d", len(raw), notableSize)
 	}
 	if _, err := binary.Decode(raw, binary.NativeEndian, &ev); err != nil {
-		return Notable{}, fmt.Errorf("decode notable event: %w", err)
+		return Event{}, fmt.Errorf("decode notable event: %w", err)
 	}
-	n := Notable{
+	n := Event{
 		Time:     time.Unix(0, int64(ev.TsNs)+int64(d.bootDelta)),
 		PID:      ev.Tgid,
 		TID:      ev.Tid,
@@ -111,8 +114,8 @@ func (d *Decoder) Decode(raw []byte) (Notable, error) {
 	return n, nil
 }
 
-// NotableReader reads the notable events' ring buffer.
-type NotableReader struct {
+// Reader reads the notable events' ring buffer.
+type Reader struct {
 	ring    *ringbuf.Reader
 	decoder *Decoder
 	record  ringbuf.Record
@@ -120,17 +123,17 @@ type NotableReader struct {
 	DecodeErrors atomic.Uint64
 }
 
-// NewNotableReader reads m with decoder.
-func NewNotableReader(m *ebpf.Map, decoder *Decoder) (*NotableReader, error) {
+// NewReader reads m with decoder.
+func NewReader(m *ebpf.Map, decoder *Decoder) (*Reader, error) {
 	ring, err := ringbuf.NewReader(m)
 	if err != nil {
 		return nil, fmt.Errorf("open notable events ring buffer: %w", err)
 	}
-	return &NotableReader{ring: ring, decoder: decoder}, nil
+	return &Reader{ring: ring, decoder: decoder}, nil
 }
 
 // Run calls sink for every event until Close; it counts what fails to decode.
-func (r *NotableReader) Run(sink func(Notable)) {
+func (r *Reader) Run(sink func(Event)) {
 	for {
 		if err := r.ring.ReadInto(&r.record); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) {
@@ -148,12 +151,12 @@ func (r *NotableReader) Run(sink func(Notable)) {
 }
 
 // Close stops Run.
-func (r *NotableReader) Close() error { return r.ring.Close() }
+func (r *Reader) Close() error { return r.ring.Close() }
 
 // Recent keeps the last events in a bounded ring; safe for concurrent use.
 type Recent struct {
 	mu     sync.Mutex
-	events []Notable
+	events []Event
 	next   int
 	full   bool
 	total  uint64
@@ -161,11 +164,11 @@ type Recent struct {
 
 // NewRecent keeps up to capacity events.
 func NewRecent(capacity int) *Recent {
-	return &Recent{events: make([]Notable, max(capacity, 0))}
+	return &Recent{events: make([]Event, max(capacity, 0))}
 }
 
 // Add stores an event, replacing the oldest when full.
-func (r *Recent) Add(n Notable) {
+func (r *Recent) Add(n Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.total++
@@ -181,10 +184,10 @@ func (r *Recent) Add(n Notable) {
 
 // Query returns the stored events that match, oldest first, at most limit
 // (the newest ones) when limit > 0.
-func (r *Recent) Query(match func(Notable) bool, limit int) []Notable {
+func (r *Recent) Query(match func(Event) bool, limit int) []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Notable
+	var out []Event
 	start, n := 0, r.next
 	if r.full {
 		start, n = r.next, len(r.events)

@@ -1,4 +1,4 @@
-package events
+package notable
 
 import (
 	"encoding/binary"
@@ -70,89 +70,89 @@ func TestDecodeNotable(t *testing.T) {
 	tests := []struct {
 		name string
 		ev   loader.NotableEvent
-		want Notable // Time is checked apart
+		want Event // Time is checked apart
 	}{
 		{
 			name: "native openat failing with a path",
 			ev: withPath(loader.NotableEvent{Tgid: 1234, Tid: 1240, Comm: commOf("nginx"), Nr: 257, Abi: uint16(syscalls.Native),
 				Args: [6]uint64{uint64(0xffffffffffffff9c), 0x7ffc0000, 0, 0, 0, 0}, Ret: eaccess, DurationNs: 12000, CgroupId: 77}, "/etc/x.conf", pathMax),
-			want: Notable{PID: 1234, TID: 1240, Comm: "nginx", Syscall: "openat", Args: [6]uint64{0xffffffffffffff9c, 0x7ffc0000},
+			want: Event{PID: 1234, TID: 1240, Comm: "nginx", Syscall: "openat", Args: [6]uint64{0xffffffffffffff9c, 0x7ffc0000},
 				Ret: eaccess, Errno: "EACCES", Duration: 12 * time.Microsecond, Path: "/etc/x.conf", CgroupID: 77, NR: 257},
 		},
 		{
 			name: "compat openat",
 			ev:   withPath(loader.NotableEvent{Tgid: 5, Tid: 5, Comm: commOf("app32"), Nr: 295, Abi: uint16(syscalls.Compat), Ret: -2}, "/x", pathMax),
-			want: Notable{PID: 5, TID: 5, Comm: "app32", Syscall: "openat", Compat: true, Ret: -2, Errno: "ENOENT", Path: "/x", NR: 295},
+			want: Event{PID: 5, TID: 5, Comm: "app32", Syscall: "openat", Compat: true, Ret: -2, Errno: "ENOENT", Path: "/x", NR: 295},
 		},
 		{
 			name: "number 5 is fstat natively",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 5, Abi: uint16(syscalls.Native), Ret: -9},
-			want: Notable{PID: 5, Syscall: "fstat", Ret: -9, Errno: "EBADF", NR: 5},
+			want: Event{PID: 5, Syscall: "fstat", Ret: -9, Errno: "EBADF", NR: 5},
 		},
 		{
 			name: "number 5 is open for a 32-bit task",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 5, Abi: uint16(syscalls.Compat), Ret: -13},
-			want: Notable{PID: 5, Syscall: "open", Compat: true, Ret: -13, Errno: "EACCES", NR: 5},
+			want: Event{PID: 5, Syscall: "open", Compat: true, Ret: -13, Errno: "EACCES", NR: 5},
 		},
 		{
 			name: "unknown number",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 999, Ret: -38},
-			want: Notable{PID: 5, Syscall: "unknown_999", Ret: -38, Errno: "ENOSYS", NR: 999},
+			want: Event{PID: 5, Syscall: "unknown_999", Ret: -38, Errno: "ENOSYS", NR: 999},
 		},
 		{
 			name: "kernel-internal errno",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 232, Ret: -512, DurationNs: 2e9},
-			want: Notable{PID: 5, Syscall: "epoll_wait", Ret: -512, Errno: "ERESTARTSYS", Duration: 2 * time.Second, NR: 232},
+			want: Event{PID: 5, Syscall: "epoll_wait", Ret: -512, Errno: "ERESTARTSYS", Duration: 2 * time.Second, NR: 232},
 		},
 		{
 			name: "slow success has no errno",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 74, Ret: 0, DurationNs: 1.5e9},
-			want: Notable{PID: 5, Syscall: "fsync", Duration: 1500 * time.Millisecond, NR: 74},
+			want: Event{PID: 5, Syscall: "fsync", Duration: 1500 * time.Millisecond, NR: 74},
 		},
 		{
 			name: "a return below -4095 is not an errno",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 8, Ret: -4096},
-			want: Notable{PID: 5, Syscall: "lseek", Ret: -4096, NR: 8},
+			want: Event{PID: 5, Syscall: "lseek", Ret: -4096, NR: 8},
 		},
 		{
 			name: "-4095 is an errno",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 8, Ret: -4095},
-			want: Notable{PID: 5, Syscall: "lseek", Ret: -4095, Errno: "errno_4095", NR: 8},
+			want: Event{PID: 5, Syscall: "lseek", Ret: -4095, Errno: "errno_4095", NR: 8},
 		},
 		{
 			name: "path that fills path_max was cut",
 			ev:   withPath(loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -2}, "/var/lib/abcdefghijkl", pathMax),
-			want: Notable{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/var/lib/abcdef...", NR: 257},
+			want: Event{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/var/lib/abcdef...", NR: 257},
 		},
 		{
 			name: "path one short of path_max is whole",
 			ev:   withPath(loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -2}, "/var/lib/abcde", pathMax),
-			want: Notable{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/var/lib/abcde", NR: 257},
+			want: Event{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/var/lib/abcde", NR: 257},
 		},
 		{
 			name: "no path when PathLen is 0",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -2, Path: [512]int8{'/', 'x'}},
-			want: Notable{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", NR: 257},
+			want: Event{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", NR: 257},
 		},
 		{
 			name: "no path when the read failed",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -14, PathLen: -14, Path: [512]int8{'/', 'x'}},
-			want: Notable{PID: 5, Syscall: "openat", Ret: -14, Errno: "EFAULT", NR: 257},
+			want: Event{PID: 5, Syscall: "openat", Ret: -14, Errno: "EFAULT", NR: 257},
 		},
 		{
 			name: "PathLen beyond the buffer stays in it",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -2, PathLen: 100000, Path: [512]int8{'/', 'y'}},
-			want: Notable{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/y...", NR: 257},
+			want: Event{PID: 5, Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/y...", NR: 257},
 		},
 		{
 			name: "invalid UTF-8 in comm and path",
 			ev:   withPath(loader.NotableEvent{Tgid: 5, Nr: 257, Ret: -2, Comm: commOf("a\xffb")}, "/caf\xe9", pathMax),
-			want: Notable{PID: 5, Comm: "a?b", Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/caf?", NR: 257},
+			want: Event{PID: 5, Comm: "a?b", Syscall: "openat", Ret: -2, Errno: "ENOENT", Path: "/caf?", NR: 257},
 		},
 		{
 			name: "a 16-byte comm without NUL",
 			ev:   loader.NotableEvent{Tgid: 5, Nr: 0, Comm: [16]int8{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p'}, DurationNs: 1},
-			want: Notable{PID: 5, Comm: "abcdefghijklmnop", Syscall: "read", Duration: 1},
+			want: Event{PID: 5, Comm: "abcdefghijklmnop", Syscall: "read", Duration: 1},
 		},
 	}
 	d := NewDecoder(amd64Table(t), "", pathMax)
@@ -300,15 +300,15 @@ func FuzzDecodeNotable(f *testing.F) {
 	})
 }
 
-func numbered(pids ...uint32) []Notable {
-	out := make([]Notable, len(pids))
+func numbered(pids ...uint32) []Event {
+	out := make([]Event, len(pids))
 	for i, pid := range pids {
-		out[i] = Notable{PID: pid}
+		out[i] = Event{PID: pid}
 	}
 	return out
 }
 
-func pidsOf(events []Notable) []uint32 {
+func pidsOf(events []Event) []uint32 {
 	out := []uint32{}
 	for _, n := range events {
 		out = append(out, n.PID)
@@ -317,12 +317,12 @@ func pidsOf(events []Notable) []uint32 {
 }
 
 func TestRecent(t *testing.T) {
-	even := func(n Notable) bool { return n.PID%2 == 0 }
+	even := func(n Event) bool { return n.PID%2 == 0 }
 	tests := []struct {
 		name     string
 		capacity int
-		added    []Notable
-		match    func(Notable) bool
+		added    []Event
+		match    func(Event) bool
 		limit    int
 		want     []uint32
 	}{
@@ -365,7 +365,7 @@ func TestRecentConcurrentAddQuery(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perWriter {
-				r.Add(Notable{TID: uint32(w), PID: uint32(i)})
+				r.Add(Event{TID: uint32(w), PID: uint32(i)})
 			}
 		})
 	}

@@ -1,4 +1,7 @@
-package metrics
+// Package server serves sysobsd's HTTP endpoints side by side: /metrics,
+// the notable events' API and a landing page, behind the exporter toolkit's
+// TLS, basic auth and systemd socket activation.
+package server
 
 import (
 	"context"

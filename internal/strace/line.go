@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/notable"
 )
 
 // argKind says how to show one argument.
@@ -127,7 +127,7 @@ func quote(path string) string {
 
 // Line renders one event as strace -f does, prefixed with pid and name:
 // 1234 nginx openat(AT_FDCWD, "/etc/nginx/x.conf", O_RDONLY) = -1 EACCES (Permission denied) <0.000012>
-func Line(n events.Notable, strlen int) string {
+func Line(n notable.Event, strlen int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s %s(", n.PID, n.Comm, n.Syscall)
 	sig, known := signatures[n.Syscall]
@@ -156,7 +156,7 @@ func Line(n events.Notable, strlen int) string {
 	return b.String()
 }
 
-func formatArg(kind argKind, v uint64, n events.Notable, strlen int) string {
+func formatArg(kind argKind, v uint64, n notable.Event, strlen int) string {
 	switch kind {
 	case argInt, argFD:
 		return strconv.FormatInt(int64(int32(v)), 10)
@@ -191,7 +191,7 @@ func formatArg(kind argKind, v uint64, n events.Notable, strlen int) string {
 	return "0x" + strconv.FormatUint(v, 16)
 }
 
-func createsFile(n events.Notable) bool {
+func createsFile(n notable.Event) bool {
 	flags := n.Args[1]
 	if n.Syscall == "openat" {
 		flags = n.Args[2]

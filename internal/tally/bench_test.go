@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 )
 
 // BenchmarkSnapshot is the tally's part of a scrape on a large host: 10,000
@@ -27,7 +27,7 @@ func BenchmarkFold(b *testing.B) {
 	tgid := uint32(1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		h.record(events.Exit, tgid, 2, "worker")
+		h.record(lifecycle.Exit, tgid, 2, "worker")
 		if err := h.tally.Fold(); err != nil {
 			b.Fatal(err)
 		}
@@ -39,12 +39,12 @@ func largeHost(b *testing.B) *harness {
 	b.Helper()
 	const processes, perProcess = 10000, 10
 	h := &harness{kernel: newFakeKernel(), procRoot: b.TempDir()}
-	h.procs = events.NewProcessTable(h.procRoot)
+	h.procs = lifecycle.NewProcessTable(h.procRoot)
 	h.tally = New(h.kernel, h.procs, func(uint32) bool { return true })
 	for p := range uint32(processes) {
 		tgid := 1000 + p
-		h.record(events.Fork, tgid, 1, "bash")
-		h.record(events.Exec, tgid, 2, fmt.Sprintf("worker%02d", p%100))
+		h.record(lifecycle.Fork, tgid, 1, "bash")
+		h.record(lifecycle.Exec, tgid, 2, fmt.Sprintf("worker%02d", p%100))
 		for nr := range uint16(perProcess) {
 			h.kernel.call(tgid, 2, Syscall{NR: nr}, 10, 1000)
 		}

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
@@ -19,8 +19,8 @@ import (
 // sent them, and every fold or snapshot first drains the ring buffer, so a
 // process that exited before a scrape is folded under its last name.
 type Engine struct {
-	reader   *events.Reader
-	procs    *events.ProcessTable
+	reader   *lifecycle.Reader
+	procs    *lifecycle.ProcessTable
 	tally    *Tally
 	log      *zap.Logger
 	requests chan request
@@ -59,11 +59,11 @@ type EngineOptions struct {
 
 // NewEngine reads maps' counters and lifecycle ring buffer; procRoot is /proc.
 func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.Logger) (*Engine, error) {
-	reader, err := events.NewReader(maps.Lifecycle())
+	reader, err := lifecycle.NewReader(maps.Lifecycle())
 	if err != nil {
 		return nil, err
 	}
-	procs := events.NewProcessTable(procRoot)
+	procs := lifecycle.NewProcessTable(procRoot)
 	var resolver Cgroups
 	if opts.Cgroups != nil {
 		resolver = opts.Cgroups
@@ -92,11 +92,11 @@ func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.
 
 // apply takes a lifecycle record: the process table's, or a cgroup removal,
 // which ends the tally's counts by name in that cgroup.
-func (e *Engine) apply(ev events.Lifecycle) {
+func (e *Engine) apply(ev lifecycle.Record) {
 	switch ev.Kind {
-	case events.CgroupGone:
+	case lifecycle.CgroupGone:
 		e.tally.CgroupRemoved(ev.CgroupID)
-	case events.CgroupNew:
+	case lifecycle.CgroupNew:
 		e.tally.CgroupCreated(ev.CgroupID, ev.Path)
 	default:
 		e.procs.Apply(ev)
@@ -144,9 +144,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		switch {
 		case err == nil:
 			e.apply(ev)
-		case errors.Is(err, events.ErrFlushed):
+		case errors.Is(err, lifecycle.ErrFlushed):
 			e.serve()
-		case errors.Is(err, events.ErrClosed):
+		case errors.Is(err, lifecycle.ErrClosed):
 			e.serve() // answer what is queued, from the final state
 			return nil
 		default:
@@ -183,7 +183,7 @@ func (e *Engine) serve() {
 			return
 		}
 		// Closed: the records already applied are the final state.
-		_ = e.reader.ReadAvailable(func(ev events.Lifecycle, err error) {
+		_ = e.reader.ReadAvailable(func(ev lifecycle.Record, err error) {
 			if err != nil {
 				e.skipped(err)
 				return

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
@@ -15,7 +15,7 @@ func busyHost(t *testing.T, n uint32) *harness {
 	t.Helper()
 	h := newHarness(t, nil)
 	for tgid := uint32(100); tgid < 100+n; tgid++ {
-		h.record(events.Fork, tgid, 1, "worker")
+		h.record(lifecycle.Fork, tgid, 1, "worker")
 		h.kernel.call(tgid, 1, read, 3, 300)
 		h.kernel.call(tgid, 1, write, 2, 200)
 		h.kernel.fail(tgid, 1, openat, enoent, 1)
@@ -31,8 +31,8 @@ func TestFoldLooksUpOnlyTheFinishedProcessesEntries(t *testing.T) {
 	h := busyHost(t, 20)
 	h.kernel.call(105, 1, read, 4, 400)
 	h.kernel.call(105, 1, openat, 1, 10) // a new entry: announced
-	h.record(events.Exit, 105, 1, "worker")
-	h.record(events.Exec, 110, 2, "other") // 110's first generation is final
+	h.record(lifecycle.Exit, 105, 1, "worker")
+	h.record(lifecycle.Exec, 110, 2, "other") // 110's first generation is final
 	h.kernel.call(110, 2, read, 1, 5)
 	h.fold()
 
@@ -69,12 +69,12 @@ func TestFoldLooksUpOnlyTheFinishedProcessesEntries(t *testing.T) {
 
 func TestLostAnnouncementsMakeTheNextFoldReadEverything(t *testing.T) {
 	h := busyHost(t, 20)
-	h.record(events.Fork, 200, 1, "unannounced")
+	h.record(lifecycle.Fork, 200, 1, "unannounced")
 	h.kernel.muted = true // the ring buffer is full
 	h.kernel.call(200, 1, read, 7, 70)
 	h.kernel.fail(200, 1, openat, eacces, 2)
 	h.kernel.muted = false
-	h.record(events.Exit, 200, 1, "unannounced")
+	h.record(lifecycle.Exit, 200, 1, "unannounced")
 	h.fold()
 
 	if h.kernel.fullReads != 2 || h.kernel.lookups != 0 {
@@ -84,7 +84,7 @@ func TestLostAnnouncementsMakeTheNextFoldReadEverything(t *testing.T) {
 		t.Errorf("the unannounced process's entry was not folded")
 	}
 	// The full read taught the book every key: folds go by keys again.
-	h.record(events.Exit, 101, 1, "worker")
+	h.record(lifecycle.Exit, 101, 1, "worker")
 	h.fold()
 	if h.kernel.fullReads != 2 || h.kernel.lookups != 3 {
 		t.Errorf("next fold: %d full reads and %d lookups, want 2 and 3", h.kernel.fullReads, h.kernel.lookups)
@@ -108,7 +108,7 @@ func TestFoldOfMostProcessesReadsEverything(t *testing.T) {
 	h := busyHost(t, 200)
 	// 150 of 200 processes: 450 lookups cost more than reading 600 entries.
 	for tgid := uint32(100); tgid < 250; tgid++ {
-		h.record(events.Exit, tgid, 1, "worker")
+		h.record(lifecycle.Exit, tgid, 1, "worker")
 	}
 	h.fold()
 	if h.kernel.fullReads != 2 || h.kernel.lookups != 0 {
@@ -129,10 +129,10 @@ func TestFoldsReadEverythingAfterAWhileWithoutScrapes(t *testing.T) {
 	h.tally.now = clock.now
 	h.tally.book.lastFullRead = clock.t
 
-	h.record(events.Exit, 100, 1, "worker")
+	h.record(lifecycle.Exit, 100, 1, "worker")
 	h.fold()
 	clock.t = clock.t.Add(fullReadEvery)
-	h.record(events.Exit, 101, 1, "worker")
+	h.record(lifecycle.Exit, 101, 1, "worker")
 	h.fold()
 	if h.kernel.fullReads != 2 || h.kernel.lookups != 3 {
 		t.Errorf("%d full reads and %d lookups, want 2 (the first snapshot, then after %v) and 3", h.kernel.fullReads, h.kernel.lookups, fullReadEvery)
@@ -160,9 +160,9 @@ func TestPackedKeysRoundTrip(t *testing.T) {
 // passed over it, so the next one folds it under its name.
 func TestEntryMissedByKeysIsFoldedByNameAtTheNextFullRead(t *testing.T) {
 	h := busyHost(t, 20)
-	h.record(events.Fork, 300, 1, "missed")
+	h.record(lifecycle.Fork, 300, 1, "missed")
 	h.kernel.stats[statsKey(300, 1, read)] = counts(5, 50)
-	h.record(events.Exit, 300, 1, "missed")
+	h.record(lifecycle.Exit, 300, 1, "missed")
 	for range 3 {
 		h.fold()
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
@@ -124,7 +124,7 @@ func tenComms(h *harness) (loader.Counts, uint64) {
 	for i := range 10 {
 		tgid := uint32(100 + i)
 		n := uint64(i + 1)
-		h.record(events.Fork, tgid, 1, fmt.Sprint("c", i))
+		h.record(lifecycle.Fork, tgid, 1, fmt.Sprint("c", i))
 		h.kernel.call(tgid, 1, read, n, 10*n)
 		h.kernel.fail(tgid, 1, openat, enoent, n)
 		calls = plusCounts(calls, counts(n, 10*n))
@@ -139,7 +139,7 @@ func TestSeriesCapThroughTally(t *testing.T) {
 	totalCalls, totalErrors := tenComms(h)
 	// c3 to c9 exit: their totals are folded, and the cap still holds.
 	for i := 3; i < 10; i++ {
-		h.record(events.Exit, uint32(100+i), 1, fmt.Sprint("c", i))
+		h.record(lifecycle.Exit, uint32(100+i), 1, fmt.Sprint("c", i))
 	}
 
 	check := func(step string, snap *Snapshot, wantCalls map[SeriesKey]loader.Counts, wantErrors map[ErrorKey]uint64,
@@ -170,7 +170,7 @@ func TestSeriesCapThroughTally(t *testing.T) {
 
 	// A name sorting before every other comes after the cap is full: it
 	// goes to the overflow, and c0 to c2 keep theirs.
-	h.record(events.Fork, 200, 1, "a")
+	h.record(lifecycle.Fork, 200, 1, "a")
 	h.kernel.call(200, 1, read, 5, 50)
 	h.kernel.fail(200, 1, openat, enoent, 5)
 	h.kernel.call(100, 1, read, 1, 10)
@@ -190,16 +190,16 @@ func TestIdleSeriesEvicted(t *testing.T) {
 	h.tally.now = clock.now
 	h.tally.SetLimits(Limits{IdleTimeout: time.Minute})
 
-	h.record(events.Fork, 10, 1, "gone")
+	h.record(lifecycle.Fork, 10, 1, "gone")
 	h.kernel.call(10, 1, read, 4, 40)
 	h.kernel.fail(10, 1, openat, enoent, 1)
-	h.record(events.Exit, 10, 1, "gone")
+	h.record(lifecycle.Exit, 10, 1, "gone")
 	// One "shared" process exits; another, with the same label set, runs on.
-	h.record(events.Fork, 11, 1, "shared")
+	h.record(lifecycle.Fork, 11, 1, "shared")
 	h.kernel.call(11, 1, read, 2, 20)
 	h.kernel.fail(11, 1, openat, enoent, 2)
-	h.record(events.Exit, 11, 1, "shared")
-	h.record(events.Fork, 12, 1, "shared")
+	h.record(lifecycle.Exit, 11, 1, "shared")
+	h.record(lifecycle.Fork, 12, 1, "shared")
 	h.kernel.call(12, 1, read, 1, 10)
 	h.kernel.fail(12, 1, openat, enoent, 3)
 
@@ -225,7 +225,7 @@ func TestIdleSeriesEvicted(t *testing.T) {
 	checkErrors(t, "idle past the timeout", snap.Errors, map[ErrorKey]uint64{errSeries("shared", openat, enoent): 5})
 
 	// The last "shared" process exits: its series goes a minute later.
-	h.record(events.Exit, 12, 1, "shared")
+	h.record(lifecycle.Exit, 12, 1, "shared")
 	snap = h.snapshot()
 	checkCalls(t, "last one exited", snap.Calls, map[SeriesKey]loader.Counts{series("shared", read): counts(3, 30)})
 	clock.t = clock.t.Add(time.Minute + time.Second)
@@ -244,14 +244,14 @@ func TestFoldKeepsSeriesFromIdling(t *testing.T) {
 	h.tally.now = clock.now
 	h.tally.SetLimits(Limits{IdleTimeout: time.Minute})
 
-	h.record(events.Fork, 10, 1, "job")
+	h.record(lifecycle.Fork, 10, 1, "job")
 	h.kernel.call(10, 1, read, 1, 10)
-	h.record(events.Exit, 10, 1, "job")
+	h.record(lifecycle.Exit, 10, 1, "job")
 	h.snapshot()
 	clock.t = clock.t.Add(50 * time.Second)
-	h.record(events.Fork, 11, 1, "job")
+	h.record(lifecycle.Fork, 11, 1, "job")
 	h.kernel.call(11, 1, read, 2, 20)
-	h.record(events.Exit, 11, 1, "job")
+	h.record(lifecycle.Exit, 11, 1, "job")
 	h.fold()
 	clock.t = clock.t.Add(50 * time.Second) // 100 s after the first fold, 50 s after the second
 	checkCalls(t, "refolded", h.snapshot().Calls, map[SeriesKey]loader.Counts{series("job", read): counts(3, 30)})
@@ -266,11 +266,11 @@ func TestEvictedSeriesComesBackFromItsTotal(t *testing.T) {
 	h.tally.now = clock.now
 	h.tally.SetLimits(Limits{IdleTimeout: time.Minute})
 	run := func(tgid uint32, n uint64, folded bool) {
-		h.record(events.Fork, tgid, 1, "hourly")
+		h.record(lifecycle.Fork, tgid, 1, "hourly")
 		h.kernel.call(tgid, 1, read, n, 10*n)
 		h.kernel.fail(tgid, 1, openat, enoent, n)
 		if folded {
-			h.record(events.Exit, tgid, 1, "hourly")
+			h.record(lifecycle.Exit, tgid, 1, "hourly")
 		}
 	}
 	run(10, 3, true)
@@ -289,7 +289,7 @@ func TestEvictedSeriesComesBackFromItsTotal(t *testing.T) {
 	if ns := back.SyscallNS[read]; ns != 50 {
 		t.Errorf("SyscallNS[read] = %d, want 50: the revived total is not counted twice", ns)
 	}
-	h.record(events.Exit, 11, 1, "hourly")
+	h.record(lifecycle.Exit, 11, 1, "hourly")
 	clock.t = clock.t.Add(2 * time.Minute)
 	h.snapshot()     // folded, then idle: evicted again
 	run(12, 1, true) // back through a fold this time
@@ -304,16 +304,16 @@ func TestEvictedSeriesBackUnderFullCapStartsInOverflow(t *testing.T) {
 	clock := &fakeClock{time.Unix(1_000_000, 0)}
 	h.tally.now = clock.now
 	h.tally.SetLimits(Limits{MaxSeries: 1, IdleTimeout: time.Minute})
-	h.record(events.Fork, 10, 1, "old")
+	h.record(lifecycle.Fork, 10, 1, "old")
 	h.kernel.call(10, 1, read, 3, 30)
-	h.record(events.Exit, 10, 1, "old")
+	h.record(lifecycle.Exit, 10, 1, "old")
 	h.snapshot()
 	clock.t = clock.t.Add(2 * time.Minute)
 	h.snapshot() // "old" evicted: its series is free
-	h.record(events.Fork, 11, 1, "new")
+	h.record(lifecycle.Fork, 11, 1, "new")
 	h.kernel.call(11, 1, read, 4, 40)
 	h.snapshot() // "new" takes it
-	h.record(events.Fork, 12, 1, "old")
+	h.record(lifecycle.Fork, 12, 1, "old")
 	h.kernel.call(12, 1, read, 2, 20)
 	snap := h.snapshot()
 	checkCalls(t, "capped", snap.Calls, map[SeriesKey]loader.Counts{series("new", read): counts(4, 40)})
@@ -332,11 +332,11 @@ func TestIdleEvictionUnderSeriesCap(t *testing.T) {
 	for i, comm := range []string{"a", "b", "c", "d"} {
 		tgid := uint32(10 + i)
 		n := uint64(i + 1)
-		h.record(events.Fork, tgid, 1, comm)
+		h.record(lifecycle.Fork, tgid, 1, comm)
 		h.kernel.call(tgid, 1, read, n, 10*n)
 		h.kernel.fail(tgid, 1, openat, enoent, n)
 		if comm != "a" {
-			h.record(events.Exit, tgid, 1, comm)
+			h.record(lifecycle.Exit, tgid, 1, comm)
 		}
 	}
 	snap := h.snapshot()
@@ -357,9 +357,9 @@ func TestIdleEvictionUnderSeriesCap(t *testing.T) {
 
 	// b's slot is free: a new name gets it; the one after overflows onto
 	// what c and d left.
-	h.record(events.Fork, 20, 1, "y")
+	h.record(lifecycle.Fork, 20, 1, "y")
 	h.kernel.call(20, 1, read, 5, 50)
-	h.record(events.Fork, 21, 1, "z")
+	h.record(lifecycle.Fork, 21, 1, "z")
 	h.kernel.call(21, 1, read, 6, 60)
 	h.kernel.fail(21, 1, openat, enoent, 6)
 	snap = h.snapshot()
@@ -384,9 +384,9 @@ func TestIdleSeriesKeptWhileLiveProcessHasIt(t *testing.T) {
 		change func(h *harness)
 	}{
 		{"renamed away and back", LabelSet(LabelComm), func(h *harness) {
-			h.record(events.Rename, 10, 1, "other")
+			h.record(lifecycle.Rename, 10, 1, "other")
 			h.snapshot()
-			h.record(events.Rename, 10, 1, "w")
+			h.record(lifecycle.Rename, 10, 1, "w")
 		}},
 		{"pid label dropped", LabelSet(LabelComm | LabelPID), func(h *harness) {
 			h.tally.SetLabels(LabelSet(LabelComm), nil)
@@ -399,7 +399,7 @@ func TestIdleSeriesKeptWhileLiveProcessHasIt(t *testing.T) {
 			h.tally.now = clock.now
 			h.tally.SetLimits(Limits{IdleTimeout: time.Minute})
 			h.tally.SetLabels(tt.labels, nil)
-			h.record(events.Fork, 10, 1, "w")
+			h.record(lifecycle.Fork, 10, 1, "w")
 			h.kernel.call(10, 1, read, 3, 30)
 			h.kernel.fail(10, 1, openat, enoent, 1)
 			h.snapshot()
@@ -417,7 +417,7 @@ func TestIdleSeriesKeptWhileLiveProcessHasIt(t *testing.T) {
 			checkNonDecreasing(t, "woken", idle, woken)
 
 			// Once it exits, the series idles like any other.
-			h.record(events.Exit, 10, 1, "w")
+			h.record(lifecycle.Exit, 10, 1, "w")
 			h.snapshot()
 			clock.t = clock.t.Add(2 * time.Minute)
 			checkCalls(t, "exited", h.snapshot().Calls, map[SeriesKey]loader.Counts{})
@@ -433,9 +433,9 @@ func TestSetLabelsReadmitsSeriesUnderCap(t *testing.T) {
 	h.tally.SetLabels(LabelSet(LabelComm|LabelPID), nil)
 	for i, comm := range []string{"a", "a", "b"} {
 		tgid := uint32(10 + i)
-		h.record(events.Fork, tgid, 1, comm)
+		h.record(lifecycle.Fork, tgid, 1, comm)
 		h.kernel.call(tgid, 1, read, uint64(i+1), 0)
-		h.record(events.Exit, tgid, 1, comm)
+		h.record(lifecycle.Exit, tgid, 1, comm)
 	}
 	snap := h.snapshot()
 	checkCalls(t, "with pids", snap.Calls, map[SeriesKey]loader.Counts{

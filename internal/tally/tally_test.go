@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
@@ -303,20 +303,20 @@ func deleteKeys[K comparable, V any](k *fakeKernel, method string, m map[K]V, ke
 type harness struct {
 	t        *testing.T
 	kernel   *fakeKernel
-	procs    *events.ProcessTable
+	procs    *lifecycle.ProcessTable
 	procRoot string
 	tally    *Tally
 }
 
 func newHarness(t *testing.T, alive func(uint32) bool) *harness {
 	h := &harness{t: t, kernel: newFakeKernel(), procRoot: t.TempDir()}
-	h.procs = events.NewProcessTable(h.procRoot)
+	h.procs = lifecycle.NewProcessTable(h.procRoot)
 	h.tally = New(h.kernel, h.procs, alive)
 	return h
 }
 
-func (h *harness) record(kind events.Kind, tgid, execID uint32, comm string) {
-	h.procs.Apply(events.Lifecycle{Kind: kind, TGID: tgid, ExecID: execID, Comm: comm})
+func (h *harness) record(kind lifecycle.Kind, tgid, execID uint32, comm string) {
+	h.procs.Apply(lifecycle.Record{Kind: kind, TGID: tgid, ExecID: execID, Comm: comm})
 }
 
 // procComm makes /proc/<tgid>/comm say comm.
@@ -407,9 +407,9 @@ func cmpErrnoKey(a, b loader.ErrnoKey) int {
 
 func TestCountsSummedPerCommAndSyscall(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "nginx")
-	h.record(events.Fork, 11, 1, "nginx")
-	h.record(events.Fork, 20, 4, "postgres")
+	h.record(lifecycle.Fork, 10, 1, "nginx")
+	h.record(lifecycle.Fork, 11, 1, "nginx")
+	h.record(lifecycle.Fork, 20, 4, "postgres")
 	h.kernel.call(10, 1, read, 10, 1000)
 	h.kernel.call(11, 1, read, 5, 500)
 	h.kernel.call(10, 1, write, 3, 30)
@@ -456,7 +456,7 @@ func TestCountsSummedPerCommAndSyscall(t *testing.T) {
 
 func TestSnapshotIsOwnedByTheCaller(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "a")
+	h.record(lifecycle.Fork, 10, 1, "a")
 	h.kernel.call(10, 1, read, 1, 1)
 	first := h.snapshot()
 	first.Calls[series("a", read)] = counts(1000, 1000)
@@ -471,8 +471,8 @@ func TestSnapshotIsOwnedByTheCaller(t *testing.T) {
 
 func TestFoldMovesExitedProcessToLastingTotals(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "curl")
-	h.record(events.Fork, 11, 1, "curl")
+	h.record(lifecycle.Fork, 10, 1, "curl")
+	h.record(lifecycle.Fork, 11, 1, "curl")
 	h.kernel.call(10, 1, read, 4, 40)
 	h.kernel.call(10, 1, openat, 2, 20)
 	h.kernel.call(11, 1, read, 1, 10)
@@ -482,7 +482,7 @@ func TestFoldMovesExitedProcessToLastingTotals(t *testing.T) {
 
 	before := h.snapshot()
 	h.kernel.call(10, 1, read, 1, 10) // its last call, after the scrape
-	h.record(events.Exit, 10, 1, "curl")
+	h.record(lifecycle.Exit, 10, 1, "curl")
 	h.fold()
 
 	wantDeletedStats := []loader.SyscallKey{statsKey(10, 1, read), statsKey(10, 1, openat)}
@@ -530,9 +530,9 @@ func TestFoldMovesExitedProcessToLastingTotals(t *testing.T) {
 
 func TestSnapshotFoldsToo(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "a")
+	h.record(lifecycle.Fork, 10, 1, "a")
 	h.kernel.call(10, 1, read, 3, 3)
-	h.record(events.Exit, 10, 1, "a")
+	h.record(lifecycle.Exit, 10, 1, "a")
 	snap := h.snapshot()
 	checkCalls(t, "snapshot", snap.Calls, map[SeriesKey]loader.Counts{series("a", read): counts(3, 3)})
 	if len(h.kernel.stats) != 0 || snap.FoldedProcesses != 1 || snap.Processes != 0 {
@@ -547,16 +547,16 @@ func TestSnapshotFoldsToo(t *testing.T) {
 
 func TestShortLivedProcessCountedExactly(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 1, 1, "init")
+	h.record(lifecycle.Fork, 1, 1, "init")
 	h.kernel.call(1, 1, read, 1, 1)
 	h.snapshot()
 
 	// Born, busy and gone between two scrapes.
-	h.record(events.Fork, 500, 3, "date")
+	h.record(lifecycle.Fork, 500, 3, "date")
 	h.kernel.call(500, 3, read, 17, 170)
 	h.kernel.call(500, 3, write, 1, 9)
 	h.kernel.fail(500, 3, openat, enoent, 4)
-	h.record(events.Exit, 500, 3, "date")
+	h.record(lifecycle.Exit, 500, 3, "date")
 
 	snap := h.snapshot()
 	checkCalls(t, "after", snap.Calls, map[SeriesKey]loader.Counts{
@@ -578,7 +578,7 @@ func TestExecFoldsTheFinishedGeneration(t *testing.T) {
 	h := newHarness(t, func(uint32) bool { return true })
 	h.procComm(9, "sshd") // running before the daemon: its exec_id is not known
 	h.kernel.call(9, 4, read, 2, 20)
-	h.record(events.Fork, 7, 1, "bash")
+	h.record(lifecycle.Fork, 7, 1, "bash")
 	h.kernel.call(7, 1, read, 4, 40)
 	h.kernel.fail(7, 1, openat, enoent, 1)
 	h.fold()
@@ -586,7 +586,7 @@ func TestExecFoldsTheFinishedGeneration(t *testing.T) {
 		t.Fatalf("before any exec, deleted %v %v", h.kernel.deletedStats, h.kernel.deletedErrors)
 	}
 
-	h.record(events.Exec, 7, 2, "python3")
+	h.record(lifecycle.Exec, 7, 2, "python3")
 	h.kernel.call(7, 2, execve, 1, 1000)
 	h.kernel.call(7, 2, read, 10, 100)
 	h.fold()
@@ -612,7 +612,7 @@ func TestExecFoldsTheFinishedGeneration(t *testing.T) {
 	}
 
 	// A process found by the scan learns its generation at its first exec.
-	h.record(events.Exec, 9, 5, "sshd-session")
+	h.record(lifecycle.Exec, 9, 5, "sshd-session")
 	h.kernel.call(9, 5, read, 3, 30)
 	h.fold()
 	if got := h.kernel.deletedStats[len(h.kernel.deletedStats)-1]; got != statsKey(9, 4, read) {
@@ -629,9 +629,9 @@ func TestExecFoldsTheFinishedGeneration(t *testing.T) {
 
 func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 7, 1, "bash")
+	h.record(lifecycle.Fork, 7, 1, "bash")
 	h.kernel.call(7, 1, read, 4, 40)
-	h.record(events.Exec, 7, 2, "python3")
+	h.record(lifecycle.Exec, 7, 2, "python3")
 	h.kernel.call(7, 2, execve, 1, 1000) // execve returns in the new generation
 	h.kernel.call(7, 2, read, 10, 100)
 	h.kernel.fail(7, 1, openat, enoent, 1)
@@ -653,7 +653,7 @@ func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
 		t.Errorf("Processes = %d, want 1 (two generations of one process)", snap.Processes)
 	}
 
-	h.record(events.Exit, 7, 2, "python3")
+	h.record(lifecycle.Exit, 7, 2, "python3")
 	snap = h.snapshot()
 	checkCalls(t, "exited", snap.Calls, want)
 	checkErrors(t, "exited", snap.Errors, wantErrors)
@@ -664,7 +664,7 @@ func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
 
 func TestRenameAfterSnapshot(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 9, 1, "worker")
+	h.record(lifecycle.Fork, 9, 1, "worker")
 	h.kernel.call(9, 1, read, 10, 100)
 	h.kernel.fail(9, 1, openat, enoent, 1)
 	steps := []struct {
@@ -679,7 +679,7 @@ func TestRenameAfterSnapshot(t *testing.T) {
 		{"renamed", func() {
 			h.kernel.call(9, 1, read, 5, 50)
 			h.kernel.fail(9, 1, openat, enoent, 2)
-			h.record(events.Rename, 9, 1, "worker-1")
+			h.record(lifecycle.Rename, 9, 1, "worker-1")
 			h.kernel.call(9, 1, read, 3, 30)
 		}, map[SeriesKey]loader.Counts{series("worker", read): counts(10, 100), series("worker-1", read): counts(8, 80)},
 			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 1, errSeries("worker-1", openat, enoent): 2}},
@@ -688,7 +688,7 @@ func TestRenameAfterSnapshot(t *testing.T) {
 			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 1, errSeries("worker-1", openat, enoent): 2}},
 		{"renamed back, seen by a fold first", func() {
 			h.kernel.call(9, 1, read, 1, 10)
-			h.record(events.Rename, 9, 1, "worker")
+			h.record(lifecycle.Rename, 9, 1, "worker")
 			h.fold()
 			h.kernel.call(9, 1, read, 4, 40)
 			h.kernel.fail(9, 1, openat, enoent, 5)
@@ -696,7 +696,7 @@ func TestRenameAfterSnapshot(t *testing.T) {
 			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 6, errSeries("worker-1", openat, enoent): 2}},
 		{"exits under a third name", func() {
 			h.kernel.call(9, 1, read, 1, 10)
-			h.record(events.Exit, 9, 1, "done")
+			h.record(lifecycle.Exit, 9, 1, "done")
 		}, map[SeriesKey]loader.Counts{series("worker", read): counts(15, 150), series("worker-1", read): counts(10, 100), series("done", read): counts(1, 10)},
 			map[ErrorKey]uint64{errSeries("worker", openat, enoent): 6, errSeries("worker-1", openat, enoent): 2}},
 	}
@@ -870,23 +870,23 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 			live[tgid] = p
 			dead[tgid] = false
 			if rng.IntN(10) > 0 {
-				h.record(events.Fork, tgid, p.execID, p.comm)
+				h.record(lifecycle.Fork, tgid, p.execID, p.comm)
 			}
 		case r < 77: // exec
 			if tgid, p, ok := liveTGID(); ok {
 				p.execID++
 				p.comm = names[rng.IntN(len(names))]
-				h.record(events.Exec, tgid, p.execID, p.comm)
+				h.record(lifecycle.Exec, tgid, p.execID, p.comm)
 			}
 		case r < 82: // rename
 			if tgid, p, ok := liveTGID(); ok {
 				p.comm = names[rng.IntN(len(names))]
-				h.record(events.Rename, tgid, p.execID, p.comm)
+				h.record(lifecycle.Rename, tgid, p.execID, p.comm)
 			}
 		case r < 90: // exit; its record may be lost
 			if tgid, p, ok := liveTGID(); ok {
 				if rng.IntN(10) > 0 {
-					h.record(events.Exit, tgid, p.execID, p.comm)
+					h.record(lifecycle.Exit, tgid, p.execID, p.comm)
 				}
 				delete(live, tgid)
 				dead[tgid] = true
@@ -918,7 +918,7 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	for tgid, p := range live {
-		h.record(events.Exit, tgid, p.execID, p.comm)
+		h.record(lifecycle.Exit, tgid, p.execID, p.comm)
 		dead[tgid] = true
 	}
 	// Three sweeps: the first finds the entries nothing named, the second
@@ -939,7 +939,7 @@ func runRandomLives(t *testing.T, seed uint64, steps int) {
 
 func TestOverflowCountedUnderOther(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "busy")
+	h.record(lifecycle.Fork, 10, 1, "busy")
 	h.kernel.call(10, 1, read, 1, 10)
 	h.kernel.overflow[read] = counts(100, 1000)
 	h.kernel.overflow[openat] = counts(5, 50)
@@ -971,7 +971,7 @@ func TestOverflowCountedUnderOther(t *testing.T) {
 // and those counts join the series of the processes that have entries.
 func TestGroupCountsJoinTheirProcessesSeries(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 10, 1, "nginx")
+	h.record(lifecycle.Fork, 10, 1, "nginx")
 	h.kernel.call(10, 1, read, 1, 10)
 	h.kernel.callInGroup(nginxCgroup, "nginx", read, 100, 1000)
 	h.kernel.callInGroup(dockerCgroup, "nginx", read, 20, 200)
@@ -1198,7 +1198,7 @@ func TestExitedProcessWithoutNameCountedUnderUnknown(t *testing.T) {
 
 func TestUnnameableLiveProcessSkippedUntilNamed(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 1, 1, "init")
+	h.record(lifecycle.Fork, 1, 1, "init")
 	h.kernel.call(1, 1, read, 1, 1)
 	// Process 70's fork record is still in flight and /proc does not have it.
 	h.kernel.call(70, 3, read, 4, 40)
@@ -1240,9 +1240,9 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	h.tally.now = clock.now
 	h.tally.sweepEvery = 10 * time.Second
 
-	h.record(events.Fork, 80, 1, "dying")
-	h.record(events.Fork, 81, 1, "living")
-	h.record(events.Fork, 82, 1, "exiting")
+	h.record(lifecycle.Fork, 80, 1, "dying")
+	h.record(lifecycle.Fork, 81, 1, "living")
+	h.record(lifecycle.Fork, 82, 1, "exiting")
 	h.kernel.call(80, 1, read, 2, 20)
 	h.kernel.call(80, 1, write, 1, 10) // two entries, one question
 	h.kernel.call(81, 1, read, 3, 30)
@@ -1256,7 +1256,7 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 
 	// 80's exit record is lost; 82's arrives.
 	dead[80], dead[82] = true, true
-	h.record(events.Exit, 82, 1, "exiting")
+	h.record(lifecycle.Exit, 82, 1, "exiting")
 	clock.t = clock.t.Add(5 * time.Second)
 	h.snapshot()
 	if len(asked) != 0 {
@@ -1313,8 +1313,8 @@ func TestSweepForgetsDeadProcessesWithoutEntries(t *testing.T) {
 	clock := &fakeClock{time.Unix(1_000_000, 0)}
 	h.tally.now = clock.now
 	h.tally.sweepEvery = 10 * time.Second
-	h.record(events.Fork, 90, 1, "quiet")
-	h.record(events.Fork, 91, 1, "alive")
+	h.record(lifecycle.Fork, 90, 1, "quiet")
+	h.record(lifecycle.Fork, 91, 1, "alive")
 	h.snapshot()
 	live := h.procs.Live()
 	dead[90] = true // and its exit record lost
@@ -1356,10 +1356,10 @@ func TestSweepWaitsForTheRecordsOfADeadProcess(t *testing.T) {
 	if _, ok := h.kernel.stats[statsKey(70, 3, write)]; !ok {
 		t.Fatal("a dead process folded before its records were drained")
 	}
-	h.record(events.Fork, 70, 2, "integration.tes")
-	h.record(events.Exec, 70, 3, "workload")
-	h.record(events.Rename, 70, 3, "many188")
-	h.record(events.Exit, 70, 3, "many188")
+	h.record(lifecycle.Fork, 70, 2, "integration.tes")
+	h.record(lifecycle.Exec, 70, 3, "workload")
+	h.record(lifecycle.Rename, 70, 3, "many188")
+	h.record(lifecycle.Exit, 70, 3, "many188")
 	snap := h.snapshot()
 	// Nothing was exported before the rename: all under the last name.
 	checkCalls(t, "named", snap.Calls, map[SeriesKey]loader.Counts{
@@ -1370,7 +1370,7 @@ func TestSweepWaitsForTheRecordsOfADeadProcess(t *testing.T) {
 
 func TestSweepDisabledWithoutAlive(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 80, 1, "a")
+	h.record(lifecycle.Fork, 80, 1, "a")
 	h.kernel.call(80, 1, read, 1, 1)
 	h.tally.sweepEvery = 0
 	h.snapshot()
@@ -1384,11 +1384,11 @@ func TestExitedProcessWithoutEntriesIsForgotten(t *testing.T) {
 	h := newHarness(t, nil)
 	// One exits before any call of its own was counted (fork, then _exit);
 	// the other's calls all went to the overflow counters (map full).
-	h.record(events.Fork, 30, 1, "quick")
-	h.record(events.Exit, 30, 1, "quick")
-	h.record(events.Fork, 31, 1, "crowded")
+	h.record(lifecycle.Fork, 30, 1, "quick")
+	h.record(lifecycle.Exit, 30, 1, "quick")
+	h.record(lifecycle.Fork, 31, 1, "crowded")
 	h.kernel.overflow[read] = counts(4, 40)
-	h.record(events.Exit, 31, 1, "crowded")
+	h.record(lifecycle.Exit, 31, 1, "crowded")
 	h.fullFold()
 	h.fullFold() // an exited process is kept through two full reads
 	if n := h.procs.ExitedCount(); n != 0 {
@@ -1445,8 +1445,8 @@ func TestUnnamedProcessWaitsForTheNextDrain(t *testing.T) {
 		t.Fatalf("entries of a process whose records are in flight were folded before the next drain")
 	}
 	// The drain brings its records.
-	h.record(events.Fork, 90, 1, "short")
-	h.record(events.Exit, 90, 1, "short")
+	h.record(lifecycle.Fork, 90, 1, "short")
+	h.record(lifecycle.Exit, 90, 1, "short")
 	snap := h.snapshot()
 	checkCalls(t, "named", snap.Calls, map[SeriesKey]loader.Counts{series("short", read): counts(6, 60)})
 	checkErrors(t, "named", snap.Errors, map[ErrorKey]uint64{errSeries("short", openat, enoent): 2})
@@ -1459,12 +1459,12 @@ func TestUnnamedProcessWaitsForTheNextDrain(t *testing.T) {
 // new process's entries too (the tgid is exited), each under its own name.
 func TestReusedTGIDBeforeFold(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 40, 2, "old")
+	h.record(lifecycle.Fork, 40, 2, "old")
 	h.kernel.call(40, 2, read, 3, 30)
-	h.record(events.Exit, 40, 2, "old")
-	h.record(events.Fork, 40, 5, "new")
+	h.record(lifecycle.Exit, 40, 2, "old")
+	h.record(lifecycle.Fork, 40, 5, "new")
 	h.kernel.call(40, 5, read, 4, 40)
-	h.record(events.Exec, 40, 6, "newer")
+	h.record(lifecycle.Exec, 40, 6, "newer")
 	h.kernel.call(40, 6, read, 5, 50)
 
 	snap := h.snapshot()
@@ -1492,11 +1492,11 @@ func TestReusedTGIDBeforeFold(t *testing.T) {
 // meanwhile), and each process keeps its own name and cgroup.
 func TestReusedTGIDRunningProcessKeepsCounting(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 40, 2, "old")
+	h.record(lifecycle.Fork, 40, 2, "old")
 	h.kernel.call(40, 2, read, 3, 30)
 	h.snapshot()
-	h.procs.Apply(events.Lifecycle{Kind: events.Exit, TGID: 40, ExecID: 2, Comm: "old", CgroupID: 7})
-	h.procs.Apply(events.Lifecycle{Kind: events.Fork, TGID: 40, ExecID: 9, Comm: "new", CgroupID: 8})
+	h.procs.Apply(lifecycle.Record{Kind: lifecycle.Exit, TGID: 40, ExecID: 2, Comm: "old", CgroupID: 7})
+	h.procs.Apply(lifecycle.Record{Kind: lifecycle.Fork, TGID: 40, ExecID: 9, Comm: "new", CgroupID: 8})
 	h.kernel.call(40, 9, read, 4, 40)
 	made := counts(4, 40)
 	h.kernel.afterStatsRead = func() { // "new" counts while each sync goes on
@@ -1532,7 +1532,7 @@ func TestSharedHistogramSlotReadOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	big1, big2 := Syscall{NR: 2000}, Syscall{NR: 3000}
 	shared := Syscall{NR: loader.NRSlots - 1}
-	h.record(events.Fork, 10, 1, "fuzz")
+	h.record(lifecycle.Fork, 10, 1, "fuzz")
 	h.kernel.call(10, 1, big1, 2, 20)
 	h.kernel.call(10, 1, big2, 3, 30)
 	h.kernel.call(10, 1, read, 1, 10)
@@ -1555,11 +1555,11 @@ func TestSharedHistogramSlotReadOnce(t *testing.T) {
 // it deleted are folded, the others are at the next sync; each once.
 func TestDeleteFailingPartWayFoldsWhatItDeleted(t *testing.T) {
 	h := newHarness(t, nil)
-	h.record(events.Fork, 1, 1, "a")
+	h.record(lifecycle.Fork, 1, 1, "a")
 	h.kernel.call(1, 1, read, 5, 50)
 	h.kernel.call(1, 1, openat, 3, 30)
 	h.kernel.call(1, 1, write, 2, 20)
-	h.record(events.Exit, 1, 1, "a")
+	h.record(lifecycle.Exit, 1, 1, "a")
 	want := map[SeriesKey]loader.Counts{
 		series("a", read): counts(5, 50), series("a", openat): counts(3, 30), series("a", write): counts(2, 20),
 	}
@@ -1586,14 +1586,14 @@ func TestFailedSyncDoesNotCountTwice(t *testing.T) {
 		"ReadGroupStats", "ReadGroupErrors", "ReadOverflowStats", "ReadOverflowErrors", "ReadHistogram", "ReadDrops"} {
 		t.Run(method, func(t *testing.T) {
 			h := newHarness(t, nil)
-			h.record(events.Fork, 1, 1, "a")
+			h.record(lifecycle.Fork, 1, 1, "a")
 			h.kernel.call(1, 1, read, 5, 50)
 			h.kernel.fail(1, 1, openat, enoent, 2)
 			h.snapshot()
 			h.kernel.call(1, 1, read, 1, 10)
 			h.kernel.fail(1, 1, openat, enoent, 1)
-			h.record(events.Rename, 1, 1, "b")
-			h.record(events.Exit, 1, 1, "b")
+			h.record(lifecycle.Rename, 1, 1, "b")
+			h.record(lifecycle.Exit, 1, 1, "b")
 
 			h.kernel.failMethod = method
 			if snap, err := h.tally.Snapshot(); !errors.Is(err, errFaked) || snap != nil {

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
@@ -47,7 +47,7 @@ func TestCgroupRemovalRecordOnlyForCgroup2(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 	defer probes.Close()
-	reader, err := events.NewReader(probes.Lifecycle())
+	reader, err := lifecycle.NewReader(probes.Lifecycle())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,8 @@ func TestCgroupRemovalRecordOnlyForCgroup2(t *testing.T) {
 	}
 	var gone []uint64
 	ok := testenv.Eventually(5*time.Second, func() bool {
-		err := reader.ReadAvailable(func(ev events.Lifecycle, err error) {
-			if err == nil && ev.Kind == events.CgroupGone {
+		err := reader.ReadAvailable(func(ev lifecycle.Record, err error) {
+			if err == nil && ev.Kind == lifecycle.CgroupGone {
 				gone = append(gone, ev.CgroupID)
 			}
 		})

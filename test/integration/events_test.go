@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sysobsd/sysobsd/internal/config"
-	"github.com/sysobsd/sysobsd/internal/events"
 	"github.com/sysobsd/sysobsd/internal/loader"
+	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
 	"github.com/sysobsd/sysobsd/internal/testenv"
@@ -33,8 +33,8 @@ func TestFloodOfFailingCallsIsAccountedFor(t *testing.T) {
 		filters: config.Filters{Include: config.Match{Comms: comms}},
 		events:  config.Events{Enabled: true, Errors: true, RateLimit: rate, PathMax: 64},
 	})
-	recent := events.NewRecent(keep)
-	reader, err := events.NewNotableReader(h.probes.NotableEvents(), events.NewDecoder(syscalls.Host(), "/proc", 64))
+	recent := notable.NewRecent(keep)
+	reader, err := notable.NewReader(h.probes.NotableEvents(), notable.NewDecoder(syscalls.Host(), "/proc", 64))
 	if err != nil {
 		t.Fatal(err)
 	}
