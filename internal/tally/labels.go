@@ -18,10 +18,52 @@ const (
 	LabelPID
 )
 
-// LabelNames maps config names to labels.
-var LabelNames = map[string]Label{
-	"comm": LabelComm, "unit": LabelUnit, "container": LabelContainer, "cgroup": LabelCgroup, "pid": LabelPID,
+// dimension is one process label: its name, the field of Labels that holds
+// it, and where its value comes from, for a process generation and for calls
+// the kernel counted by process name and cgroup (a group entry). A new label
+// is a Label bit, a Labels field and a row here.
+type dimension struct {
+	label Label
+	name  string
+	field func(*Labels) *string
+	// ofProcess is a process generation's value; false while it cannot
+	// be known yet (its records are still in flight).
+	ofProcess func(*labelSource) (string, bool)
+	// ofGroup is a group entry's value (no pid: "~other").
+	ofGroup func(*labelSource) string
 }
+
+// dimensions are the process labels, in exposition order.
+var dimensions = []dimension{
+	{LabelComm, "comm", func(l *Labels) *string { return &l.Comm },
+		func(s *labelSource) (string, bool) { return s.procs.Name(s.tgid, s.execID) },
+		func(s *labelSource) string { return s.comm }},
+	{LabelUnit, "unit", func(l *Labels) *string { return &l.Unit },
+		fromIdentity(func(id cgroups.Identity) string { return id.Unit }),
+		func(s *labelSource) string { return s.identity().Unit }},
+	{LabelContainer, "container", func(l *Labels) *string { return &l.Container },
+		fromIdentity(func(id cgroups.Identity) string { return id.Container }),
+		func(s *labelSource) string { return s.identity().Container }},
+	{LabelCgroup, "cgroup", func(l *Labels) *string { return &l.Cgroup },
+		fromIdentity(func(id cgroups.Identity) string { return id.Path }),
+		func(s *labelSource) string { return s.identity().Path }},
+	{LabelPID, "pid", func(l *Labels) *string { return &l.PID },
+		func(s *labelSource) (string, bool) { return strconv.FormatUint(uint64(s.tgid), 10), true },
+		func(*labelSource) string { return OtherComm }},
+}
+
+func fromIdentity(value func(cgroups.Identity) string) func(*labelSource) (string, bool) {
+	return func(s *labelSource) (string, bool) { return value(s.identity()), true }
+}
+
+// LabelNames maps config names to labels.
+var LabelNames = func() map[string]Label {
+	m := make(map[string]Label, len(dimensions))
+	for _, d := range dimensions {
+		m[d.name] = d.label
+	}
+	return m
+}()
 
 // LabelSet is the process labels the counters carry.
 type LabelSet uint8
@@ -32,12 +74,9 @@ func (s LabelSet) Has(l Label) bool { return uint8(s)&uint8(l) != 0 }
 // Names lists the set's label names in exposition order.
 func (s LabelSet) Names() []string {
 	var names []string
-	for _, n := range []struct {
-		l    Label
-		name string
-	}{{LabelComm, "comm"}, {LabelUnit, "unit"}, {LabelContainer, "container"}, {LabelCgroup, "cgroup"}, {LabelPID, "pid"}} {
-		if s.Has(n.l) {
-			names = append(names, n.name)
+	for _, d := range dimensions {
+		if s.Has(d.label) {
+			names = append(names, d.name)
 		}
 	}
 	return names
@@ -51,40 +90,29 @@ type Labels struct {
 // Values lists the values of the set's labels, in Names order.
 func (l Labels) Values(s LabelSet) []string {
 	var v []string
-	if s.Has(LabelComm) {
-		v = append(v, l.Comm)
-	}
-	if s.Has(LabelUnit) {
-		v = append(v, l.Unit)
-	}
-	if s.Has(LabelContainer) {
-		v = append(v, l.Container)
-	}
-	if s.Has(LabelCgroup) {
-		v = append(v, l.Cgroup)
-	}
-	if s.Has(LabelPID) {
-		v = append(v, l.PID)
+	for _, d := range dimensions {
+		if s.Has(d.label) {
+			v = append(v, *d.field(&l))
+		}
 	}
 	return v
 }
 
 // project keeps the labels in s; a label s adds that l lacks stays "".
 func (l Labels) project(s LabelSet) Labels {
-	if !s.Has(LabelComm) {
-		l.Comm = ""
+	for _, d := range dimensions {
+		if !s.Has(d.label) {
+			*d.field(&l) = ""
+		}
 	}
-	if !s.Has(LabelUnit) {
-		l.Unit = ""
-	}
-	if !s.Has(LabelContainer) {
-		l.Container = ""
-	}
-	if !s.Has(LabelCgroup) {
-		l.Cgroup = ""
-	}
-	if !s.Has(LabelPID) {
-		l.PID = ""
+	return l
+}
+
+// everyLabel is value in every label: the "~other" and "~unknown" series.
+func everyLabel(value string) Labels {
+	var l Labels
+	for _, d := range dimensions {
+		*d.field(&l) = value
 	}
 	return l
 }
@@ -108,22 +136,47 @@ type labeler struct {
 
 const maxCachedIdentities = 65536
 
+// labelSource is what a series' labels are made from: a process generation
+// (procs, tgid, execID) or a group entry (comm, cgroupID). Its cgroup's
+// identity is looked up once, when a label needs it.
+type labelSource struct {
+	lb           *labeler
+	procs        Processes
+	tgid, execID uint32
+	comm         string
+	cgroupID     uint64
+	hasCgroup    bool
+	resolved     bool
+	ident        cgroups.Identity
+}
+
+func (s *labelSource) identity() cgroups.Identity {
+	if !s.resolved {
+		s.resolved = true
+		if s.procs != nil {
+			s.cgroupID, s.hasCgroup = s.procs.CgroupID(s.tgid, s.execID)
+		}
+		if s.hasCgroup && s.lb.cgroups != nil {
+			s.ident = s.lb.identity(s.cgroupID)
+		}
+	}
+	return s.ident
+}
+
+// labels are a process generation's labels; false while its name is not
+// known yet.
 func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 	var l Labels
-	if lb.set.Has(LabelComm) {
-		comm, ok := procs.Name(tgid, execID)
+	src := labelSource{lb: lb, procs: procs, tgid: tgid, execID: execID}
+	for _, d := range dimensions {
+		if !lb.set.Has(d.label) {
+			continue
+		}
+		v, ok := d.ofProcess(&src)
 		if !ok {
-			return l, false
+			return Labels{}, false
 		}
-		l.Comm = comm
-	}
-	if lb.set.Has(LabelPID) {
-		l.PID = strconv.FormatUint(uint64(tgid), 10)
-	}
-	if lb.wantsCgroup() {
-		if id, ok := procs.CgroupID(tgid, execID); ok {
-			lb.setCgroupLabels(&l, id)
-		}
+		*d.field(&l) = v
 	}
 	return l, true
 }
@@ -132,33 +185,13 @@ func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 // and cgroup (its per-process map full): a process's, but pid "~other".
 func (lb *labeler) groupLabels(comm string, cgroupID uint64) Labels {
 	var l Labels
-	if lb.set.Has(LabelComm) {
-		l.Comm = comm
-	}
-	if lb.set.Has(LabelPID) {
-		l.PID = OtherComm
-	}
-	if lb.wantsCgroup() {
-		lb.setCgroupLabels(&l, cgroupID)
+	src := labelSource{lb: lb, comm: comm, cgroupID: cgroupID, hasCgroup: true}
+	for _, d := range dimensions {
+		if lb.set.Has(d.label) {
+			*d.field(&l) = d.ofGroup(&src)
+		}
 	}
 	return l
-}
-
-func (lb *labeler) wantsCgroup() bool {
-	return lb.set&LabelSet(LabelUnit|LabelContainer|LabelCgroup) != 0 && lb.cgroups != nil
-}
-
-func (lb *labeler) setCgroupLabels(l *Labels, id uint64) {
-	ident := lb.identity(id)
-	if lb.set.Has(LabelUnit) {
-		l.Unit = ident.Unit
-	}
-	if lb.set.Has(LabelContainer) {
-		l.Container = ident.Container
-	}
-	if lb.set.Has(LabelCgroup) {
-		l.Cgroup = ident.Path
-	}
 }
 
 func (lb *labeler) identity(id uint64) cgroups.Identity {

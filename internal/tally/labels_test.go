@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/sysobsd/sysobsd/internal/config"
-	"github.com/sysobsd/sysobsd/internal/events"
+	"github.com/sysobsd/sysobsd/internal/lifecycle"
 	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
@@ -142,7 +142,7 @@ func newFakeCgroups() *fakeCgroups {
 
 // fork records a new process in a cgroup.
 func (h *harness) fork(tgid uint32, comm string, cgroup uint64) {
-	h.procs.Apply(events.Lifecycle{Kind: events.Fork, TGID: tgid, ExecID: 1, CgroupID: cgroup, Comm: comm})
+	h.procs.Apply(lifecycle.Record{Kind: lifecycle.Fork, TGID: tgid, ExecID: 1, CgroupID: cgroup, Comm: comm})
 }
 
 func TestLabelerLabelsFromProcessAndCgroup(t *testing.T) {
@@ -244,7 +244,7 @@ func TestSeriesLabelledByCgroup(t *testing.T) {
 	checkErrors(t, "labelled", snap.Errors, map[ErrorKey]uint64{{SeriesKey{inDocker, openat}, enoent}: 3})
 
 	// Process 10 moves into the container's cgroup: later calls count there.
-	h.procs.Apply(events.Lifecycle{Kind: events.Cgroup, TGID: 10, ExecID: 1, CgroupID: dockerCgroup, Comm: "nginx"})
+	h.procs.Apply(lifecycle.Record{Kind: lifecycle.Cgroup, TGID: 10, ExecID: 1, CgroupID: dockerCgroup, Comm: "nginx"})
 	h.kernel.call(10, 1, read, 5, 50)
 	next := h.snapshot()
 	checkCalls(t, "moved", next.Calls, map[SeriesKey]loader.Counts{
@@ -292,7 +292,7 @@ func TestSetLabelsAddingLabelsKeepsCounts(t *testing.T) {
 	h.kernel.fail(10, 1, openat, enoent, 1)
 	h.kernel.fail(11, 1, openat, enoent, 2)
 	h.kernel.fail(12, 1, openat, eacces, 4)
-	h.record(events.Exit, 12, 1, "bash")
+	h.record(lifecycle.Exit, 12, 1, "bash")
 
 	wantCalls := map[SeriesKey]loader.Counts{series("nginx", read): counts(8, 80), series("bash", read): counts(7, 70)}
 	wantErrors := map[ErrorKey]uint64{errSeries("nginx", openat, enoent): 3, errSeries("bash", openat, eacces): 4}
@@ -320,8 +320,8 @@ func TestSetLabelsAddingLabelsKeepsCounts(t *testing.T) {
 	checkErrors(t, "later", later.Errors, wantErrors)
 
 	// Their exits fold what the new labels had, once.
-	h.record(events.Exit, 10, 1, "nginx")
-	h.record(events.Exit, 11, 1, "nginx")
+	h.record(lifecycle.Exit, 10, 1, "nginx")
+	h.record(lifecycle.Exit, 11, 1, "nginx")
 	exited := h.snapshot()
 	checkCalls(t, "exited", exited.Calls, wantCalls)
 	checkErrors(t, "exited", exited.Errors, wantErrors)
@@ -338,8 +338,8 @@ func TestSetLabelsDroppingLabelMergesSeries(t *testing.T) {
 	h.kernel.call(12, 1, read, 3, 30)
 	h.kernel.fail(10, 1, openat, enoent, 1)
 	h.kernel.fail(12, 1, openat, enoent, 2)
-	h.record(events.Exit, 10, 1, "nginx")
-	h.record(events.Exit, 11, 1, "nginx")
+	h.record(lifecycle.Exit, 10, 1, "nginx")
+	h.record(lifecycle.Exit, 11, 1, "nginx")
 
 	withPID := func(pid string) Labels { return Labels{Comm: "nginx", PID: pid} }
 	before := h.snapshot()
@@ -368,7 +368,7 @@ func TestSetLabelsAddingPIDLeavesHistoryWithout(t *testing.T) {
 	h.fork(11, "nginx", 0)
 	h.kernel.call(10, 1, read, 7, 70)
 	h.kernel.call(11, 1, read, 2, 20)
-	h.record(events.Exit, 10, 1, "bash")
+	h.record(lifecycle.Exit, 10, 1, "bash")
 	before := h.snapshot()
 
 	h.tally.SetLabels(LabelSet(LabelComm|LabelPID), nil)
@@ -409,10 +409,10 @@ func TestSetLabelsNeverLosesCounts(t *testing.T) {
 		}
 		tgids := slices.Sorted(maps.Keys(live))
 		if round%3 == 0 {
-			h.record(events.Rename, tgids[0], 1, strings.ToUpper(live[tgids[0]]))
+			h.record(lifecycle.Rename, tgids[0], 1, strings.ToUpper(live[tgids[0]]))
 		}
 		if round%4 == 3 {
-			h.record(events.Exit, tgids[len(tgids)-1], 1, live[tgids[len(tgids)-1]])
+			h.record(lifecycle.Exit, tgids[len(tgids)-1], 1, live[tgids[len(tgids)-1]])
 			delete(live, tgids[len(tgids)-1])
 		}
 		before := h.snapshot()

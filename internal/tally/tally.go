@@ -33,8 +33,8 @@ const (
 )
 
 var (
-	otherLabels   = Labels{Comm: OtherComm, Unit: OtherComm, Container: OtherComm, Cgroup: OtherComm, PID: OtherComm}
-	unknownLabels = Labels{Comm: UnknownComm, Unit: UnknownComm, Container: UnknownComm, Cgroup: UnknownComm, PID: UnknownComm}
+	otherLabels   = everyLabel(OtherComm)
+	unknownLabels = everyLabel(UnknownComm)
 )
 
 // Limits bound what the tally keeps and exports.
