@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/loader"
@@ -76,32 +77,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on some terminals
 
-	switch opts.command {
-	case "stat":
-		code, err := runStat(opts, cfg, stdout, stderr, log)
-		if err != nil {
-			return fail(err)
+	for _, sc := range subcommands {
+		if sc.name == opts.command {
+			code, err := sc.run(opts, cfg, stdout, stderr, log)
+			if err != nil {
+				return fail(err)
+			}
+			return code
 		}
-		return code
-	case "trace":
-		if err := runTrace(opts, cfg, stdout, log); err != nil {
-			return fail(err)
-		}
-		return 0
-	case "top":
-		if err := runTop(opts, cfg, stdout, log); err != nil {
-			return fail(err)
-		}
-		return 0
 	}
+	return fail(fmt.Errorf("unknown command %q", opts.command))
+}
 
+// subcommand is one of sysobsd's commands: its flags and what it does. The
+// first is the default.
+type subcommand struct {
+	name string
+	add  func(*kingpin.Application, *options)
+	run  func(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap.Logger) (int, error)
+}
+
+var subcommands = []subcommand{
+	{"serve", func(app *kingpin.Application, _ *options) {
+		app.Command("serve", "Run the daemon: count every syscall and serve /metrics (the default).").Default()
+	}, runServe},
+	{"stat", func(app *kingpin.Application, o *options) { addStatCommand(app, &o.stat) }, runStat},
+	{"trace", func(app *kingpin.Application, o *options) { addTraceCommand(app, &o.trace) }, exitZero(runTrace)},
+	{"top", func(app *kingpin.Application, o *options) { addTopCommand(app, &o.top) }, exitZero(runTop)},
+}
+
+// exitZero adapts a command that only fails or succeeds.
+func exitZero(run func(options, config.Config, io.Writer, *zap.Logger) error) func(options, config.Config, io.Writer, io.Writer, *zap.Logger) (int, error) {
+	return func(opts options, cfg config.Config, stdout, _ io.Writer, log *zap.Logger) (int, error) {
+		if err := run(opts, cfg, stdout, log); err != nil {
+			return 1, err
+		}
+		return 0, nil
+	}
+}
+
+func runServe(opts options, cfg config.Config, _, _ io.Writer, log *zap.Logger) (int, error) {
 	if err := checkWeb(opts.web); err != nil {
-		return fail(err)
+		return 1, err
 	}
 	if err := serve(opts, cfg, log); err != nil {
-		return fail(err)
+		return 1, err
 	}
-	return 0
+	return 0, nil
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int, done bool) {
@@ -118,10 +140,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	app.Flag("bpf.kernel-btf", "Where to read the running kernel's BTF for CO-RE (the kernel must still have its own: tp_btf hooks need it).").Default(loader.KernelBTFPath).StringVar(&opts.kernelBTF)
 	app.Flag("capabilities.keep", "Capabilities kept after the programs are attached: auto (none from Linux 5.19, CAP_BPF before), none, or names like bpf,perfmon.").Default(privilege.KeepAuto).StringVar(&opts.keepCaps)
 	opts.web = kingpinflag.AddFlags(app, defaultListenAddress)
-	app.Command("serve", "Run the daemon: count every syscall and serve /metrics (the default).").Default()
-	addStatCommand(app, &opts.stat)
-	addTraceCommand(app, &opts.trace)
-	addTopCommand(app, &opts.top)
+	for _, sc := range subcommands {
+		sc.add(app, &opts)
+	}
 
 	exited := -1
 	app.Terminate(func(status int) { exited = status })

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -22,8 +22,8 @@ import (
 
 	"github.com/sysobsd/sysobsd/internal/cgroups"
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
-	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
 	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/privilege"
@@ -31,8 +31,6 @@ import (
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
 )
-
-const procRoot = "/proc"
 
 // settings are what a config means for a running daemon; a SIGHUP swaps them.
 type settings struct {
@@ -60,75 +58,108 @@ func settingsFrom(cfg config.Config, resolver *cgroups.Resolver) (settings, erro
 	return s, nil
 }
 
+// daemon is a running sysobsd serve: the counting, the notable events and
+// what a SIGHUP changes.
+type daemon struct {
+	opts     options
+	cfg      config.Config
+	current  settings
+	resolver *cgroups.Resolver
+	counting *counting.Counting
+	events   *notable.Reader
+	live     *reloadable
+	log      *zap.Logger
+	cancel   context.CancelFunc
+}
+
 func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	// From the start: a SIGHUP's default action would kill a daemon still
 	// starting up; one that arrives early is handled once serving.
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
-	var resolver *cgroups.Resolver
-	if mount, err := cgroups.FindMount(procRoot + "/self/mountinfo"); err == nil {
-		resolver = cgroups.NewResolver(mount)
+	d, err := attachDaemon(opts, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	srv, err := server.NewServer(d.registry(), opts.web, version.Version, slogFrom(log),
+		map[string]http.Handler{"/api/v1/events": d.live.eventsHandler()})
+	if err != nil {
+		return err
+	}
+	serverDone := make(chan error, 1)
+	go func() { serverDone <- srv.Serve() }()
+	notify(sdnotify.SdNotifyReady, log)
+	serveErr := d.loop(signals, serverDone)
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("HTTP shutdown", zap.Error(err))
+	}
+	return serveErr
+}
+
+// attachDaemon attaches the programs with the config's filters, starts the
+// engine and the notable events' reader, and drops the capabilities.
+func attachDaemon(opts options, cfg config.Config, log *zap.Logger) (*daemon, error) {
+	d := &daemon{opts: opts, cfg: cfg, log: log}
+	if mount, err := cgroups.FindMount(counting.ProcRoot + "/self/mountinfo"); err == nil {
+		d.resolver = cgroups.NewResolver(mount)
 	} else {
 		log.Warn("no cgroup2: unit, container and cgroup labels are unavailable", zap.Error(err))
 	}
-	current, err := settingsFrom(cfg, resolver)
-	if err != nil {
-		return err
+	var err error
+	if d.current, err = settingsFrom(cfg, d.resolver); err != nil {
+		return nil, err
 	}
-	for _, path := range current.filter.Unresolved {
+	for _, path := range d.current.filter.Unresolved {
 		log.Warn("filtered cgroup does not exist (yet); it is looked up again at SIGHUP", zap.String("cgroup", path))
 	}
-
-	loadOpts := loader.DefaultOptions()
-	loadOpts.Latency = cfg.Latency
-	loadOpts.StatsEntries = cfg.Maps.StatsEntries
-	loadOpts.ErrorsEntries = cfg.Maps.ErrorsEntries
-	loadOpts.GroupStatsEntries = cfg.Maps.GroupStatsEntries
-	loadOpts.GroupErrorsEntries = cfg.Maps.GroupErrorsEntries
-	loadOpts.RingBufferBytes = cfg.Maps.RingBufferBytes
-	loadOpts.EventsRingBufferBytes = cfg.Events.RingBufferBytes
-	if opts.attachMode != "auto" {
-		loadOpts.Attach = opts.attachMode
-	}
-	loadOpts.KernelBTF = opts.kernelBTF
-	// Filters are in place before the first syscall is counted.
-	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, current.filter, procRoot) }
-	probes, err := loader.Load(loadOpts, log)
-	if err != nil {
-		return err
-	}
-	defer probes.Close()
-	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Bool("latency", cfg.Latency),
-		zap.Bool("renames_tracked", probes.RenamesTracked), zap.Strings("labels", current.labels.Names()))
-
-	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{
-		Labels: current.labels, Limits: current.limits, Cgroups: resolver,
+	d.counting, err = counting.Start(counting.Options{
+		Config: cfg, Filter: d.current.filter, Attach: opts.attachMode, KernelBTF: opts.kernelBTF,
+		Engine: true, Labels: d.current.labels, Limits: d.current.limits, Cgroups: d.resolver,
 	}, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	engine.FoldEvery = cfg.FoldInterval
+	probes := d.counting.Probes
+	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Bool("latency", cfg.Latency),
+		zap.Bool("renames_tracked", probes.RenamesTracked), zap.Strings("labels", d.current.labels.Names()))
 
 	// Notable events: read always (a SIGHUP may turn them on), served when on.
 	recent := notable.NewRecent(cfg.Events.Buffer)
-	decoder := notable.NewDecoder(syscalls.Host(), procRoot, cfg.Events.PathMax)
-	notable, err := notable.NewReader(probes.NotableEvents(), decoder)
-	if err != nil {
-		return err
+	decoder := notable.NewDecoder(syscalls.Host(), counting.ProcRoot, cfg.Events.PathMax)
+	if d.events, err = notable.NewReader(probes.NotableEvents(), decoder); err != nil {
+		d.counting.Close()
+		return nil, err
 	}
-	defer notable.Close()
-	go notable.Run(recent.Add)
+	go d.events.Run(recent.Add)
+	collector := metrics.NewCollector(d.counting.Engine, syscalls.Host(), probes.Capacity(), log)
+	collector.SetNativeHistograms(cfg.NativeHistograms)
+	d.live = &reloadable{recent: recent, decoder: decoder, collector: collector}
+	d.live.eventsServed.Store(cfg.Events.Enabled)
 
 	// Everything that needs a capability is done: drop them, in every thread.
 	keep, _ := privilege.ParseKeep(opts.keepCaps) // validated with the flags
 	if err := privilege.Drop(keep); err != nil {
-		return err
+		d.close()
+		return nil, err
 	}
 	log.Info("capabilities dropped", zap.Strings("kept", privilege.Names(keep)))
-	// Loading parsed the kernel's BTF: some 20 MiB of heap, garbage now.
-	// Hand it back to the system at once rather than when the scavenger
-	// gets round to it, so the daemon's RSS is what it keeps.
+	settleMemory()
+	var ctx context.Context
+	ctx, d.cancel = context.WithCancel(context.Background())
+	if d.resolver != nil {
+		go pruneCgroups(ctx, d.resolver, log)
+	}
+	return d, nil
+}
+
+// settleMemory hands back what loading used. Loading parsed the kernel's
+// BTF: some 20 MiB of heap, garbage now; returned at once rather than when
+// the scavenger gets round to it, the daemon's RSS is what it keeps.
+func settleMemory() {
 	debug.FreeOSMemory()
 	if os.Getenv("GOGC") == "" {
 		// Most of the heap is long-lived state (one entry per process and
@@ -136,82 +167,67 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 		// instead of +100% costs little CPU and keeps RSS near what is used.
 		debug.SetGCPercent(50)
 	}
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	engineDone := make(chan error, 1)
-	go func() { engineDone <- engine.Run(ctx) }()
-	if resolver != nil {
-		go pruneCgroups(ctx, resolver, log)
-	}
-
+// registry holds every metric the daemon serves.
+func (d *daemon) registry() *prometheus.Registry {
 	registry := prometheus.NewRegistry()
-	collector := metrics.NewCollector(engine, syscalls.Host(), probes.Capacity(), log)
-	collector.SetNativeHistograms(cfg.NativeHistograms)
 	registry.MustRegister(
-		collector,
-		metrics.NewProgramCollector(probes.ProgramStats),
+		d.live.collector,
+		metrics.NewProgramCollector(d.counting.Probes.ProgramStats),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_total",
 			Help: "Notable events (failed and slow calls) received from the kernel."},
-			func() float64 { return float64(recent.Total()) }),
+			func() float64 { return float64(d.live.recent.Total()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sysobsd_events_decode_errors_total",
 			Help: "Notable events that could not be decoded."},
-			func() float64 { return float64(notable.DecodeErrors.Load()) }),
+			func() float64 { return float64(d.events.DecodeErrors.Load()) }),
 		versioncollector.NewCollector("sysobsd"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	// The events endpoint is always there, behind the same TLS and auth,
-	// and answers 404 while events are off: a SIGHUP turns it on or off.
-	live := &reloadable{recent: recent, decoder: decoder, collector: collector}
-	live.eventsServed.Store(cfg.Events.Enabled)
-	extra := map[string]http.Handler{"/api/v1/events": live.eventsHandler()}
-	server, err := server.NewServer(registry, opts.web, version.Version, slogFrom(log), extra)
-	if err != nil {
-		return err
-	}
-	serverDone := make(chan error, 1)
-	go func() { serverDone <- server.Serve() }()
-	notify(daemon.SdNotifyReady, log)
+	return registry
+}
 
-	var serveErr error
-wait:
+// loop serves signals until one stops the daemon, the HTTP server fails or
+// the engine stops; a SIGHUP reloads the config.
+func (d *daemon) loop(signals <-chan os.Signal, serverDone <-chan error) error {
 	for {
 		select {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				notify(daemon.SdNotifyReloading, log)
-				cfg, current = reload(ctx, opts.configFile, cfg, current, probes, engine, resolver, live, log)
-				notify(daemon.SdNotifyReady, log)
+				notify(sdnotify.SdNotifyReloading, d.log)
+				if err := d.reload(); err != nil {
+					d.log.Error("reload failed; keeping the running configuration", zap.Error(err))
+				}
+				notify(sdnotify.SdNotifyReady, d.log)
 				continue
 			}
-			log.Info("stopping", zap.Stringer("signal", sig))
-			notify(daemon.SdNotifyStopping, log)
-			break wait
+			d.log.Info("stopping", zap.Stringer("signal", sig))
+			notify(sdnotify.SdNotifyStopping, d.log)
+			return nil
 		case err := <-serverDone:
-			serveErr = fmt.Errorf("serve HTTP: %w", err)
-			break wait
-		case err := <-engineDone:
-			serveErr = err
-			if serveErr == nil {
-				serveErr = errors.New("engine stopped unexpectedly")
+			return fmt.Errorf("serve HTTP: %w", err)
+		case <-d.counting.Stopped():
+			if err := d.counting.Err(); err != nil {
+				return err
 			}
-			engineDone <- nil
-			break wait
+			return errors.New("engine stopped unexpectedly")
 		}
 	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		log.Warn("HTTP shutdown", zap.Error(err))
+}
+
+// close stops the engine and the events' reader and detaches the programs.
+func (d *daemon) close() {
+	if d.cancel != nil {
+		d.cancel()
 	}
-	cancel()
-	<-engineDone
-	if err := probes.Close(); err != nil {
-		log.Warn("detach", zap.Error(err))
+	if d.events != nil {
+		d.events.Close()
 	}
-	log.Info("detached")
-	return serveErr
+	if err := d.counting.Close(); err != nil {
+		d.log.Warn("detach", zap.Error(err))
+	}
+	d.log.Info("detached")
 }
 
 // reloadable is what a reload changes outside the kernel and the engine.
@@ -269,36 +285,37 @@ func restartOnly(running, next config.Config) []string {
 
 // reload re-reads the configuration on SIGHUP: labels, limits, filters,
 // events and native histograms take effect without losing a count;
-// restartOnly's keys need a restart. A bad file keeps the running
-// configuration.
-func reload(ctx context.Context, path string, running config.Config, current settings,
-	probes *loader.Probes, engine *tally.Engine, resolver *cgroups.Resolver, live *reloadable, log *zap.Logger) (config.Config, settings) {
-	next, err := config.Load(path)
-	if err == nil {
-		var s settings
-		if s, err = settingsFrom(next, resolver); err == nil {
-			if err = filter.Apply(&probes.Maps, s.filter, procRoot); err == nil {
-				err = engine.Reconfigure(ctx, s.labels, s.limits)
-			}
-			if err == nil {
-				live.apply(next)
-				if keys := restartOnly(running, next); len(keys) > 0 {
-					log.Warn("reload: these keys take effect at the next start", zap.Strings("keys", keys))
-				}
-				log.Info("reloaded", zap.String("config", describeConfig(path)), zap.Strings("labels", s.labels.Names()),
-					zap.Bool("events", next.Events.Enabled))
-				return next, s
-			}
-		}
+// restartOnly's keys need a restart. On error (a bad file, a filter the
+// kernel refused) the running configuration stays.
+func (d *daemon) reload() error {
+	next, err := config.Load(d.opts.configFile)
+	if err != nil {
+		return err
 	}
-	log.Error("reload failed; keeping the running configuration", zap.Error(err))
-	return running, current
+	s, err := settingsFrom(next, d.resolver)
+	if err != nil {
+		return err
+	}
+	if err := filter.Apply(&d.counting.Probes.Maps, s.filter, counting.ProcRoot); err != nil {
+		return err
+	}
+	if err := d.counting.Engine.Reconfigure(context.Background(), s.labels, s.limits); err != nil {
+		return err
+	}
+	d.live.apply(next)
+	if keys := restartOnly(d.cfg, next); len(keys) > 0 {
+		d.log.Warn("reload: these keys take effect at the next start", zap.Strings("keys", keys))
+	}
+	d.log.Info("reloaded", zap.String("config", describeConfig(d.opts.configFile)), zap.Strings("labels", s.labels.Names()),
+		zap.Bool("events", next.Events.Enabled))
+	d.cfg, d.current = next, s
+	return nil
 }
 
 // notify tells systemd (Type=notify) what the daemon is doing; a no-op
 // outside systemd.
 func notify(state string, log *zap.Logger) {
-	if _, err := daemon.SdNotify(false, state); err != nil {
+	if _, err := sdnotify.SdNotify(false, state); err != nil {
 		log.Warn("sd_notify", zap.String("state", state), zap.Error(err))
 	}
 }

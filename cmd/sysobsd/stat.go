@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
-	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/strace"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
@@ -117,30 +117,17 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 		return 1, err
 	}
 	f.Follow()
-	loadOpts := loader.DefaultOptions()
-	loadOpts.KernelBTF = opts.kernelBTF
-	loadOpts.StatsEntries, loadOpts.ErrorsEntries = cfg.Maps.StatsEntries, cfg.Maps.ErrorsEntries
-	loadOpts.GroupStatsEntries, loadOpts.GroupErrorsEntries = cfg.Maps.GroupStatsEntries, cfg.Maps.GroupErrorsEntries
-	loadOpts.Prepare = func(p *loader.Probes) error {
-		if child != nil {
-			// Not listed yet: its exec lists it, so the gate's own calls stay out.
-			return p.SetFilters(f.Kernel())
-		}
-		return filter.Apply(&p.Maps, f, procRoot)
-	}
-	probes, err := loader.Load(loadOpts, log)
+	// Not listed yet, a command started here is listed at its exec, so the
+	// gate's own calls stay out; latency on whatever the config says: the
+	// table has strace -c's time columns.
+	c, err := counting.Start(counting.Options{
+		Config: cfg, ForceLatency: true, Filter: f, NewProcessesOnly: child != nil,
+		KernelBTF: opts.kernelBTF, Attach: opts.attachMode, Engine: true,
+	}, log)
 	if err != nil {
 		return 1, err
 	}
-	defer probes.Close()
-	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{Limits: tally.Limits{}}, log)
-	if err != nil {
-		return 1, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	engineDone := make(chan error, 1)
-	go func() { engineDone <- engine.Run(ctx) }()
+	defer c.Close()
 
 	// Ctrl-C reaches the command (same process group); sysobsd waits for
 	// it to end and prints the table, as strace -c does.
@@ -159,12 +146,13 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 		waitGone(root, signals)
 	}
 
-	snap, err := engine.Snapshot(ctx)
+	snap, err := c.Engine.Snapshot(context.Background())
 	if err != nil {
 		return 1, err
 	}
-	cancel()
-	<-engineDone
+	if err := c.Close(); err != nil {
+		return 1, err
+	}
 	if err := strace.WriteTable(out, statRows(snap)); err != nil {
 		return 1, err
 	}

@@ -24,8 +24,8 @@ import (
 	eaw "golang.org/x/text/width"
 
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
-	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
 )
@@ -515,23 +515,28 @@ func topSource(opts options, cfg config.Config, log *zap.Logger) (sample func() 
 	if err != nil {
 		return nil, nil, err
 	}
-	loadOpts := loader.DefaultOptions()
-	loadOpts.KernelBTF = opts.kernelBTF
 	// Whatever the config's latency: % needs every call's entry time.
-	loadOpts.Latency = true
-	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, procRoot) }
-	probes, err := loader.Load(loadOpts, log)
+	c, err := counting.Start(counting.Options{
+		Config: cfg, ForceLatency: true, Filter: f, KernelBTF: opts.kernelBTF, Attach: opts.attachMode,
+		Engine: true, Labels: tally.LabelSet(tally.LabelComm),
+	}, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	engine, err := tally.NewEngine(&probes.Maps, procRoot, tally.EngineOptions{Labels: tally.LabelSet(tally.LabelComm), Limits: tally.Limits{}}, log)
-	if err != nil {
-		probes.Close()
-		return nil, nil, err
+	sampleEngine := sampleFromEngine(c.Engine, &c.Probes.Maps, counting.ProcRoot)
+	sample = func() (topSample, error) {
+		select {
+		case <-c.Stopped():
+			return topSample{}, fmt.Errorf("top: counting stopped: %w", c.Err())
+		default:
+		}
+		return sampleEngine()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go engine.Run(ctx)
-	return sampleFromEngine(engine, &probes.Maps, procRoot), func() { cancel(); probes.Close() }, nil
+	return sample, func() {
+		if err := c.Close(); err != nil {
+			log.Warn("top: stop counting", zap.Error(err))
+		}
+	}, nil
 }
 
 // redactURL is raw with its password replaced, for messages.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/notable"
@@ -79,16 +80,16 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 	if len(o.pids) > 0 {
 		f.Follow()
 	}
-	loadOpts := loader.DefaultOptions()
-	loadOpts.KernelBTF = opts.kernelBTF
-	loadOpts.Latency = true // every line shows its call's time
-	loadOpts.Prepare = func(p *loader.Probes) error { return filter.Apply(&p.Maps, f, procRoot) }
-	probes, err := loader.Load(loadOpts, log)
+	// Latency on whatever the config says: every line shows its call's time.
+	c, err := counting.Start(counting.Options{
+		Config: cfg, ForceLatency: true, Filter: f, KernelBTF: opts.kernelBTF, Attach: opts.attachMode,
+	}, log)
 	if err != nil {
 		return err
 	}
-	defer probes.Close()
-	reader, err := notable.NewReader(probes.NotableEvents(), notable.NewDecoder(syscalls.Host(), procRoot, o.strlen+2))
+	defer c.Close()
+	probes := c.Probes
+	reader, err := notable.NewReader(probes.NotableEvents(), notable.NewDecoder(syscalls.Host(), counting.ProcRoot, o.strlen+2))
 	if err != nil {
 		return err
 	}
