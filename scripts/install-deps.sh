@@ -18,7 +18,7 @@ run) ;;
 test)
 	# tmux drives `sysobsd top` in a real terminal; podman (with runc: crun
 	# refuses hybrid cgroup layouts) runs the container image as a DaemonSet would.
-	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git systemd lintian tmux podman runc)
+	packages=(clang llvm libbpf-dev linux-libc-dev bpftool gcc libc6-dev prometheus util-linux strace git systemd lintian tmux podman runc clang-format)
 	# 32-bit workloads for the compat-ABI test.
 	[ "$(dpkg --print-architecture)" = amd64 ] && packages+=(gcc-multilib)
 	;;

@@ -59,6 +59,58 @@ func gate() int {
 	return 127
 }
 
+// gatedCommand is stat's command, started stopped at a gate (a pipe) until
+// the programs watch it, then let through to exec.
+type gatedCommand struct {
+	cmd     *exec.Cmd
+	release *os.File
+}
+
+// startGated starts command at the gate; on error, the exit status to give.
+func startGated(command []string) (*gatedCommand, int, error) {
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		return nil, 127, fmt.Errorf("stat: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 1, fmt.Errorf("stat: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, 1, fmt.Errorf("stat: %w", err)
+	}
+	defer r.Close()
+	cmd := exec.Command(self)
+	cmd.Args = command
+	cmd.Env = append(os.Environ(), gateEnv+"="+path)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{r}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, 1, fmt.Errorf("stat: start %s: %w", command[0], err)
+	}
+	return &gatedCommand{cmd: cmd, release: w}, 0, nil
+}
+
+// run lets the command through the gate and returns its exit status.
+func (g *gatedCommand) run() int {
+	// A failed write closes the gate all the same: the command then ends
+	// (its read fails) and its status says so.
+	_, _ = g.release.Write([]byte{1})
+	g.release.Close()
+	g.release = nil
+	return exitCode(g.cmd.Wait())
+}
+
+// abandon ends a command never let through: it must not stay blocked.
+func (g *gatedCommand) abandon() {
+	if g.release != nil {
+		g.release.Close()
+		_ = g.cmd.Wait() // it ends at the closed gate; its status is not asked for
+	}
+}
+
 // runStat returns the command's exit status (0 with -p).
 func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap.Logger) (int, error) {
 	o := opts.stat
@@ -75,39 +127,16 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 		out = f
 	}
 
-	var child *exec.Cmd
-	var release *os.File
 	root := o.pid
+	var gated *gatedCommand
 	if len(o.command) > 0 {
-		path, err := exec.LookPath(o.command[0])
-		if err != nil {
-			return 127, fmt.Errorf("stat: %w", err)
+		var code int
+		var err error
+		if gated, code, err = startGated(o.command); err != nil {
+			return code, err
 		}
-		self, err := os.Executable()
-		if err != nil {
-			return 1, fmt.Errorf("stat: %w", err)
-		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			return 1, fmt.Errorf("stat: %w", err)
-		}
-		child = exec.Command(self)
-		child.Args = o.command
-		child.Env = append(os.Environ(), gateEnv+"="+path)
-		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
-		child.ExtraFiles = []*os.File{r}
-		if err := child.Start(); err != nil {
-			return 1, fmt.Errorf("stat: start %s: %w", o.command[0], err)
-		}
-		r.Close()
-		release = w
-		defer func() {
-			if release != nil { // never released: don't leave it blocked
-				release.Close()
-				child.Wait()
-			}
-		}()
-		root = child.Process.Pid
+		defer gated.abandon()
+		root = gated.cmd.Process.Pid
 	} else if err := unix.Kill(root, 0); errors.Is(err, unix.ESRCH) {
 		return 1, fmt.Errorf("stat: -p %d: no such process", root)
 	}
@@ -121,7 +150,7 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	// gate's own calls stay out; latency on whatever the config says: the
 	// table has strace -c's time columns.
 	c, err := counting.Start(counting.Options{
-		Config: cfg, ForceLatency: true, Filter: f, NewProcessesOnly: child != nil,
+		Config: cfg, ForceLatency: true, Filter: f, NewProcessesOnly: gated != nil,
 		KernelBTF: opts.kernelBTF, Attach: opts.attachMode, Engine: true,
 	}, log)
 	if err != nil {
@@ -136,12 +165,8 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	defer signal.Stop(signals)
 
 	code := 0
-	if child != nil {
-		release.Write([]byte{1})
-		release.Close()
-		release = nil
-		err := child.Wait()
-		code = exitCode(err)
+	if gated != nil {
+		code = gated.run()
 	} else {
 		waitGone(root, signals)
 	}

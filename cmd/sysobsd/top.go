@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,10 +16,9 @@ import (
 )
 
 type topOptions struct {
-	daemon   string
-	sort     string
-	interval string
-	count    int
+	daemon string
+	sort   string
+	count  int
 }
 
 func addTopCommand(app *kingpin.Application, o *topOptions) {
@@ -58,15 +58,16 @@ func runTop(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) 
 		return err
 	}
 	frame := topFrame{sortBy: o.sort, busy: prev.busy}
-	draw := func() {
+	draw := func() error {
 		if screen != nil {
-			renderScreen(stdout, frame, screen.width, screen.height)
-		} else {
-			renderPlain(stdout, frame, plainRows)
+			return renderScreen(stdout, frame, screen.width, screen.height)
 		}
+		return renderPlain(stdout, frame, plainRows)
 	}
 	if screen != nil {
-		draw() // the header at once; rows after the first interval
+		if err := draw(); err != nil { // the header at once; rows after the first interval
+			return fmt.Errorf("top: draw: %w", err)
+		}
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -102,7 +103,9 @@ func runTop(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) 
 			prev = cur
 			shown++
 		}
-		draw()
+		if err := draw(); err != nil { // the terminal or pipe is gone
+			return fmt.Errorf("top: draw: %w", err)
+		}
 	}
 	return nil
 }
@@ -133,11 +136,13 @@ func openTopScreen(stdout io.Writer) (*topScreen, error) {
 	// SIGWINCH before the first size: a resize in between is not missed.
 	signal.Notify(s.winch, syscall.SIGWINCH)
 	s.readSize()
-	io.WriteString(out, "\x1b[?1049h\x1b[?25l") // alternate screen, cursor hidden
+	// Best effort here and in restore: a terminal that cannot be written
+	// shows in the first frame's error.
+	_, _ = io.WriteString(out, "\x1b[?1049h\x1b[?25l") // alternate screen, cursor hidden
 	s.restore = func() {
 		signal.Stop(s.winch)
-		io.WriteString(out, "\x1b[?25h\x1b[?1049l") // cursor shown, the shell's screen back
-		term.Restore(int(in.Fd()), old)
+		_, _ = io.WriteString(out, "\x1b[?25h\x1b[?1049l") // cursor shown, the shell's screen back
+		_ = term.Restore(int(in.Fd()), old)
 	}
 	go func() {
 		defer close(s.keys)

@@ -87,7 +87,7 @@ func (s topSample) add(comm string) *topTotals {
 // monotonicNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
 func monotonicNow() time.Duration {
 	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
 	return time.Duration(ts.Nano())
 }
 
@@ -453,20 +453,21 @@ func printable(s string) string {
 }
 
 // renderPlain writes the frame as lines of text, for a pipe or a file.
-func renderPlain(w io.Writer, f topFrame, limit int) {
+func renderPlain(w io.Writer, f topFrame, limit int) error {
 	var b strings.Builder
 	for _, l := range f.lines(limit) {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
-	io.WriteString(w, b.String())
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // renderScreen draws the frame over the whole terminal, width × height, in
 // raw mode: no line wider than the terminal (it would wrap), no more lines
 // than it has (it would scroll), each line cleared before it is written,
 // and each ended by "\r\n" (raw mode does not turn "\n" into it).
-func renderScreen(w io.Writer, f topFrame, width, height int) {
+func renderScreen(w io.Writer, f topFrame, width, height int) error {
 	lines := f.lines(max(0, height-topHeaderLines))
 	lines = lines[:min(len(lines), height)]
 	var b strings.Builder
@@ -484,7 +485,8 @@ func renderScreen(w io.Writer, f topFrame, width, height int) {
 	if len(lines) < height {
 		b.WriteString("\r\n\x1b[J")
 	}
-	io.WriteString(w, b.String())
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // truncateColumns cuts s to at most width terminal columns: a wide

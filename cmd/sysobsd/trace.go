@@ -104,12 +104,19 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 	go func() { <-ctx.Done(); reader.Close() }()
 
 	enc := json.NewEncoder(stdout)
+	var writeErr error
 	reader.Run(func(n notable.Event) {
-		if o.output == "json" {
-			enc.Encode(n)
+		if writeErr != nil {
 			return
 		}
-		fmt.Fprintln(stdout, strace.Line(n, o.strlen))
+		if o.output == "json" {
+			writeErr = enc.Encode(n)
+		} else {
+			_, writeErr = fmt.Fprintln(stdout, strace.Line(n, o.strlen))
+		}
+		if writeErr != nil { // a closed pipe (trace | head): stop reading
+			stop()
+		}
 	})
 	drops, err := probes.ReadDrops()
 	if err == nil {
@@ -118,6 +125,9 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 				log.Warn("events not shown", zap.String("reason", reason), zap.Uint64("count", drops[i]))
 			}
 		}
+	}
+	if writeErr != nil {
+		return fmt.Errorf("trace: write: %w", writeErr)
 	}
 	return nil
 }

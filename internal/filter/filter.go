@@ -69,38 +69,7 @@ func Compile(f config.Filters, events config.Events, names *syscalls.Table, reso
 		}
 	}
 
-	var mask uint32
-	if len(f.Include.PIDs) > 0 {
-		mask |= loader.DimPID
-	}
-	if len(f.Include.Comms) > 0 {
-		mask |= loader.DimComm
-	}
-	if len(f.Include.Cgroups)+len(f.Include.Units) > 0 {
-		mask |= loader.DimCgroup
-	}
-	k.Settings.IncludeMask = mask
-	// The dimensions any list uses: a rename or a move that changes none
-	// is not judged again in the kernel.
-	for _, m := range []config.Match{f.Include, f.Exclude} {
-		if len(m.PIDs) > 0 {
-			k.Settings.Dims |= loader.DimPID
-		}
-		if len(m.Comms) > 0 {
-			k.Settings.Dims |= loader.DimComm
-		}
-		if len(m.Cgroups)+len(m.Units) > 0 {
-			k.Settings.Dims |= loader.DimCgroup
-		}
-	}
-	switch {
-	case mask != 0:
-		k.Settings.ProcessFilter = loader.FilterOnlyListed
-	case len(f.Exclude.PIDs)+len(f.Exclude.Comms)+len(f.Exclude.Cgroups)+len(f.Exclude.Units) > 0:
-		k.Settings.ProcessFilter = loader.FilterExceptListed
-	default:
-		k.Settings.ProcessFilter = loader.FilterOff
-	}
+	setProcessMode(&k.Settings, f)
 
 	if len(f.Include.Syscalls)+len(f.Exclude.Syscalls) > 0 {
 		allowed, err := allowedSyscalls(f, names)
@@ -114,6 +83,38 @@ func Compile(f config.Filters, events config.Events, names *syscalls.Table, reso
 		compileEvents(k, events, names)
 	}
 	return out, nil
+}
+
+// dims are the dimensions a match lists processes by.
+func dims(m config.Match) uint32 {
+	var d uint32
+	if len(m.PIDs) > 0 {
+		d |= loader.DimPID
+	}
+	if len(m.Comms) > 0 {
+		d |= loader.DimComm
+	}
+	if len(m.Cgroups)+len(m.Units) > 0 {
+		d |= loader.DimCgroup
+	}
+	return d
+}
+
+// setProcessMode decides how the kernel judges processes: only those listed
+// in every include dimension, all but those excluded, or all.
+func setProcessMode(s *loader.FilterSettings, f config.Filters) {
+	s.IncludeMask = dims(f.Include)
+	// The dimensions any list uses: a rename or a move that changes none
+	// is not judged again in the kernel.
+	s.Dims = dims(f.Include) | dims(f.Exclude)
+	switch {
+	case s.IncludeMask != 0:
+		s.ProcessFilter = loader.FilterOnlyListed
+	case dims(f.Exclude) != 0:
+		s.ProcessFilter = loader.FilterExceptListed
+	default:
+		s.ProcessFilter = loader.FilterOff
+	}
 }
 
 // compileEvents fills the notable-event settings: which errnos, how slow,

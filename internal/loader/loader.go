@@ -236,29 +236,76 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err := configure(spec, opts); err != nil {
 		return nil, err
 	}
-
-	// Load only what this mode attaches: each program costs verification.
-	enter, exit := sysobsdProgSysEnter, sysobsdProgSysExit
-	if mode == "raw_tracepoint" {
-		enter, exit = sysobsdProgSysEnterRaw, sysobsdProgSysExitRaw
+	enter, exit := syscallPrograms(mode)
+	keepOnly(spec, opts.Latency, enter, exit)
+	coll, err := newCollection(spec, kernelTypes, log)
+	if err != nil {
+		return nil, err
 	}
-	want := map[string]bool{exit: true}
+	// Assign moves the maps out of the collection; the programs stay in it
+	// until attached.
+	defer coll.Close()
+	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program)}
+	if err := coll.Assign(&p.Maps.objs); err != nil {
+		return nil, fmt.Errorf("load BPF: %w", err)
+	}
+	// Lifecycle first, so that Prepare's scan of running processes misses no
+	// process; then exit before enter: a call whose entry is stamped but whose
+	// exit is not hooked yet is only counted as missing its start.
+	syscalls := []string{exit}
+	if opts.Latency {
+		syscalls = append(syscalls, enter)
+	}
+	err = p.attachAll(coll, mode, lifecyclePrograms)
+	if err == nil {
+		p.attachRename(coll, log)
+		if opts.Prepare != nil {
+			err = opts.Prepare(p)
+		}
+	}
+	if err == nil {
+		err = p.attachAll(coll, mode, syscalls)
+	}
+	if err != nil {
+		p.detach()
+		p.Maps.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// syscallPrograms are the two syscall hooks' programs in an attach mode.
+func syscallPrograms(mode string) (enter, exit string) {
+	if mode == "raw_tracepoint" {
+		return sysobsdProgSysEnterRaw, sysobsdProgSysExitRaw
+	}
+	return sysobsdProgSysEnter, sysobsdProgSysExit
+}
+
+// keepOnly leaves in spec the programs this mode attaches: each program
+// costs verification.
+func keepOnly(spec *ebpf.CollectionSpec, latency bool, enter, exit string) {
+	want := map[string]bool{exit: true, renameProgram: true}
 	for _, name := range lifecyclePrograms {
 		want[name] = true
 	}
-	if opts.Latency {
+	if latency {
 		want[enter] = true
 	}
 	for name := range spec.Programs {
-		if !want[name] && name != renameProgram {
+		if !want[name] {
 			delete(spec.Programs, name)
 		}
 	}
+}
 
+// newCollection loads the maps and programs; where they fail to load with
+// task_rename (it needs bpf_task_pt_regs, Linux 5.15), they are loaded
+// without it.
+func newCollection(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, log *zap.Logger) (*ebpf.Collection, error) {
 	collOpts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}}
 	coll, err := ebpf.NewCollectionWithOptions(spec, collOpts)
 	if err != nil && spec.Programs[renameProgram] != nil {
-		// task_rename needs bpf_task_pt_regs (Linux 5.15): run without it.
 		delete(spec.Programs, renameProgram)
 		var retryErr error
 		if coll, retryErr = ebpf.NewCollectionWithOptions(spec, collOpts); retryErr == nil {
@@ -271,64 +318,42 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err != nil {
 		return nil, describeLoadError(err)
 	}
-	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program)}
-	if err := coll.Assign(&p.Maps.objs); err != nil {
-		coll.Close()
-		return nil, fmt.Errorf("load BPF: %w", err)
-	}
-	// Assign moved the maps out of the collection; the programs stay in it.
-	closeColl := func() {
-		coll.Close()
-	}
+	return coll, nil
+}
 
-	// Lifecycle first, so that Prepare's scan of running processes misses no
-	// process; then exit before enter: a call whose entry is stamped but whose
-	// exit is not hooked yet is only counted as missing its start.
-	syscalls := []string{exit}
-	if opts.Latency {
-		syscalls = append(syscalls, enter)
-	}
-	fail := func(err error) (*Probes, error) {
-		p.detach()
-		closeColl()
-		p.Maps.Close()
-		return nil, err
-	}
-	keep := func(name string, l link.Link) {
-		p.links = append(p.links, l)
-		// The hook's name: the raw_tracepoint twins count as the same.
-		p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
-	}
-	for _, name := range lifecyclePrograms {
+// attachAll attaches the named programs of coll, keeping their links.
+func (p *Probes) attachAll(coll *ebpf.Collection, mode string, names []string) error {
+	for _, name := range names {
 		l, err := attach(coll.Programs[name], mode, name)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		keep(name, l)
+		p.keep(coll, name, l)
 	}
-	if prog := coll.Programs[renameProgram]; prog != nil {
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-		if err != nil {
-			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
-		} else {
-			keep(renameProgram, l)
-			p.RenamesTracked = true
-		}
+	return nil
+}
+
+// attachRename attaches task_rename if it loaded; without it, renames are
+// seen at exit.
+func (p *Probes) attachRename(coll *ebpf.Collection, log *zap.Logger) {
+	prog := coll.Programs[renameProgram]
+	if prog == nil {
+		return
 	}
-	if opts.Prepare != nil {
-		if err := opts.Prepare(p); err != nil {
-			return fail(err)
-		}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
+		return
 	}
-	for _, name := range syscalls {
-		l, err := attach(coll.Programs[name], mode, name)
-		if err != nil {
-			return fail(err)
-		}
-		keep(name, l)
-	}
-	closeColl()
-	return p, nil
+	p.keep(coll, renameProgram, l)
+	p.RenamesTracked = true
+}
+
+// keep holds an attached program's link, and the program under its hook's
+// name (the raw_tracepoint twins count as the same) for its run statistics.
+func (p *Probes) keep(coll *ebpf.Collection, name string, l link.Link) {
+	p.links = append(p.links, l)
+	p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
 }
 
 func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
