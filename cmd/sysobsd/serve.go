@@ -44,7 +44,7 @@ func settingsFrom(cfg config.Config, resolver *cgroups.Resolver) (settings, erro
 	for _, name := range cfg.Labels {
 		s.labels |= tally.LabelSet(tally.LabelNames[name])
 	}
-	needsCgroups := s.labels&tally.LabelSet(tally.LabelUnit|tally.LabelContainer|tally.LabelCgroup) != 0 ||
+	needsCgroups := s.labels.NeedsCgroups() ||
 		len(cfg.Filters.Include.Cgroups)+len(cfg.Filters.Exclude.Cgroups) > 0
 	if needsCgroups && resolver == nil {
 		return s, errors.New("config asks for unit, container or cgroup labels or cgroup filters, but no cgroup2 is mounted; mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) or drop them from the config")

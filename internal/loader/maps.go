@@ -90,11 +90,18 @@ func CString[B byte | int8](s []B) string {
 	return strings.ToValidUTF8(string(raw), "?")
 }
 
-// Counts are one key's calls and nanoseconds, summed over CPUs.
+// Counts are one key's calls and nanoseconds, summed over CPUs. A value
+// added per call is a field here, in sumCounts and in Plus and Minus.
 type Counts struct {
 	Calls uint64
 	NS    uint64
 }
+
+// Plus is c and o added up.
+func (c Counts) Plus(o Counts) Counts { return Counts{Calls: c.Calls + o.Calls, NS: c.NS + o.NS} }
+
+// Minus is c less o.
+func (c Counts) Minus(o Counts) Counts { return Counts{Calls: c.Calls - o.Calls, NS: c.NS - o.NS} }
 
 // Histogram is one syscall's latency distribution, summed over CPUs: bucket b
 // counts calls that took (2^(b-1), 2^b] ns; the last bucket all longer ones.

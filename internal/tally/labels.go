@@ -31,25 +31,28 @@ type dimension struct {
 	ofProcess func(*labelSource) (string, bool)
 	// ofGroup is a group entry's value (no pid: "~other").
 	ofGroup func(*labelSource) string
+	// fromCgroup: the value comes from the process's cgroup, which needs
+	// cgroup2 mounted.
+	fromCgroup bool
 }
 
 // dimensions are the process labels, in exposition order.
 var dimensions = []dimension{
 	{LabelComm, "comm", func(l *Labels) *string { return &l.Comm },
 		func(s *labelSource) (string, bool) { return s.procs.Name(s.tgid, s.execID) },
-		func(s *labelSource) string { return s.comm }},
+		func(s *labelSource) string { return s.comm }, false},
 	{LabelUnit, "unit", func(l *Labels) *string { return &l.Unit },
 		fromIdentity(func(id cgroups.Identity) string { return id.Unit }),
-		func(s *labelSource) string { return s.identity().Unit }},
+		func(s *labelSource) string { return s.identity().Unit }, true},
 	{LabelContainer, "container", func(l *Labels) *string { return &l.Container },
 		fromIdentity(func(id cgroups.Identity) string { return id.Container }),
-		func(s *labelSource) string { return s.identity().Container }},
+		func(s *labelSource) string { return s.identity().Container }, true},
 	{LabelCgroup, "cgroup", func(l *Labels) *string { return &l.Cgroup },
 		fromIdentity(func(id cgroups.Identity) string { return id.Path }),
-		func(s *labelSource) string { return s.identity().Path }},
+		func(s *labelSource) string { return s.identity().Path }, true},
 	{LabelPID, "pid", func(l *Labels) *string { return &l.PID },
 		func(s *labelSource) (string, bool) { return strconv.FormatUint(uint64(s.tgid), 10), true },
-		func(*labelSource) string { return OtherComm }},
+		func(*labelSource) string { return OtherComm }, false},
 }
 
 func fromIdentity(value func(cgroups.Identity) string) func(*labelSource) (string, bool) {
@@ -70,6 +73,16 @@ type LabelSet uint8
 
 // Has reports whether the set includes l.
 func (s LabelSet) Has(l Label) bool { return uint8(s)&uint8(l) != 0 }
+
+// NeedsCgroups reports whether a label of the set comes from cgroups.
+func (s LabelSet) NeedsCgroups() bool {
+	for _, d := range dimensions {
+		if d.fromCgroup && s.Has(d.label) {
+			return true
+		}
+	}
+	return false
+}
 
 // Names lists the set's label names in exposition order.
 func (s LabelSet) Names() []string {

@@ -19,13 +19,9 @@ var (
 	errorsArith = arith[uint64]{plus: plusErrors, minus: func(a, b uint64) uint64 { return a - b }}
 )
 
-func plusCounts(a, b loader.Counts) loader.Counts {
-	return loader.Counts{Calls: a.Calls + b.Calls, NS: a.NS + b.NS}
-}
+func plusCounts(a, b loader.Counts) loader.Counts { return a.Plus(b) }
 
-func sub(a, b loader.Counts) loader.Counts {
-	return loader.Counts{Calls: a.Calls - b.Calls, NS: a.NS - b.NS}
-}
+func sub(a, b loader.Counts) loader.Counts { return a.Minus(b) }
 
 func plusErrors(a, b uint64) uint64 { return a + b }
 

@@ -119,8 +119,12 @@ func has[K comparable](m map[K]struct{}, k K) bool {
 }
 
 func compareLabels(a, b Labels) int {
-	return cmp.Or(cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.Unit, b.Unit), cmp.Compare(a.Container, b.Container),
-		cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.PID, b.PID))
+	for _, d := range dimensions {
+		if c := cmp.Compare(*d.field(&a), *d.field(&b)); c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 func compareSeries(a, b SeriesKey) int {
