@@ -249,6 +249,10 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err := coll.Assign(&p.Maps.objs); err != nil {
 		return nil, fmt.Errorf("load BPF: %w", err)
 	}
+	if err := p.Maps.init(); err != nil {
+		p.Maps.Close()
+		return nil, fmt.Errorf("load BPF: %w", err)
+	}
 	// Lifecycle first, so that Prepare's scan of running processes misses no
 	// process; then exit before enter: a call whose entry is stamped but whose
 	// exit is not hooked yet is only counted as missing its start.

@@ -113,17 +113,19 @@ type Maps struct {
 	objs sysobsdMaps
 	ncpu int
 
-	statsBatches [2]batch[SyscallKey, sysobsdSyscallStatsValue]
-	errBatches   [2]batch[ErrnoKey, uint64]
-	// The group maps are small and mostly empty: smaller batches.
-	groupStatsBatches [2]batch[GroupKey, sysobsdSyscallStatsValue]
-	groupErrBatches   [2]batch[GroupKey, uint64]
-	histVals          []sysobsdLatencyHistValue
-	dropVals          []uint64
-	slotKeys          []uint32
-	slotCounts        []sysobsdSyscallStatsValue
-	statsVals         []sysobsdSyscallStatsValue
-	errVals           []uint64
+	// The four hash maps of counters, each read, looked up and trimmed the
+	// same way (Counters).
+	stats       *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]
+	errs        *Counters[ErrnoKey, uint64, uint64]
+	groupStats  *Counters[GroupKey, sysobsdSyscallStatsValue, Counts]
+	groupErrors *Counters[GroupKey, uint64, uint64]
+	// overflowErrBatches is scratch for overflow_errors, an errors map
+	// read in full only.
+	overflowErrBatches [2]batch[ErrnoKey, uint64]
+	histVals           []sysobsdLatencyHistValue
+	dropVals           []uint64
+	slotKeys           []uint32
+	slotCounts         []sysobsdSyscallStatsValue
 
 	// entryKeys reads the kernel's announcements of new entries, never
 	// blocking: they wait in the ring buffer until the next fold or scrape.
@@ -131,12 +133,61 @@ type Maps struct {
 	record    ringbuf.Record
 }
 
+// Counters is one of the kernel's per-CPU hash maps of counters: key K,
+// per-CPU value P, read as V summed over the CPUs.
+type Counters[K comparable, P, V any] struct {
+	m       *ebpf.Map
+	ncpu    int
+	sum     func([]P) V
+	batches [2]batch[K, P]
+	vals    []P // one entry's per-CPU values, for lookups
+}
+
+func newCounters[K comparable, P, V any](m *ebpf.Map, ncpu, batchEntries int, sum func([]P) V) *Counters[K, P, V] {
+	c := &Counters[K, P, V]{m: m, ncpu: ncpu, sum: sum, vals: make([]P, ncpu)}
+	for i := range c.batches {
+		c.batches[i] = newBatch[K, P](ncpu, batchEntries)
+	}
+	return c
+}
+
+// Read calls fn for every entry.
+func (c *Counters[K, P, V]) Read(fn func(K, V)) error {
+	return batchRead(c.m, &c.batches, c.ncpu, func(k K, per []P) { fn(k, c.sum(per)) })
+}
+
+// Lookup calls fn for each of keys that has an entry: one lookup per key,
+// cheaper than Read when the keys are a small part of the map.
+func (c *Counters[K, P, V]) Lookup(keys []K, fn func(K, V)) error {
+	return lookupEach(c.m, keys, c.vals, func(k K, per []P) { fn(k, c.sum(per)) })
+}
+
+// Delete removes entries folded into lasting totals; it returns how many
+// of keys, in order, it deleted: all of them unless it fails.
+func (c *Counters[K, P, V]) Delete(keys []K) (int, error) {
+	return batchDelete(c.m, keys)
+}
+
+// Stats is syscall_stats: {process generation, syscall} → calls and time.
+func (m *Maps) Stats() *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts] { return m.stats }
+
+// Errors is syscall_errors: {process generation, syscall, errno} → calls.
+func (m *Maps) Errors() *Counters[ErrnoKey, uint64, uint64] { return m.errs }
+
+// GroupStats is group_stats: {cgroup, process name, syscall} → calls and
+// time, for calls counted without their process (per-process map full).
+func (m *Maps) GroupStats() *Counters[GroupKey, sysobsdSyscallStatsValue, Counts] { return m.groupStats }
+
+// GroupErrors is group_errors, the errors of GroupStats.
+func (m *Maps) GroupErrors() *Counters[GroupKey, uint64, uint64] { return m.groupErrors }
+
 // batchSize bounds one batch syscall; hash batches must cover a whole bucket.
 const (
 	batchSize      = 4096
 	groupBatchSize = 512
 )
 
+// init sizes the scratch buffers; Load calls it once the maps exist.
 func (m *Maps) init() error {
 	if m.ncpu != 0 {
 		return nil
@@ -146,16 +197,16 @@ func (m *Maps) init() error {
 		return fmt.Errorf("count possible CPUs: %w", err)
 	}
 	m.ncpu = n
-	for i := range 2 {
-		m.statsBatches[i] = newBatch[SyscallKey, sysobsdSyscallStatsValue](n, batchSize)
-		m.errBatches[i] = newBatch[ErrnoKey, uint64](n, batchSize)
-		m.groupStatsBatches[i] = newBatch[GroupKey, sysobsdSyscallStatsValue](n, groupBatchSize)
-		m.groupErrBatches[i] = newBatch[GroupKey, uint64](n, groupBatchSize)
+	// The group maps are small and mostly empty: smaller batches.
+	m.stats = newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts)
+	m.errs = newCounters[ErrnoKey](m.objs.SyscallErrors, n, batchSize, sumCount)
+	m.groupStats = newCounters[GroupKey](m.objs.GroupStats, n, groupBatchSize, sumCounts)
+	m.groupErrors = newCounters[GroupKey](m.objs.GroupErrors, n, groupBatchSize, sumCount)
+	for i := range m.overflowErrBatches {
+		m.overflowErrBatches[i] = newBatch[ErrnoKey, uint64](n, batchSize)
 	}
 	m.histVals = make([]sysobsdLatencyHistValue, n)
 	m.dropVals = make([]uint64, n)
-	m.statsVals = make([]sysobsdSyscallStatsValue, n)
-	m.errVals = make([]uint64, n)
 	return nil
 }
 
@@ -180,31 +231,6 @@ func (m *Maps) Capacity() Capacities {
 	}
 }
 
-// ReadStats calls fn for every {process generation, syscall} entry.
-func (m *Maps) ReadStats(fn func(SyscallKey, Counts)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return batchRead(m.objs.SyscallStats, &m.statsBatches, m.ncpu, sumStats(fn))
-}
-
-// LookupStats calls fn for each of keys that has an entry: one lookup per
-// key, cheaper than ReadStats when the keys are a small part of the map.
-func (m *Maps) LookupStats(keys []SyscallKey, fn func(SyscallKey, Counts)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return lookupEach(m.objs.SyscallStats, keys, m.statsVals, sumStats(fn))
-}
-
-// LookupErrors is LookupStats for the errors map.
-func (m *Maps) LookupErrors(keys []ErrnoKey, fn func(ErrnoKey, uint64)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return lookupEach(m.objs.SyscallErrors, keys, m.errVals, sumErrors(fn))
-}
-
 // sumCounts and sumCount add an entry's per-CPU values.
 func sumCounts(per []sysobsdSyscallStatsValue) Counts {
 	var c Counts
@@ -221,15 +247,6 @@ func sumCount(per []uint64) uint64 {
 		n += v
 	}
 	return n
-}
-
-// sumStats and sumErrors hand fn an entry's values summed over CPUs.
-func sumStats[K any](fn func(K, Counts)) func(K, []sysobsdSyscallStatsValue) {
-	return func(k K, per []sysobsdSyscallStatsValue) { fn(k, sumCounts(per)) }
-}
-
-func sumErrors[K any](fn func(K, uint64)) func(K, []uint64) {
-	return func(k K, per []uint64) { fn(k, sumCount(per)) }
 }
 
 // lookupEach calls fn with the per-CPU values of each key that has an entry.
@@ -299,38 +316,13 @@ func (m *Maps) EntryKeysLost() (uint64, error) {
 	return n, nil
 }
 
-// ReadErrors calls fn for every {process generation, syscall, errno} entry.
-func (m *Maps) ReadErrors(fn func(ErrnoKey, uint64)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return batchRead(m.objs.SyscallErrors, &m.errBatches, m.ncpu, sumErrors(fn))
-}
-
-// ReadGroupStats calls fn for every {cgroup, process name, syscall} entry:
-// calls counted without their process (per-process map full).
-func (m *Maps) ReadGroupStats(fn func(GroupKey, Counts)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return batchRead(m.objs.GroupStats, &m.groupStatsBatches, m.ncpu, sumStats(fn))
-}
-
-// ReadGroupErrors is ReadGroupStats for the errors.
-func (m *Maps) ReadGroupErrors(fn func(GroupKey, uint64)) error {
-	if err := m.init(); err != nil {
-		return err
-	}
-	return batchRead(m.objs.GroupErrors, &m.groupErrBatches, m.ncpu, sumErrors(fn))
-}
-
 // ReadOverflowErrors calls fn for errors counted by syscall and errno only
 // (the per-process and group maps full).
 func (m *Maps) ReadOverflowErrors(fn func(ErrnoKey, uint64)) error {
 	if err := m.init(); err != nil {
 		return err
 	}
-	return batchRead(m.objs.OverflowErrors, &m.errBatches, m.ncpu, sumErrors(fn))
+	return batchRead(m.objs.OverflowErrors, &m.overflowErrBatches, m.ncpu, func(k ErrnoKey, per []uint64) { fn(k, sumCount(per)) })
 }
 
 // ReadOverflowStats calls fn for every syscall slot that has calls counted
@@ -395,27 +387,6 @@ func (m *Maps) ReadDrops() ([]uint64, error) {
 		}
 	}
 	return out, nil
-}
-
-// DeleteStats removes entries that were folded into lasting totals.
-func (m *Maps) DeleteStats(keys []SyscallKey) (int, error) {
-	return batchDelete(m.objs.SyscallStats, keys)
-}
-
-// DeleteErrors removes entries that were folded into lasting totals.
-func (m *Maps) DeleteErrors(keys []ErrnoKey) (int, error) {
-	return batchDelete(m.objs.SyscallErrors, keys)
-}
-
-// DeleteGroupStats removes group entries that were folded into lasting
-// totals (their cgroup is gone).
-func (m *Maps) DeleteGroupStats(keys []GroupKey) (int, error) {
-	return batchDelete(m.objs.GroupStats, keys)
-}
-
-// DeleteGroupErrors is DeleteGroupStats for the errors.
-func (m *Maps) DeleteGroupErrors(keys []GroupKey) (int, error) {
-	return batchDelete(m.objs.GroupErrors, keys)
 }
 
 // Close frees the maps.

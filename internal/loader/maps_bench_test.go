@@ -19,7 +19,7 @@ func BenchmarkReadStats(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
-		if err := m.ReadStats(func(SyscallKey, Counts) { n++ }); err != nil {
+		if err := m.Stats().Read(func(SyscallKey, Counts) { n++ }); err != nil {
 			b.Fatal(err)
 		}
 		if n != entries {
@@ -38,7 +38,7 @@ func BenchmarkLookupStats(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
-		if err := m.LookupStats(keys, func(SyscallKey, Counts) { n++ }); err != nil {
+		if err := m.Stats().Lookup(keys, func(SyscallKey, Counts) { n++ }); err != nil {
 			b.Fatal(err)
 		}
 		if n != len(keys) {

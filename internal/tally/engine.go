@@ -76,7 +76,7 @@ func NewEngine(maps *loader.Maps, procRoot string, opts EngineOptions, log *zap.
 			return id, err == nil
 		}
 	}
-	t := New(maps, procs, processAlive)
+	t := New(KernelOf(maps), procs, processAlive)
 	t.SetLabels(opts.Labels, resolver)
 	t.SetLimits(opts.Limits)
 	return &Engine{

@@ -43,10 +43,7 @@ type entryTable[KK, P, SK, V comparable] struct {
 	ledger       *ledger[SK, V]
 	attributions map[KK]*attribution[V]
 
-	// The kernel map: every entry, the given entries, deletion.
-	read   func(func(KK, V)) error
-	lookup func([]KK, func(KK, V)) error
-	delete func([]KK) (int, error)
+	table Table[KK, V] // the kernel map
 
 	part       func(KK) P
 	series     func(Labels, P) SK
@@ -155,7 +152,7 @@ func (tb *entryTable[KK, P, SK, V]) markDead(k KK, key SK, v V) {
 // retire deletes the dead entries from the kernel and folds what each one
 // deleted counted; forget drops what else the tally keeps of it.
 func (tb *entryTable[KK, P, SK, V]) retire(t *Tally, forget func(KK)) error {
-	return deleteThenFold(tb.dead, tb.delete, func(i int, k KK) {
+	return deleteThenFold(tb.dead, tb.table.Delete, func(i int, k KK) {
 		tb.ledger.fold(tb.deadValues[i].key, tb.deadValues[i].v, t.now())
 		delete(tb.attributions, k)
 		if forget != nil {

@@ -107,32 +107,45 @@ type Snapshot struct {
 	DecodeErrors uint64
 }
 
-// Kernel is what the tally reads from and trims in the kernel (loader.Maps).
+// Table is one kernel map of counters (loader.Counters): every entry, the
+// given entries, and deletion, which returns how many of the keys, in order,
+// it deleted (all of them unless it fails).
+type Table[K comparable, V any] interface {
+	Read(fn func(K, V)) error
+	Lookup(keys []K, fn func(K, V)) error
+	Delete(keys []K) (int, error)
+}
+
+// Kernel is what the tally reads from and trims in the kernel (loader.Maps,
+// through KernelOf).
 type Kernel interface {
-	ReadStats(func(loader.SyscallKey, loader.Counts)) error
-	ReadErrors(func(loader.ErrnoKey, uint64)) error
-	// ReadGroupStats and ReadGroupErrors read what the kernel counted by
-	// process name and cgroup, its per-process maps being full.
-	ReadGroupStats(func(loader.GroupKey, loader.Counts)) error
-	ReadGroupErrors(func(loader.GroupKey, uint64)) error
+	Stats() Table[loader.SyscallKey, loader.Counts]
+	Errors() Table[loader.ErrnoKey, uint64]
+	// GroupStats and GroupErrors are what the kernel counted by process
+	// name and cgroup, its per-process maps being full.
+	GroupStats() Table[loader.GroupKey, loader.Counts]
+	GroupErrors() Table[loader.GroupKey, uint64]
 	ReadOverflowStats(func(abi, nr uint16, c loader.Counts)) error
 	ReadOverflowErrors(func(loader.ErrnoKey, uint64)) error
 	ReadHistogram(abi, nr uint16) (loader.Histogram, error)
 	ReadDrops() ([]uint64, error)
-	// The deletes return how many of the keys, in order, they deleted:
-	// all of them unless they fail.
-	DeleteStats([]loader.SyscallKey) (int, error)
-	DeleteErrors([]loader.ErrnoKey) (int, error)
-	DeleteGroupStats([]loader.GroupKey) (int, error)
-	DeleteGroupErrors([]loader.GroupKey) (int, error)
-	// LookupStats and LookupErrors read the given entries only.
-	LookupStats([]loader.SyscallKey, func(loader.SyscallKey, loader.Counts)) error
-	LookupErrors([]loader.ErrnoKey, func(loader.ErrnoKey, uint64)) error
 	// DrainEntryKeys hands over the kernel's announcements of new entries;
 	// EntryKeysLost counts those it could not send.
 	DrainEntryKeys(func(loader.ErrnoKey)) error
 	EntryKeysLost() (uint64, error)
 }
+
+// KernelOf is the loaded maps as the tally's Kernel.
+func KernelOf(m *loader.Maps) Kernel { return mapsKernel{m} }
+
+type mapsKernel struct{ *loader.Maps }
+
+func (k mapsKernel) Stats() Table[loader.SyscallKey, loader.Counts] { return k.Maps.Stats() }
+func (k mapsKernel) Errors() Table[loader.ErrnoKey, uint64]         { return k.Maps.Errors() }
+func (k mapsKernel) GroupStats() Table[loader.GroupKey, loader.Counts] {
+	return k.Maps.GroupStats()
+}
+func (k mapsKernel) GroupErrors() Table[loader.GroupKey, uint64] { return k.Maps.GroupErrors() }
 
 // Processes names process generations, knows their cgroups and says which
 // have exited (events.ProcessTable).
@@ -294,71 +307,58 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 	return t
 }
 
-// The four kernel tables, each with what tells its keys apart.
+// The four kernel tables: calls and errors, per process and by group. A
+// value's tables share its series key and snapshot map (callsOf, errorsOf);
+// per-process and group tables differ in their keys' owners.
 
-func (t *Tally) callTable() *entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts] {
-	tb := &entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts]{
-		read: func(fn func(loader.SyscallKey, loader.Counts)) error { return t.kernel.ReadStats(fn) },
-		lookup: func(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
-			return t.kernel.LookupStats(keys, fn)
-		},
-		delete:     func(keys []loader.SyscallKey) (int, error) { return t.kernel.DeleteStats(keys) },
-		part:       func(k loader.SyscallKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} },
+func callsOf[KK comparable](table Table[KK, loader.Counts], part func(KK) Syscall) *entryTable[KK, Syscall, SeriesKey, loader.Counts] {
+	return &entryTable[KK, Syscall, SeriesKey, loader.Counts]{
+		table:      table,
+		part:       part,
 		series:     func(l Labels, sc Syscall) SeriesKey { return SeriesKey{l, sc} },
 		syscall:    func(sc Syscall) Syscall { return sc },
 		snapshotOf: func(s *Snapshot) map[SeriesKey]loader.Counts { return s.Calls },
 		calls:      true,
-		owner:      func(k loader.SyscallKey) (uint32, uint32) { return k.Tgid, k.ExecId },
-		bookKey:    statsEntry,
-		fromBook: func(k loader.ErrnoKey) (loader.SyscallKey, bool) {
-			return loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}, k.Err == 0
-		},
+	}
+}
+
+func errorsOf[KK comparable](table Table[KK, uint64], part func(KK) errnoPart) *entryTable[KK, errnoPart, ErrorKey, uint64] {
+	return &entryTable[KK, errnoPart, ErrorKey, uint64]{
+		table:      table,
+		part:       part,
+		series:     func(l Labels, p errnoPart) ErrorKey { return ErrorKey{SeriesKey{l, p.Syscall}, p.errno} },
+		syscall:    func(p errnoPart) Syscall { return p.Syscall },
+		snapshotOf: func(s *Snapshot) map[ErrorKey]uint64 { return s.Errors },
+	}
+}
+
+func (t *Tally) callTable() *entryTable[loader.SyscallKey, Syscall, SeriesKey, loader.Counts] {
+	tb := callsOf(t.kernel.Stats(), func(k loader.SyscallKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} })
+	tb.owner = func(k loader.SyscallKey) (uint32, uint32) { return k.Tgid, k.ExecId }
+	tb.bookKey = statsEntry
+	tb.fromBook = func(k loader.ErrnoKey) (loader.SyscallKey, bool) {
+		return loader.SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}, k.Err == 0
 	}
 	return tb.init(t.callLedger)
 }
 
 func (t *Tally) errorTable() *entryTable[loader.ErrnoKey, errnoPart, ErrorKey, uint64] {
-	tb := &entryTable[loader.ErrnoKey, errnoPart, ErrorKey, uint64]{
-		read: func(fn func(loader.ErrnoKey, uint64)) error { return t.kernel.ReadErrors(fn) },
-		lookup: func(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
-			return t.kernel.LookupErrors(keys, fn)
-		},
-		delete:     func(keys []loader.ErrnoKey) (int, error) { return t.kernel.DeleteErrors(keys) },
-		part:       func(k loader.ErrnoKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} },
-		series:     func(l Labels, p errnoPart) ErrorKey { return ErrorKey{SeriesKey{l, p.Syscall}, p.errno} },
-		syscall:    func(p errnoPart) Syscall { return p.Syscall },
-		snapshotOf: func(s *Snapshot) map[ErrorKey]uint64 { return s.Errors },
-		owner:      func(k loader.ErrnoKey) (uint32, uint32) { return k.Tgid, k.ExecId },
-		bookKey:    func(k loader.ErrnoKey) loader.ErrnoKey { return k },
-		fromBook:   func(k loader.ErrnoKey) (loader.ErrnoKey, bool) { return k, k.Err != 0 },
-	}
+	tb := errorsOf(t.kernel.Errors(), func(k loader.ErrnoKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} })
+	tb.owner = func(k loader.ErrnoKey) (uint32, uint32) { return k.Tgid, k.ExecId }
+	tb.bookKey = func(k loader.ErrnoKey) loader.ErrnoKey { return k }
+	tb.fromBook = func(k loader.ErrnoKey) (loader.ErrnoKey, bool) { return k, k.Err != 0 }
 	return tb.init(t.errorLedger)
 }
 
 func (t *Tally) groupCallTable() *entryTable[loader.GroupKey, Syscall, SeriesKey, loader.Counts] {
-	tb := &entryTable[loader.GroupKey, Syscall, SeriesKey, loader.Counts]{
-		read:       func(fn func(loader.GroupKey, loader.Counts)) error { return t.kernel.ReadGroupStats(fn) },
-		delete:     func(keys []loader.GroupKey) (int, error) { return t.kernel.DeleteGroupStats(keys) },
-		part:       func(k loader.GroupKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} },
-		series:     func(l Labels, sc Syscall) SeriesKey { return SeriesKey{l, sc} },
-		syscall:    func(sc Syscall) Syscall { return sc },
-		snapshotOf: func(s *Snapshot) map[SeriesKey]loader.Counts { return s.Calls },
-		calls:      true,
-		group:      groupOf,
-	}
+	tb := callsOf(t.kernel.GroupStats(), func(k loader.GroupKey) Syscall { return Syscall{ABI: k.Abi, NR: k.Nr} })
+	tb.group = groupOf
 	return tb.init(t.callLedger)
 }
 
 func (t *Tally) groupErrorTable() *entryTable[loader.GroupKey, errnoPart, ErrorKey, uint64] {
-	tb := &entryTable[loader.GroupKey, errnoPart, ErrorKey, uint64]{
-		read:       func(fn func(loader.GroupKey, uint64)) error { return t.kernel.ReadGroupErrors(fn) },
-		delete:     func(keys []loader.GroupKey) (int, error) { return t.kernel.DeleteGroupErrors(keys) },
-		part:       func(k loader.GroupKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} },
-		series:     func(l Labels, p errnoPart) ErrorKey { return ErrorKey{SeriesKey{l, p.Syscall}, p.errno} },
-		syscall:    func(p errnoPart) Syscall { return p.Syscall },
-		snapshotOf: func(s *Snapshot) map[ErrorKey]uint64 { return s.Errors },
-		group:      groupOf,
-	}
+	tb := errorsOf(t.kernel.GroupErrors(), func(k loader.GroupKey) errnoPart { return errnoPart{Syscall{ABI: k.Abi, NR: k.Nr}, k.Err} })
+	tb.group = groupOf
 	return tb.init(t.errorLedger)
 }
 
@@ -484,9 +484,9 @@ func (t *Tally) planRead(scrape bool) (readPlan, error) {
 // entries are attributed (and, for a scrape, summed by label set), final
 // ones noted for foldFinished.
 func readProcessEntries[KK, P, SK, V comparable](t *Tally, tb *entryTable[KK, P, SK, V], plan readPlan) error {
-	read := tb.read
+	read := tb.table.Read
 	if plan.byKeys {
-		read = func(fn func(KK, V)) error { return tb.lookup(tb.lookupKeys, fn) }
+		read = func(fn func(KK, V)) error { return tb.table.Lookup(tb.lookupKeys, fn) }
 	}
 	ar := tb.ledger.arith
 	return read(func(k KK, v V) {
@@ -665,7 +665,7 @@ func readGroupEntries[P, SK, V comparable](t *Tally, tb *entryTable[loader.Group
 	var g generationInfo
 	out := tb.snapshotOf(snap)
 	ar := tb.ledger.arith
-	return tb.read(func(k loader.GroupKey, v V) {
+	return tb.table.Read(func(k loader.GroupKey, v V) {
 		tb.seen++
 		p := tb.part(k)
 		if tb.calls {

@@ -125,60 +125,15 @@ func (k *fakeKernel) EntryKeysLost() (uint64, error) {
 	return k.keysLost, k.failing("EntryKeysLost")
 }
 
-func (k *fakeKernel) LookupStats(keys []loader.SyscallKey, fn func(loader.SyscallKey, loader.Counts)) error {
-	defer k.statsRead()
-	return lookup(k, "LookupStats", k.stats, keys, fn)
-}
-
 func (k *fakeKernel) statsRead() {
 	if k.afterStatsRead != nil {
 		k.afterStatsRead()
 	}
 }
 
-func (k *fakeKernel) LookupErrors(keys []loader.ErrnoKey, fn func(loader.ErrnoKey, uint64)) error {
-	return lookup(k, "LookupErrors", k.errs, keys, fn)
-}
-
-// lookup counts each key looked up and calls fn for those with entries.
-func lookup[K comparable, V any](k *fakeKernel, method string, entries map[K]V, keys []K, fn func(K, V)) error {
-	if err := k.failing(method); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		k.lookups++
-		if v, ok := entries[key]; ok {
-			fn(key, v)
-		}
-	}
-	return nil
-}
-
 func (k *fakeKernel) failing(method string) error {
 	if k.failMethod == method {
 		return fmt.Errorf("%s: %w", method, errFaked)
-	}
-	return nil
-}
-
-func (k *fakeKernel) ReadStats(fn func(loader.SyscallKey, loader.Counts)) error {
-	if err := k.failing("ReadStats"); err != nil {
-		return err
-	}
-	k.fullReads++
-	for key, c := range k.stats {
-		fn(key, c)
-	}
-	k.statsRead()
-	return nil
-}
-
-func (k *fakeKernel) ReadErrors(fn func(loader.ErrnoKey, uint64)) error {
-	if err := k.failing("ReadErrors"); err != nil {
-		return err
-	}
-	for key, n := range k.errs {
-		fn(key, n)
 	}
 	return nil
 }
@@ -197,26 +152,6 @@ func groupKey(cgroup uint64, comm string, sc Syscall, errno uint32) loader.Group
 func (k *fakeKernel) callInGroup(cgroup uint64, comm string, sc Syscall, n, ns uint64) {
 	key := groupKey(cgroup, comm, sc, 0)
 	k.groups[key] = plusCounts(k.groups[key], counts(n, ns))
-}
-
-func (k *fakeKernel) ReadGroupStats(fn func(loader.GroupKey, loader.Counts)) error {
-	if err := k.failing("ReadGroupStats"); err != nil {
-		return err
-	}
-	for key, c := range k.groups {
-		fn(key, c)
-	}
-	return nil
-}
-
-func (k *fakeKernel) ReadGroupErrors(fn func(loader.GroupKey, uint64)) error {
-	if err := k.failing("ReadGroupErrors"); err != nil {
-		return err
-	}
-	for key, n := range k.groupErrs {
-		fn(key, n)
-	}
-	return nil
 }
 
 func (k *fakeKernel) ReadOverflowStats(fn func(abi, nr uint16, c loader.Counts)) error {
@@ -255,22 +190,71 @@ func (k *fakeKernel) ReadDrops() ([]uint64, error) {
 	return slices.Clone(k.drops), nil
 }
 
-// DeleteStats deletes in order and stops at a missing key, like
+// fakeTable is one of the fake kernel's maps of counters. Its methods fail
+// with errFaked when failMethod names them as the Kernel's did: "Read" and
+// the table's name ("ReadStats"), "Lookup...", "Delete...".
+type fakeTable[K comparable, V any] struct {
+	k       *fakeKernel
+	name    string
+	entries map[K]V
+	deleted *[]K // the keys deleted, if kept
+	// afterRead runs after each read or lookup.
+	afterRead func()
+}
+
+func (tb fakeTable[K, V]) Read(fn func(K, V)) error {
+	if err := tb.k.failing("Read" + tb.name); err != nil {
+		return err
+	}
+	if tb.name == "Stats" {
+		tb.k.fullReads++
+	}
+	for key, v := range tb.entries {
+		fn(key, v)
+	}
+	if tb.afterRead != nil {
+		tb.afterRead()
+	}
+	return nil
+}
+
+// Lookup counts each key looked up and calls fn for those with entries.
+func (tb fakeTable[K, V]) Lookup(keys []K, fn func(K, V)) error {
+	if tb.afterRead != nil {
+		defer tb.afterRead()
+	}
+	if err := tb.k.failing("Lookup" + tb.name); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		tb.k.lookups++
+		if v, ok := tb.entries[key]; ok {
+			fn(key, v)
+		}
+	}
+	return nil
+}
+
+// Delete deletes in order and stops at a missing key, like
 // BPF_MAP_DELETE_BATCH.
-func (k *fakeKernel) DeleteStats(keys []loader.SyscallKey) (int, error) {
-	return deleteKeys(k, "DeleteStats", k.stats, keys, &k.deletedStats)
+func (tb fakeTable[K, V]) Delete(keys []K) (int, error) {
+	return deleteKeys(tb.k, "Delete"+tb.name, tb.entries, keys, tb.deleted)
 }
 
-func (k *fakeKernel) DeleteErrors(keys []loader.ErrnoKey) (int, error) {
-	return deleteKeys(k, "DeleteErrors", k.errs, keys, &k.deletedErrors)
+func (k *fakeKernel) Stats() Table[loader.SyscallKey, loader.Counts] {
+	return fakeTable[loader.SyscallKey, loader.Counts]{k, "Stats", k.stats, &k.deletedStats, k.statsRead}
 }
 
-func (k *fakeKernel) DeleteGroupStats(keys []loader.GroupKey) (int, error) {
-	return deleteKeys(k, "DeleteGroupStats", k.groups, keys, nil)
+func (k *fakeKernel) Errors() Table[loader.ErrnoKey, uint64] {
+	return fakeTable[loader.ErrnoKey, uint64]{k, "Errors", k.errs, &k.deletedErrors, nil}
 }
 
-func (k *fakeKernel) DeleteGroupErrors(keys []loader.GroupKey) (int, error) {
-	return deleteKeys(k, "DeleteGroupErrors", k.groupErrs, keys, nil)
+func (k *fakeKernel) GroupStats() Table[loader.GroupKey, loader.Counts] {
+	return fakeTable[loader.GroupKey, loader.Counts]{k: k, name: "GroupStats", entries: k.groups}
+}
+
+func (k *fakeKernel) GroupErrors() Table[loader.GroupKey, uint64] {
+	return fakeTable[loader.GroupKey, uint64]{k: k, name: "GroupErrors", entries: k.groupErrs}
 }
 
 // deleteKeys deletes keys from m in order and says how many it deleted; it

@@ -451,7 +451,7 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 		t.Errorf("stats_map_full drops = %v, want %d", got[`sysobsd_drops_total{reason="stats_map_full"}`], n)
 	}
 	left := 0
-	if err := h.probes.ReadGroupStats(func(loader.GroupKey, loader.Counts) { left++ }); err != nil {
+	if err := h.probes.GroupStats().Read(func(loader.GroupKey, loader.Counts) { left++ }); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {

@@ -275,7 +275,7 @@ func TestFoldLooksUpTheExitedProcessByKeys(t *testing.T) {
 	}
 	tgid := uint32(cmd.Process.Pid)
 	var left []loader.SyscallKey
-	if err := h.probes.ReadStats(func(key loader.SyscallKey, _ loader.Counts) {
+	if err := h.probes.Stats().Read(func(key loader.SyscallKey, _ loader.Counts) {
 		if key.Tgid == tgid {
 			left = append(left, key)
 		}
@@ -320,7 +320,7 @@ func waitNoKernelEntries(t *testing.T, h *harness) {
 			t.Fatal(err)
 		}
 		stale = stale[:0]
-		err := h.probes.ReadStats(func(k loader.SyscallKey, _ loader.Counts) {
+		err := h.probes.Stats().Read(func(k loader.SyscallKey, _ loader.Counts) {
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", k.Tgid)); err != nil {
 				stale = append(stale, k.Tgid)
 			}
@@ -388,7 +388,7 @@ func TestExecFreesThePreExecEntriesWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		clear(generations)
-		err := h.probes.ReadStats(func(k loader.SyscallKey, _ loader.Counts) {
+		err := h.probes.Stats().Read(func(k loader.SyscallKey, _ loader.Counts) {
 			if k.Tgid == tgid {
 				generations[k.ExecId] = true
 			}
