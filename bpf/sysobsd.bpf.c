@@ -16,7 +16,7 @@
  *                    whether the process is counted (process_listed).
  *
  * Maps
- *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns};
+ *   syscall_stats    per-CPU hash {tgid, exec_id, nr, abi} -> {calls, ns, bytes};
  *                    exec_id is the process generation (generation_of)
  *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
  *   latency_hist     per-CPU array [abi][nr] -> histogram, power-of-two seconds
@@ -59,6 +59,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "headers/byte_calls.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -164,6 +165,7 @@ struct group_key {
 struct syscall_stats_value {
 	u64 calls;
 	u64 ns;
+	u64 bytes; /* sum of the successful return values of calls that move bytes */
 };
 
 struct latency_hist_value {
@@ -886,6 +888,8 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	if (stats) {
 		stats->calls += 1;
 		stats->ns += ns;
+		if (ret > 0 && moves_bytes(key.abi, nr))
+			stats->bytes += ret;
 	}
 
 	if (measure_latency && ns) {

@@ -95,13 +95,20 @@ func CString[B byte | int8](s []B) string {
 type Counts struct {
 	Calls uint64
 	NS    uint64
+	// Bytes sums the successful return values of the calls that move
+	// bytes (syscalls.ByteCalls); 0 for every other syscall.
+	Bytes uint64
 }
 
 // Plus is c and o added up.
-func (c Counts) Plus(o Counts) Counts { return Counts{Calls: c.Calls + o.Calls, NS: c.NS + o.NS} }
+func (c Counts) Plus(o Counts) Counts {
+	return Counts{Calls: c.Calls + o.Calls, NS: c.NS + o.NS, Bytes: c.Bytes + o.Bytes}
+}
 
 // Minus is c less o.
-func (c Counts) Minus(o Counts) Counts { return Counts{Calls: c.Calls - o.Calls, NS: c.NS - o.NS} }
+func (c Counts) Minus(o Counts) Counts {
+	return Counts{Calls: c.Calls - o.Calls, NS: c.NS - o.NS, Bytes: c.Bytes - o.Bytes}
+}
 
 // Histogram is one syscall's latency distribution, summed over CPUs: bucket b
 // counts calls that took (2^(b-1), 2^b] ns; the last bucket all longer ones.
@@ -237,6 +244,7 @@ func sumCounts(per []sysobsdSyscallStatsValue) Counts {
 	for _, v := range per {
 		c.Calls += v.Calls
 		c.NS += v.Ns
+		c.Bytes += v.Bytes
 	}
 	return c
 }

@@ -181,6 +181,7 @@ type sysobsdSyscallStatsValue struct {
 	_     structs.HostLayout
 	Calls uint64
 	Ns    uint64
+	Bytes uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -38,7 +38,7 @@ const (
 
 // processDescs are the per-process metrics' descriptors for one label set.
 type processDescs struct {
-	calls, errors, seconds *prometheus.Desc
+	calls, errors, seconds, bytes *prometheus.Desc
 }
 
 func newProcessDescs(set tally.LabelSet) processDescs {
@@ -52,6 +52,8 @@ func newProcessDescs(set tally.LabelSet) processDescs {
 			"System calls that returned -errno.", withErrno, nil),
 		seconds: prometheus.NewDesc("sysobsd_syscall_seconds_total",
 			"Time spent inside system calls, from entry to exit.", withSyscall, nil),
+		bytes: prometheus.NewDesc("sysobsd_syscall_bytes_total",
+			"Bytes moved by the system calls that return them (read, write, send, recv families, sendfile, splice, copy_file_range): the sum of their successful return values.", withSyscall, nil),
 	}
 }
 
@@ -210,10 +212,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.emitProcessSeries(ch, snap, descs)
 
 	// The overflow series of the series cap: every label "~other".
-	other := tally.Labels{Comm: tally.OtherComm, Unit: tally.OtherComm, Container: tally.OtherComm, Cgroup: tally.OtherComm, PID: tally.OtherComm}
+	other := tally.EveryLabel(tally.OtherComm)
 	if snap.CallsSeriesOverflows > 0 {
 		c.emit(ch, descs.calls, prometheus.CounterValue, float64(snap.CallsOther.Calls), values(other, tally.OtherComm)...)
 		c.emit(ch, descs.seconds, prometheus.CounterValue, float64(snap.CallsOther.NS)/1e9, values(other, tally.OtherComm)...)
+		c.emit(ch, descs.bytes, prometheus.CounterValue, float64(snap.CallsOther.Bytes), values(other, tally.OtherComm)...)
 	}
 	if snap.ErrorsSeriesOverflows > 0 {
 		c.emit(ch, descs.errors, prometheus.CounterValue, float64(snap.ErrorsOther), values(other, tally.OtherComm, tally.OtherComm)...)
@@ -274,8 +277,7 @@ func (c *Collector) emitProcessSeries(ch chan<- prometheus.Metric, snap *tally.S
 		if err != nil {
 			logInvalid(descs.calls, err)
 		}
-		s.value.Calls += v.Calls
-		s.value.NS += v.NS
+		s.value = s.value.Plus(v)
 	}
 	for k, v := range snap.Errors {
 		key := errnoKey{nameKey{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR))}, syscalls.ErrnoName(k.Errno)}
@@ -288,12 +290,18 @@ func (c *Collector) emitProcessSeries(ch chan<- prometheus.Metric, snap *tally.S
 		s.value += v
 	}
 	calls := c.series.calls.endScrape()
-	// calls and seconds have the same label names and values.
+	// calls, seconds and bytes have the same label names and values;
+	// bytes only for the syscalls that return them.
 	for _, s := range calls {
 		ch <- &counterSeries{desc: descs.calls, labels: s.labels, value: float64(s.value.Calls)}
 	}
 	for _, s := range calls {
 		ch <- &counterSeries{desc: descs.seconds, labels: s.labels, value: float64(s.value.NS) / 1e9}
+	}
+	for _, s := range calls {
+		if syscalls.MovesBytes(s.key.syscall) {
+			ch <- &counterSeries{desc: descs.bytes, labels: s.labels, value: float64(s.value.Bytes)}
+		}
 	}
 	for _, s := range c.series.errors.endScrape() {
 		ch <- &counterSeries{desc: descs.errors, labels: s.labels, value: float64(s.value)}

@@ -91,13 +91,13 @@ func goldenSnapshot() *tally.Snapshot {
 	return withSyscallNS(&tally.Snapshot{
 		LabelSet: tally.LabelSet(tally.LabelComm),
 		Calls: map[tally.SeriesKey]loader.Counts{
-			seriesKey("nginx", nativeRead):          {Calls: 100, NS: 2_000_000_000},
-			seriesKey("nginx", compatRead):          {Calls: 5, NS: 1_000_000}, // one series with the native read
+			seriesKey("nginx", nativeRead):          {Calls: 100, NS: 2_000_000_000, Bytes: 409_600},
+			seriesKey("nginx", compatRead):          {Calls: 5, NS: 1_000_000, Bytes: 20}, // one series with the native read
 			seriesKey("nginx", nativeOpenat):        {Calls: 10, NS: 500_000},
 			seriesKey("postgres", nativeFutex):      {Calls: 50, NS: 3_000_000_000},
 			seriesKey("postgres", compatFutex):      {Calls: 1, NS: 250_000_000},
 			seriesKey("postgres", nativeOdd):        {Calls: 2, NS: 0},
-			seriesKey(tally.OtherComm, nativeWrite): {Calls: 7, NS: 700},
+			seriesKey(tally.OtherComm, nativeWrite): {Calls: 7, NS: 700, Bytes: 7},
 		},
 		Errors: map[tally.ErrorKey]uint64{
 			errorKey("nginx", nativeOpenat, 2):     4,
@@ -219,6 +219,7 @@ func TestCollectorSeriesCounts(t *testing.T) {
 	for name, want := range map[string]int{
 		"sysobsd_syscalls_total":           5, // nginx read, openat; postgres futex, unknown_999; ~other write
 		"sysobsd_syscall_seconds_total":    5,
+		"sysobsd_syscall_bytes_total":      2,                           // read and write only: openat, futex, unknown_999 move none
 		"sysobsd_syscall_errors_total":     3,                           // the two writes merged
 		"sysobsd_syscall_duration_seconds": 2,                           // read and futex; openat and write measured nothing
 		"sysobsd_drops_total":              len(loader.DropReasons) - 2, // the notable_ ones are events_dropped

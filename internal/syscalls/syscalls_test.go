@@ -1,6 +1,7 @@
 package syscalls
 
 import (
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -396,4 +397,37 @@ func TestErrnoNumberReversesErrnoName(t *testing.T) {
 			t.Errorf("ErrnoNumber(ErrnoName(%d)=%q) = %d", n, name, got)
 		}
 	}
+}
+
+// bpf/headers/byte_calls.h is what ByteCallsHeader makes now: the kernel
+// sums bytes for exactly the syscalls the daemon exports them for.
+func TestByteCallsHeaderIsCurrent(t *testing.T) {
+	want, err := ByteCallsHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../bpf/headers/byte_calls.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Error("bpf/headers/byte_calls.h is stale: run make generate")
+	}
+	for _, name := range ByteCalls {
+		if _, ok := forArch(t, "amd64").Number(Native, name); !ok && name != "send" && name != "recv" && name != "sendfile64" {
+			t.Errorf("%s: no x86_64 number", name)
+		}
+	}
+	if !MovesBytes("pwritev2") || MovesBytes("sendmmsg") || MovesBytes("openat") {
+		t.Error("MovesBytes: pwritev2 moves bytes; sendmmsg (messages) and openat do not")
+	}
+}
+
+func forArch(t *testing.T, goarch string) *Table {
+	t.Helper()
+	tb, err := ForArch(goarch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
 }

@@ -121,8 +121,8 @@ func (l Labels) project(s LabelSet) Labels {
 	return l
 }
 
-// everyLabel is value in every label: the "~other" and "~unknown" series.
-func everyLabel(value string) Labels {
+// EveryLabel is value in every label: the "~other" and "~unknown" series.
+func EveryLabel(value string) Labels {
 	var l Labels
 	for _, d := range dimensions {
 		*d.field(&l) = value

@@ -33,8 +33,8 @@ const (
 )
 
 var (
-	otherLabels   = everyLabel(OtherComm)
-	unknownLabels = everyLabel(UnknownComm)
+	otherLabels   = EveryLabel(OtherComm)
+	unknownLabels = EveryLabel(UnknownComm)
 )
 
 // Limits bound what the tally keeps and exports.

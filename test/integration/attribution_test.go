@@ -381,6 +381,14 @@ func TestCompatTaskNamedFromI386Table(t *testing.T) {
 	if v := got[calls(comm, "semget")]; v != 0 {
 		t.Errorf("%s = %v: named from the x86_64 table", calls(comm, "semget"), v)
 	}
+	// i386's write is 4 (x86_64's stat, which moves no bytes): its bytes
+	// are counted from the i386 table.
+	comm = uniqueComm("i386w")
+	h.run32(w32, "basic", comm, "250", "0", "3")
+	h.expect(2*time.Second, map[string]float64{
+		calls(comm, "write"):      253,
+		bytesMoved(comm, "write"): 250,
+	})
 }
 
 func labelStringSorted(parts []string) string {

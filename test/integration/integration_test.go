@@ -202,7 +202,13 @@ func (h *harness) expect(timeout time.Duration, want map[string]float64) map[str
 
 func (h *harness) run(args ...string) {
 	h.t.Helper()
-	cmd := exec.Command(h.workload, args...)
+	h.run32(h.workload, args...)
+}
+
+// run32 runs another build of the workload (the 32-bit one).
+func (h *harness) run32(workload string, args ...string) {
+	h.t.Helper()
+	cmd := exec.Command(workload, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		h.t.Fatalf("workload %v: %v: %s", args, err, out)
 	}
@@ -236,6 +242,10 @@ func seconds(comm, syscall string) string {
 	return fmt.Sprintf(`sysobsd_syscall_seconds_total{comm=%q,syscall=%q}`, comm, syscall)
 }
 
+func bytesMoved(comm, syscall string) string {
+	return fmt.Sprintf(`sysobsd_syscall_bytes_total{comm=%q,syscall=%q}`, comm, syscall)
+}
+
 // The done-when case of the core issue: a short-lived static program that
 // names itself, writes, fails openat and fills /dev/full.
 func TestShortLivedProcessCountedExactly(t *testing.T) {
@@ -249,6 +259,8 @@ func TestShortLivedProcessCountedExactly(t *testing.T) {
 		calls(comm, "openat"):          m + 2,
 		errs(comm, "openat", "ENOENT"): m,
 		calls(comm, "prctl"):           1,
+		// n one-byte writes; the failed ones move nothing.
+		bytesMoved(comm, "write"): n,
 	})
 	if got[seconds(comm, "write")] <= 0 {
 		t.Errorf("%s = %v, want > 0", seconds(comm, "write"), got[seconds(comm, "write")])
