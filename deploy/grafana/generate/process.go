@@ -13,10 +13,14 @@ func process() *dashboard.DashboardBuilder {
 	seconds := rate("sysobsd_syscall_seconds_total", comm)
 	calls := rate("sysobsd_syscalls_total", comm)
 	errs := rate("sysobsd_syscall_errors_total", comm)
+	moved := rate("sysobsd_syscall_bytes_total", comm)
 	bySyscall := func(expr string) string { return "sum by (syscall) (" + expr + ")" }
 	top := func(expr string) string { return "topk(10, " + expr + ")" }
 	// Seconds per call, only where calls were made.
 	perCall := bySyscall(seconds) + " / (" + bySyscall(calls) + " > 0)"
+	// Bytes per call of the syscalls that move bytes (the others have no
+	// bytes series, so no result).
+	bytesPerCall := bySyscall(moved) + " / (" + bySyscall(calls) + " > 0)"
 
 	return newDashboard("sysobsd-process", "sysobsd / Process",
 		"One process (comm) on the selected hosts, read like strace -c: share of time, seconds, time per call, calls and errors for each syscall, then the same over time.").
@@ -50,6 +54,9 @@ func process() *dashboard.DashboardBuilder {
 		WithPanel(timeseriesPanel("Time per call by syscall",
 			"Average time inside one call of each of $comm's syscalls (strace -c's usecs/call), for the 10 slowest.",
 			"s", query(top(perCall), "{{syscall}}"))).
+		WithPanel(timeseriesPanel("Bytes per call by syscall",
+			"Bytes each read, write, send, recv (and the like) of $comm moved per call: a few bytes a call, many times a second, is output that is not buffered (see SysobsdUnbufferedWrites).",
+			"bytes", query(bySyscall(bytesPerCall), "{{syscall}}"))).
 		WithPanel(timeseriesPanel("Futex share of $comm's syscall time",
 			"Share of $comm's time in syscalls spent in futex (waiting for locks or condition variables). 0 when it makes no futex calls.",
 			"percentunit", query("(sum by (instance) ("+rate("sysobsd_syscall_seconds_total", comm, `syscall="futex"`)+") or sum by (instance) ("+seconds+") * 0)"+
