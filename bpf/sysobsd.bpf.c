@@ -232,6 +232,28 @@ struct start_slot {
 	u64 ns;
 };
 
+/* A thread inside a syscall, as the in_flight iterator reports it. */
+struct in_flight_record {
+	u64 start_ns; /* bpf_ktime_get_ns() at the call's entry */
+	u64 args[6];
+	u32 tgid;
+	u32 tid;
+	u32 exec_id;
+	u32 state; /* enum thread_state */
+	u16 nr;
+	u16 abi;
+	u32 pad;
+	char comm[COMM_LEN]; /* the thread's name */
+};
+
+/* What a thread inside a call is doing, from its TASK_* bits. */
+enum thread_state {
+	THREAD_RUNNING = 0,  /* on a CPU or waiting for one */
+	THREAD_SLEEPING = 1, /* interruptible wait (S): epoll_wait, futex, read on a socket */
+	THREAD_UNINTERRUPTIBLE = 2, /* uninterruptible wait (D): disk I/O, a vfork parent */
+	THREAD_STOPPED = 3,         /* stopped or traced (T, t) */
+};
+
 struct notable_budget_value {
 	u64 window; /* ts_ns >> 30 */
 	u32 sent;
@@ -435,6 +457,8 @@ const enum match_bits *unused_match_bits __attribute__((unused));
 const enum filter_dim *unused_filter_dim __attribute__((unused));
 const enum notable_kind *unused_notable_kind __attribute__((unused));
 const struct errno_key *unused_errno_key __attribute__((unused));
+const struct in_flight_record *unused_in_flight_record __attribute__((unused));
+const enum thread_state *unused_thread_state __attribute__((unused));
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -1138,6 +1162,69 @@ static __always_inline bool current_is_in_execve(void)
 #else
 	return nr == 221 || nr == 281;
 #endif
+}
+
+/* The state of a thread inside a call, from its TASK_* bits. */
+static __always_inline u32 thread_state_of(struct task_struct *task)
+{
+	u32 st;
+
+	if (bpf_core_field_exists(task->__state))
+		st = BPF_CORE_READ(task, __state);
+	else
+		st = (u32)BPF_CORE_READ((struct task_struct___pre514 *)task, state);
+	if (st & 0x0002) /* TASK_UNINTERRUPTIBLE, TASK_KILLABLE */
+		return THREAD_UNINTERRUPTIBLE;
+	if (st & 0x0001) /* TASK_INTERRUPTIBLE */
+		return THREAD_SLEEPING;
+	if (st & 0x000c) /* __TASK_STOPPED, __TASK_TRACED */
+		return THREAD_STOPPED;
+	return THREAD_RUNNING;
+}
+
+/* iter/task: every thread now inside a syscall whose entry sys_enter
+ * stamped (a counted process; latency measured), with the call, its
+ * arguments, its state and its entry time. Run by the daemon at each scrape
+ * (nothing is added per syscall); needs bpf_task_pt_regs (Linux 5.15). */
+SEC("iter/task")
+int in_flight(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct in_flight_record r = {};
+	struct start_slot *slot;
+	struct pt_regs *regs;
+	u32 zero = 0;
+	long nr;
+
+	if (!task || task->tgid == self_tgid)
+		return 0;
+	slot = start_slot_of(task->pid);
+	if (slot && slot->tid == task->pid && slot->ns) {
+		r.start_ns = slot->ns;
+	} else {
+		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);
+
+		if (!start || !*start)
+			return 0;
+		r.start_ns = *start;
+	}
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	nr = SYSCALL_NR_READ(regs);
+	r.abi = task_abi(task);
+	if (syscall_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), r.abi, nr))
+		return 0;
+	r.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
+	for (int i = 0; i < 6; i++)
+		r.args[i] = SYSCALL_ARG(regs, i);
+	r.tgid = task->tgid;
+	r.tid = task->pid;
+	r.exec_id = generation_of(task);
+	r.state = thread_state_of(task);
+	BPF_CORE_READ_STR_INTO(&r.comm, task, comm);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
 }
 
 SEC("tp_btf/task_rename")

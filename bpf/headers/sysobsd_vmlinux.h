@@ -84,8 +84,34 @@ struct task_struct {
 	struct signal_struct *signal;
 	struct css_set *cgroups;
 	char comm[16];
-	u64 self_exec_id; /* incremented by every exec: splits counts before and after */
-	u64 start_time;   /* the thread's; a leader's is the process's (exec keeps it) */
+	u64 self_exec_id;     /* incremented by every exec: splits counts before and after */
+	u64 start_time;       /* the thread's; a leader's is the process's (exec keeps it) */
+	unsigned int __state; /* TASK_* bits (Linux 5.14; before, state) */
+};
+
+/* Before Linux 5.14 the state was a long named state. */
+struct task_struct___pre514 {
+	long state;
+};
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	union {
+		struct seq_file *seq;
+	};
+	u64 session_id;
+	u64 seq_num;
+};
+
+/* The context of an iter/task program: each task in turn, NULL at the end. */
+struct bpf_iter__task {
+	union {
+		struct bpf_iter_meta *meta;
+	};
+	union {
+		struct task_struct *task;
+	};
 };
 
 #pragma clang attribute pop

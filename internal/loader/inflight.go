@@ -1,6 +1,74 @@
 package loader
 
-import "fmt"
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// InFlightRecord is a thread inside a syscall, as the in_flight iterator
+// reports it.
+type InFlightRecord = sysobsdInFlightRecord
+
+// The states of a thread inside a call (enum thread_state).
+const (
+	ThreadRunning         = uint32(sysobsdThreadStateTHREAD_RUNNING)
+	ThreadSleeping        = uint32(sysobsdThreadStateTHREAD_SLEEPING)
+	ThreadUninterruptible = uint32(sysobsdThreadStateTHREAD_UNINTERRUPTIBLE)
+	ThreadStopped         = uint32(sysobsdThreadStateTHREAD_STOPPED)
+)
+
+// ThreadStateName is a thread state's label value.
+func ThreadStateName(state uint32) string {
+	switch state {
+	case ThreadRunning:
+		return "running"
+	case ThreadSleeping:
+		return "sleeping"
+	case ThreadUninterruptible:
+		return "uninterruptible"
+	case ThreadStopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
+// ErrNoInFlight: the programs cannot report calls in flight (latency off,
+// or a kernel before 5.15).
+var ErrNoInFlight = errors.New("calls in flight are not reported: latency is off or the kernel lacks bpf_task_pt_regs (Linux 5.15)")
+
+var inFlightRecordSize = binary.Size(InFlightRecord{})
+
+// ReadInFlight calls fn for every thread inside a syscall now whose entry
+// sys_enter stamped: one run of the in_flight task iterator, which walks the
+// host's threads (nothing is added per syscall).
+func (m *Maps) ReadInFlight(fn func(InFlightRecord)) error {
+	if m.inFlight == nil {
+		return ErrNoInFlight
+	}
+	rd, err := m.inFlight.Open()
+	if err != nil {
+		return fmt.Errorf("run the in_flight iterator: %w", err)
+	}
+	defer rd.Close()
+	buf := make([]byte, inFlightRecordSize)
+	br := bufio.NewReaderSize(rd, 64*inFlightRecordSize)
+	for {
+		if _, err := io.ReadFull(br, buf); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read the in_flight iterator: %w", err)
+		}
+		var r InFlightRecord
+		if _, err := binary.Decode(buf, binary.NativeEndian, &r); err != nil {
+			return fmt.Errorf("decode an in_flight record: %w", err)
+		}
+		fn(r)
+	}
+}
 
 // CallStartedAt reports whether thread tid is inside a system call now and,
 // if it is, when the call began: bpf_ktime_get_ns at sys_enter, the

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -147,4 +148,64 @@ func threadIDs() ([]uint32, error) {
 		tids = append(tids, uint32(tid))
 	}
 	return tids, nil
+}
+
+// A thread blocked in read on a pipe is reported by the in_flight iterator:
+// its process, the read, sleeping (an interruptible wait), the fd argument
+// and an entry time from before it blocked; once it returns, it is not.
+func TestReadInFlightReportsABlockedRead(t *testing.T) {
+	testenv.RequireRoot(t)
+	opts := DefaultOptions()
+	probes, err := Load(opts, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probes.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	before := monotonicNow(t)
+	child := exec.Command("cat")
+	child.Stdin = r
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	pid := uint32(child.Process.Pid)
+	var found InFlightRecord
+	ok := testenv.Eventually(5*time.Second, func() bool {
+		found = InFlightRecord{}
+		err := probes.ReadInFlight(func(rec InFlightRecord) {
+			if rec.Tgid == pid && rec.Nr == 0 { // x86_64 read; see below for arm64
+				found = rec
+			}
+			if runtime.GOARCH == "arm64" && rec.Tgid == pid && rec.Nr == 63 {
+				found = rec
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found.Tgid == pid
+	})
+	if !ok {
+		t.Fatalf("cat (pid %d) blocked in read on a pipe: not reported in flight", pid)
+	}
+	if found.State != ThreadSleeping || found.Args[0] != 0 || found.StartNs < before || found.StartNs > monotonicNow(t) {
+		t.Errorf("in flight: %+v; want sleeping, fd 0, started after %d", found, before)
+	}
+	w.Close()
+	if err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	err = probes.ReadInFlight(func(rec InFlightRecord) {
+		if rec.Tgid == pid {
+			t.Errorf("exited process still reported in flight: %+v", rec)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

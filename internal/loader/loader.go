@@ -24,6 +24,10 @@ const KernelBTFPath = "/sys/kernel/btf/vmlinux"
 // renameProgram is optional: without it, renames are seen at exit only.
 const renameProgram = sysobsdProgTaskRename
 
+// inFlightProgram is optional too: without it (bpf_task_pt_regs, Linux
+// 5.15), the calls in flight are not reported.
+const inFlightProgram = sysobsdProgInFlight
+
 // lifecyclePrograms send the process and cgroup records; attached before the
 // syscall programs, in every mode.
 var lifecyclePrograms = []string{sysobsdProgProcessFork, sysobsdProgProcessExec, sysobsdProgProcessExit,
@@ -263,6 +267,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	err = p.attachAll(coll, mode, lifecyclePrograms)
 	if err == nil {
 		p.attachRename(coll, log)
+		p.attachInFlight(coll, log)
 		if opts.Prepare != nil {
 			err = opts.Prepare(p)
 		}
@@ -293,8 +298,9 @@ func keepOnly(spec *ebpf.CollectionSpec, latency bool, enter, exit string) {
 	for _, name := range lifecyclePrograms {
 		want[name] = true
 	}
-	if latency {
+	if latency { // the entry times in_flight reports are sys_enter's
 		want[enter] = true
+		want[inFlightProgram] = true
 	}
 	for name := range spec.Programs {
 		if !want[name] {
@@ -303,26 +309,56 @@ func keepOnly(spec *ebpf.CollectionSpec, latency bool, enter, exit string) {
 	}
 }
 
-// newCollection loads the maps and programs; where they fail to load with
-// task_rename (it needs bpf_task_pt_regs, Linux 5.15), they are loaded
-// without it.
+// newCollection loads the maps and programs. Where they fail to load, it
+// tries again without the optional programs: task_rename and in_flight need
+// bpf_task_pt_regs (Linux 5.15); the error named one of them, that one
+// first.
 func newCollection(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, log *zap.Logger) (*ebpf.Collection, error) {
 	collOpts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}}
 	coll, err := ebpf.NewCollectionWithOptions(spec, collOpts)
-	if err != nil && spec.Programs[renameProgram] != nil {
-		delete(spec.Programs, renameProgram)
+	for _, optional := range optionalPrograms(spec, err) {
+		delete(spec.Programs, optional)
 		var retryErr error
 		if coll, retryErr = ebpf.NewCollectionWithOptions(spec, collOpts); retryErr == nil {
-			log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
+			log.Warn(optionalWarning[optional], zap.Error(err))
 		}
-		// Failing without task_rename too, the cause is elsewhere: report
-		// that error, not task_rename's.
+		// Failing without it too, the cause is elsewhere (or in the other
+		// optional program): report the later error.
 		err = retryErr
+		if err == nil {
+			break
+		}
 	}
 	if err != nil {
 		return nil, describeLoadError(err)
 	}
 	return coll, nil
+}
+
+// optionalWarning is what a run without each optional program misses.
+var optionalWarning = map[string]string{
+	renameProgram:   "process renames by prctl are seen when the process exits only",
+	inFlightProgram: "calls in flight are not reported (sysobsd_syscalls_in_flight, sysobsd ps)",
+}
+
+// optionalPrograms are the optional programs in spec to drop, in order,
+// after a load error: the one the error names first.
+func optionalPrograms(spec *ebpf.CollectionSpec, err error) []string {
+	if err == nil {
+		return nil
+	}
+	var names []string
+	for _, name := range []string{renameProgram, inFlightProgram} {
+		if spec.Programs[name] == nil {
+			continue
+		}
+		if strings.Contains(err.Error(), "program "+name) {
+			names = append([]string{name}, names...)
+		} else {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // attachAll attaches the named programs of coll, keeping their links.
@@ -351,6 +387,21 @@ func (p *Probes) attachRename(coll *ebpf.Collection, log *zap.Logger) {
 	}
 	p.keep(coll, renameProgram, l)
 	p.RenamesTracked = true
+}
+
+// attachInFlight attaches the in_flight iterator if it loaded.
+func (p *Probes) attachInFlight(coll *ebpf.Collection, log *zap.Logger) {
+	prog := coll.Programs[inFlightProgram]
+	if prog == nil {
+		return
+	}
+	l, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		log.Warn(optionalWarning[inFlightProgram], zap.Error(err))
+		return
+	}
+	p.keep(coll, inFlightProgram, l)
+	p.Maps.inFlight = l
 }
 
 // keep holds an attached program's link, and the program under its hook's

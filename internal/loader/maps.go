@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 )
 
@@ -134,6 +135,10 @@ type Maps struct {
 	slotKeys           []uint32
 	slotCounts         []sysobsdSyscallStatsValue
 
+	// inFlight runs the in_flight task iterator; nil without it (latency
+	// off, or a kernel that cannot load it). Probes owns its link.
+	inFlight *link.Iter
+
 	// entryKeys reads the kernel's announcements of new entries, never
 	// blocking: they wait in the ring buffer until the next fold or scrape.
 	entryKeys *ringbuf.Reader
@@ -183,7 +188,9 @@ func (m *Maps) Errors() *Counters[ErrnoKey, uint64, uint64] { return m.errs }
 
 // GroupStats is group_stats: {cgroup, process name, syscall} → calls and
 // time, for calls counted without their process (per-process map full).
-func (m *Maps) GroupStats() *Counters[GroupKey, sysobsdSyscallStatsValue, Counts] { return m.groupStats }
+func (m *Maps) GroupStats() *Counters[GroupKey, sysobsdSyscallStatsValue, Counts] {
+	return m.groupStats
+}
 
 // GroupErrors is group_errors, the errors of GroupStats.
 func (m *Maps) GroupErrors() *Counters[GroupKey, uint64, uint64] { return m.groupErrors }

@@ -75,6 +75,20 @@ type sysobsdGroupKey struct {
 	Err      uint32
 }
 
+type sysobsdInFlightRecord struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Args    [6]uint64
+	Tgid    uint32
+	Tid     uint32
+	ExecId  uint32
+	State   uint32
+	Nr      uint16
+	Abi     uint16
+	Pad     uint32
+	Comm    [16]int8
+}
+
 type sysobsdLatencyHistValue struct {
 	_       structs.HostLayout
 	Buckets [40]uint64
@@ -184,6 +198,15 @@ type sysobsdSyscallStatsValue struct {
 	Bytes uint64
 }
 
+type sysobsdThreadState uint32
+
+const (
+	sysobsdThreadStateTHREAD_RUNNING         sysobsdThreadState = 0
+	sysobsdThreadStateTHREAD_SLEEPING        sysobsdThreadState = 1
+	sysobsdThreadStateTHREAD_UNINTERRUPTIBLE sysobsdThreadState = 2
+	sysobsdThreadStateTHREAD_STOPPED         sysobsdThreadState = 3
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -215,6 +238,7 @@ const (
 	sysobsdProgCgroupAttach        = "cgroup_attach"
 	sysobsdProgCgroupMkdir         = "cgroup_mkdir"
 	sysobsdProgCgroupRmdir         = "cgroup_rmdir"
+	sysobsdProgInFlight            = "in_flight"
 	sysobsdProgProcessExec         = "process_exec"
 	sysobsdProgProcessExit         = "process_exit"
 	sysobsdProgProcessFork         = "process_fork"
@@ -233,6 +257,7 @@ const (
 	sysobsdVarUnusedFilterDim      = "unused_filter_dim"
 	sysobsdVarUnusedFilterSettings = "unused_filter_settings"
 	sysobsdVarUnusedGroupKey       = "unused_group_key"
+	sysobsdVarUnusedInFlightRecord = "unused_in_flight_record"
 	sysobsdVarUnusedLayout         = "unused_layout"
 	sysobsdVarUnusedLifecycleEvent = "unused_lifecycle_event"
 	sysobsdVarUnusedLifecycleKind  = "unused_lifecycle_kind"
@@ -240,6 +265,7 @@ const (
 	sysobsdVarUnusedNotableEvent   = "unused_notable_event"
 	sysobsdVarUnusedNotableKind    = "unused_notable_kind"
 	sysobsdVarUnusedProcessFilter  = "unused_process_filter"
+	sysobsdVarUnusedThreadState    = "unused_thread_state"
 )
 
 // loadSysobsd returns the embedded CollectionSpec for sysobsd.
@@ -287,6 +313,7 @@ type sysobsdProgramSpecs struct {
 	CgroupAttach *ebpf.ProgramSpec `ebpf:"cgroup_attach"`
 	CgroupMkdir  *ebpf.ProgramSpec `ebpf:"cgroup_mkdir"`
 	CgroupRmdir  *ebpf.ProgramSpec `ebpf:"cgroup_rmdir"`
+	InFlight     *ebpf.ProgramSpec `ebpf:"in_flight"`
 	ProcessExec  *ebpf.ProgramSpec `ebpf:"process_exec"`
 	ProcessExit  *ebpf.ProgramSpec `ebpf:"process_exit"`
 	ProcessFork  *ebpf.ProgramSpec `ebpf:"process_fork"`
@@ -341,6 +368,7 @@ type sysobsdVariableSpecs struct {
 	UnusedFilterDim      *ebpf.VariableSpec `ebpf:"unused_filter_dim"`
 	UnusedFilterSettings *ebpf.VariableSpec `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.VariableSpec `ebpf:"unused_group_key"`
+	UnusedInFlightRecord *ebpf.VariableSpec `ebpf:"unused_in_flight_record"`
 	UnusedLayout         *ebpf.VariableSpec `ebpf:"unused_layout"`
 	UnusedLifecycleEvent *ebpf.VariableSpec `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.VariableSpec `ebpf:"unused_lifecycle_kind"`
@@ -348,6 +376,7 @@ type sysobsdVariableSpecs struct {
 	UnusedNotableEvent   *ebpf.VariableSpec `ebpf:"unused_notable_event"`
 	UnusedNotableKind    *ebpf.VariableSpec `ebpf:"unused_notable_kind"`
 	UnusedProcessFilter  *ebpf.VariableSpec `ebpf:"unused_process_filter"`
+	UnusedThreadState    *ebpf.VariableSpec `ebpf:"unused_thread_state"`
 }
 
 // sysobsdObjects contains all objects after they have been loaded into the kernel.
@@ -439,6 +468,7 @@ type sysobsdVariables struct {
 	UnusedFilterDim      *ebpf.Variable `ebpf:"unused_filter_dim"`
 	UnusedFilterSettings *ebpf.Variable `ebpf:"unused_filter_settings"`
 	UnusedGroupKey       *ebpf.Variable `ebpf:"unused_group_key"`
+	UnusedInFlightRecord *ebpf.Variable `ebpf:"unused_in_flight_record"`
 	UnusedLayout         *ebpf.Variable `ebpf:"unused_layout"`
 	UnusedLifecycleEvent *ebpf.Variable `ebpf:"unused_lifecycle_event"`
 	UnusedLifecycleKind  *ebpf.Variable `ebpf:"unused_lifecycle_kind"`
@@ -446,6 +476,7 @@ type sysobsdVariables struct {
 	UnusedNotableEvent   *ebpf.Variable `ebpf:"unused_notable_event"`
 	UnusedNotableKind    *ebpf.Variable `ebpf:"unused_notable_kind"`
 	UnusedProcessFilter  *ebpf.Variable `ebpf:"unused_process_filter"`
+	UnusedThreadState    *ebpf.Variable `ebpf:"unused_thread_state"`
 }
 
 // sysobsdPrograms contains all programs after they have been loaded into the kernel.
@@ -455,6 +486,7 @@ type sysobsdPrograms struct {
 	CgroupAttach *ebpf.Program `ebpf:"cgroup_attach"`
 	CgroupMkdir  *ebpf.Program `ebpf:"cgroup_mkdir"`
 	CgroupRmdir  *ebpf.Program `ebpf:"cgroup_rmdir"`
+	InFlight     *ebpf.Program `ebpf:"in_flight"`
 	ProcessExec  *ebpf.Program `ebpf:"process_exec"`
 	ProcessExit  *ebpf.Program `ebpf:"process_exit"`
 	ProcessFork  *ebpf.Program `ebpf:"process_fork"`
@@ -470,6 +502,7 @@ func (p *sysobsdPrograms) Close() error {
 		p.CgroupAttach,
 		p.CgroupMkdir,
 		p.CgroupRmdir,
+		p.InFlight,
 		p.ProcessExec,
 		p.ProcessExit,
 		p.ProcessFork,

@@ -39,12 +39,14 @@ const (
 // processDescs are the per-process metrics' descriptors for one label set.
 type processDescs struct {
 	calls, errors, seconds, bytes *prometheus.Desc
+	inFlight, inFlightOldest      *prometheus.Desc
 }
 
 func newProcessDescs(set tally.LabelSet) processDescs {
 	labels := set.Names()
 	withSyscall := append(slices.Clone(labels), "syscall")
 	withErrno := append(slices.Clone(withSyscall), "errno")
+	withState := append(slices.Clone(withSyscall), "state")
 	return processDescs{
 		calls: prometheus.NewDesc("sysobsd_syscalls_total",
 			"System calls completed, counted at exit.", withSyscall, nil),
@@ -54,6 +56,10 @@ func newProcessDescs(set tally.LabelSet) processDescs {
 			"Time spent inside system calls, from entry to exit.", withSyscall, nil),
 		bytes: prometheus.NewDesc("sysobsd_syscall_bytes_total",
 			"Bytes moved by the system calls that return them (read, write, send, recv families, sendfile, splice, copy_file_range): the sum of their successful return values.", withSyscall, nil),
+		inFlight: prometheus.NewDesc("sysobsd_syscalls_in_flight",
+			"Threads inside the system call at the scrape, by state: running, sleeping (interruptible), uninterruptible (D), stopped.", withState, nil),
+		inFlightOldest: prometheus.NewDesc("sysobsd_syscall_in_flight_oldest_seconds",
+			"How long the thread inside the system call longest (of those sysobsd_syscalls_in_flight counts) has been inside, at the scrape.", withState, nil),
 	}
 }
 
@@ -210,6 +216,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return append(l.Values(snap.LabelSet), extra...)
 	}
 	c.emitProcessSeries(ch, snap, descs)
+	c.emitInFlight(ch, snap, descs)
 
 	// The overflow series of the series cap: every label "~other".
 	other := tally.EveryLabel(tally.OtherComm)
@@ -305,6 +312,26 @@ func (c *Collector) emitProcessSeries(ch chan<- prometheus.Metric, snap *tally.S
 	}
 	for _, s := range c.series.errors.endScrape() {
 		ch <- &counterSeries{desc: descs.errors, labels: s.labels, value: float64(s.value)}
+	}
+}
+
+// emitInFlight emits the threads inside a call now; ABIs with the same
+// syscall name are one series (threads added, the oldest kept).
+func (c *Collector) emitInFlight(ch chan<- prometheus.Metric, snap *tally.Snapshot, descs processDescs) {
+	type key struct {
+		labels         tally.Labels
+		syscall, state string
+	}
+	merged := make(map[key]tally.InFlight, len(snap.InFlight))
+	for k, v := range snap.InFlight {
+		mk := key{k.Labels, c.names.Name(syscalls.ABI(k.ABI), uint32(k.NR)), loader.ThreadStateName(k.State)}
+		m := merged[mk]
+		merged[mk] = tally.InFlight{Threads: m.Threads + v.Threads, OldestNS: max(m.OldestNS, v.OldestNS)}
+	}
+	for k, v := range merged {
+		values := append(k.labels.Values(snap.LabelSet), k.syscall, k.state)
+		c.emit(ch, descs.inFlight, prometheus.GaugeValue, float64(v.Threads), values...)
+		c.emit(ch, descs.inFlightOldest, prometheus.GaugeValue, float64(v.OldestNS)/1e9, values...)
 	}
 }
 

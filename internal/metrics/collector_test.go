@@ -114,6 +114,11 @@ func goldenSnapshot() *tally.Snapshot {
 			nativeOpenat: {}, // latency not measured: no histogram
 			nativeWrite:  {},
 		},
+		InFlight: map[tally.InFlightKey]tally.InFlight{
+			{Labels: tally.Labels{Comm: "nginx"}, Syscall: nativeRead, State: loader.ThreadSleeping}:            {Threads: 3, OldestNS: 2_500_000_000},
+			{Labels: tally.Labels{Comm: "nginx"}, Syscall: compatRead, State: loader.ThreadSleeping}:            {Threads: 1, OldestNS: 7_000_000_000}, // one series with the native read
+			{Labels: tally.Labels{Comm: "postgres"}, Syscall: nativeFutex, State: loader.ThreadUninterruptible}: {Threads: 1, OldestNS: 125_000_000},
+		},
 		Drops:           drops(),
 		StatsEntries:    42,
 		ErrorsEntries:   7,

@@ -105,6 +105,10 @@ type Snapshot struct {
 	MissedByKeys uint64
 	// DecodeErrors counts lifecycle records that did not decode.
 	DecodeErrors uint64
+	// InFlight are the threads inside a syscall at the scrape, by label
+	// set; nil where the programs cannot report them (latency off, Linux
+	// before 5.15).
+	InFlight map[InFlightKey]InFlight
 }
 
 // Table is one kernel map of counters (loader.Counters): every entry, the
@@ -133,6 +137,9 @@ type Kernel interface {
 	// EntryKeysLost counts those it could not send.
 	DrainEntryKeys(func(loader.ErrnoKey)) error
 	EntryKeysLost() (uint64, error)
+	// ReadInFlight hands over the threads inside a call now
+	// (loader.ErrNoInFlight where the programs cannot tell).
+	ReadInFlight(func(loader.InFlightRecord)) error
 }
 
 // KernelOf is the loaded maps as the tally's Kernel.
@@ -210,6 +217,7 @@ type Tally struct {
 	lastSweep    time.Time
 	sweepEvery   time.Duration
 	now          func() time.Time
+	monotonic    func() uint64 // the clock of the kernel's entry times
 
 	// scratch, reused between syncs
 	exitedSeen map[uint32]struct{}
@@ -290,6 +298,7 @@ func New(kernel Kernel, procs Processes, alive func(tgid uint32) bool) *Tally {
 		labelIndex:      make(map[Labels]int32),
 		sweepEvery:      30 * time.Second,
 		now:             time.Now,
+		monotonic:       monotonicNS,
 		labeler:         labeler{set: LabelSet(LabelComm)},
 		limits:          DefaultLimits,
 		evictedNS:       make(map[Syscall]uint64),
@@ -579,6 +588,9 @@ func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
 		return err
 	}
 	if err := t.readHistograms(snap); err != nil {
+		return err
+	}
+	if err := t.readInFlight(snap); err != nil {
 		return err
 	}
 	var err error

@@ -58,6 +58,9 @@ type fakeKernel struct {
 	// afterStatsRead runs after each read of the stats map: what running
 	// processes count while the tally goes on with its sync.
 	afterStatsRead func()
+	// inFlight are the threads the in_flight iterator reports; nil: the
+	// programs cannot report them.
+	inFlight []loader.InFlightRecord
 }
 
 func newFakeKernel() *fakeKernel {
@@ -118,6 +121,19 @@ func (k *fakeKernel) DrainEntryKeys(fn func(loader.ErrnoKey)) error {
 		fn(key)
 	}
 	k.announced = k.announced[:0]
+	return nil
+}
+
+func (k *fakeKernel) ReadInFlight(fn func(loader.InFlightRecord)) error {
+	if err := k.failing("ReadInFlight"); err != nil {
+		return err
+	}
+	if k.inFlight == nil {
+		return loader.ErrNoInFlight
+	}
+	for _, r := range k.inFlight {
+		fn(r)
+	}
 	return nil
 }
 

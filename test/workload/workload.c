@@ -21,6 +21,8 @@
  *   workload sleep NAME MS [report]
  *                               one nanosleep of MS milliseconds; with report,
  *                               prints the ns it took, timed around the call.
+ *   workload vfork NAME MS      vfork; the child sleeps MS milliseconds and exits
+ *                               while the parent waits in vfork (uninterruptible).
  *   workload spin NAME N        N getppid calls, then waits for stdin to close.
  *   workload mix NAME           4 threads x 1000 getppid, a child making 50
  *                               writes to /dev/null and 5 failing openat, 7
@@ -34,8 +36,16 @@
  *   workload gated NAME N       for each byte read from stdin, N getppid calls;
  *                               exits when stdin closes. Lets a test move the
  *                               process or reload the daemon between rounds.
+ *   workload faults N           for fault injection: the main thread, a second
+ *                               thread and a forked child each make N openat of
+ *                               /dev/null (closing those that open) and N empty
+ *                               write(2) to stderr, then each prints one line
+ *                               by writev: "ROLE openat ok A failed F errno E
+ *                               write ok B failed G errno H" (E, H: the last
+ *                               errno, 0 if none); ROLE is main, thread, child.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +53,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +209,22 @@ static int do_sleep(const char *name, long ms, int report)
 	return ret == 0 ? 0 : 2;
 }
 
+/* The parent waits in vfork, uninterruptible (killable), while its child
+ * sleeps MS milliseconds and exits. */
+static int do_vfork(const char *name, long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	pid_t pid;
+
+	name_self(name);
+	pid = vfork();
+	if (pid == 0) {
+		syscall(SYS_nanosleep, &ts, NULL);
+		_exit(0);
+	}
+	return pid < 0 ? 2 : 0;
+}
+
 static int spin(const char *name, long n)
 {
 	char buf[1];
@@ -275,6 +302,59 @@ static int gated(const char *name, long n)
 	return 0;
 }
 
+struct fault_counts {
+	const char *role;
+	long n, open_ok, open_failed, open_errno, write_ok, write_failed, write_errno;
+};
+
+static void *faults_run(void *arg)
+{
+	struct fault_counts *c = arg;
+	for (long i = 0; i < c->n; i++) {
+		long fd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			c->open_ok++;
+			syscall(SYS_close, fd);
+		} else {
+			c->open_failed++;
+			c->open_errno = errno;
+		}
+	}
+	for (long i = 0; i < c->n; i++) {
+		if (syscall(SYS_write, 2, "", 0) >= 0) {
+			c->write_ok++;
+		} else {
+			c->write_failed++;
+			c->write_errno = errno;
+		}
+	}
+	char line[256];
+	int len = snprintf(line, sizeof(line), "%s openat ok %ld failed %ld errno %ld write ok %ld failed %ld errno %ld\n",
+			   c->role, c->open_ok, c->open_failed, c->open_errno, c->write_ok, c->write_failed, c->write_errno);
+	struct iovec iov = {line, (size_t)len};
+	syscall(SYS_writev, 1, &iov, 1);
+	return NULL;
+}
+
+static int faults(long n)
+{
+	struct fault_counts main_counts = {"main", n}, thread_counts = {"thread", n}, child_counts = {"child", n};
+	long child = syscall(SYS_fork);
+	if (child == 0) {
+		faults_run(&child_counts);
+		_exit(0);
+	}
+	pthread_t tid;
+	if (child < 0 || pthread_create(&tid, NULL, faults_run, &thread_counts) != 0)
+		return 2;
+	faults_run(&main_counts);
+	pthread_join(tid, NULL);
+	int status;
+	if (syscall(SYS_wait4, child, &status, 0, NULL) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return 2;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 6 && strcmp(argv[1], "basic") == 0)
@@ -295,6 +375,8 @@ int main(int argc, char **argv)
 		return sleepers(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]), argc >= 5 && strcmp(argv[4], "report") == 0);
+	if (argc >= 4 && strcmp(argv[1], "vfork") == 0)
+		return do_vfork(argv[2], atol(argv[3]));
 	if (argc >= 5 && strcmp(argv[1], "churn") == 0)
 		return churn(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 5 && strcmp(argv[1], "flip") == 0)
@@ -305,6 +387,8 @@ int main(int argc, char **argv)
 		return gated(argv[2], atol(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "spin") == 0)
 		return spin(argv[2], atol(argv[3]));
+	if (argc >= 3 && strcmp(argv[1], "faults") == 0)
+		return faults(atol(argv[2]));
 	fprintf(stderr, "usage: see the comment at the top of workload.c\n");
 	return 2;
 }

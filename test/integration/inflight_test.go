@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sysobsd/sysobsd/internal/testenv"
+)
+
+func inFlight(comm, syscall, state string) string {
+	return fmt.Sprintf(`sysobsd_syscalls_in_flight{comm=%q,state=%q,syscall=%q}`, comm, state, syscall)
+}
+
+func inFlightOldest(comm, syscall, state string) string {
+	return fmt.Sprintf(`sysobsd_syscall_in_flight_oldest_seconds{comm=%q,state=%q,syscall=%q}`, comm, state, syscall)
+}
+
+// A thread blocked 6 s in read on a pipe is in flight at a scrape: its
+// process, the read, sleeping, and an age of 6 s and more; once the pipe's
+// writer closes, it is not.
+func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
+	h := start(t, setup{})
+	comm := uniqueComm("rd")
+	link := filepath.Join(t.TempDir(), comm)
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(cat, link); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(link)
+	child.Stdin = r
+	began := time.Now()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer func() { w.Close(); child.Wait() }()
+	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
+	var got map[string]float64
+	ok := testenv.Eventually(15*time.Second, func() bool {
+		got = h.scrape()
+		return got[blocked] == 1 && got[oldest] >= 6
+	})
+	if !ok {
+		t.Fatalf("after %v: %s = %v, %s = %v; want 1 thread, at least 6 s", time.Since(began).Round(time.Millisecond), blocked, got[blocked], oldest, got[oldest])
+	}
+	if max := time.Since(began).Seconds(); got[oldest] > max {
+		t.Errorf("%s = %v s, more than the %v s since cat started", oldest, got[oldest], max)
+	}
+	w.Close()
+	if err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(3*time.Second, map[string]float64{blocked: 0})
+}
+
+// A vfork parent waits, uninterruptible, while its child runs: in flight in
+// vfork, state uninterruptible, while the child sleeps in nanosleep.
+func TestVforkParentIsInFlightUninterruptible(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("vfork is a syscall of its own on x86_64 only; arm64 has clone")
+	}
+	h := start(t, setup{})
+	comm := uniqueComm("vf")
+	child := exec.Command(h.workload, "vfork", comm, "4000")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	h.expect(10*time.Second, map[string]float64{
+		inFlight(comm, "vfork", "uninterruptible"): 1,
+		inFlight(comm, "nanosleep", "sleeping"):    1,
+	})
+	if err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
