@@ -34,6 +34,7 @@ type options struct {
 	stat        statOptions
 	trace       traceOptions
 	top         topOptions
+	ps          psOptions
 	configFile  string
 	configCheck bool
 	logLevel    string
@@ -104,6 +105,7 @@ var subcommands = []subcommand{
 	{"stat", func(app *kingpin.Application, o *options) { addStatCommand(app, &o.stat) }, runStat},
 	{"trace", func(app *kingpin.Application, o *options) { addTraceCommand(app, &o.trace) }, exitZero(runTrace)},
 	{"top", func(app *kingpin.Application, o *options) { addTopCommand(app, &o.top) }, exitZero(runTop)},
+	{"ps", func(app *kingpin.Application, o *options) { addPsCommand(app, &o.ps) }, exitZero(runPs)},
 }
 
 // exitZero adapts a command that only fails or succeeds.

@@ -24,6 +24,7 @@ import (
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/inflight"
 	"github.com/sysobsd/sysobsd/internal/metrics"
 	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/privilege"
@@ -84,7 +85,11 @@ func serve(opts options, cfg config.Config, log *zap.Logger) error {
 	}
 	defer d.close()
 	srv, err := server.NewServer(d.registry(), opts.web, version.Version, slogFrom(log),
-		map[string]http.Handler{"/api/v1/events": d.live.eventsHandler()})
+		map[string]http.Handler{
+			"/api/v1/events": d.live.eventsHandler(),
+			// No arguments nor paths: sysobsd ps reads those on the host.
+			"/api/v1/in_flight": inflight.Handler(d.counting.Probes.ReadInFlight, syscalls.Host(), inflight.MonotonicNS),
+		})
 	if err != nil {
 		return err
 	}

@@ -156,6 +156,38 @@ func Line(n notable.Event, strlen int) string {
 	return b.String()
 }
 
+// InFlightLine is a call still inside the kernel, as strace -p shows one it
+// attached during (its return still to come), with how long it has been
+// inside and the thread's state:
+//
+//	1234 cat read(0, 0x7ffc..., 131072) = ? <unfinished: 6.120 s, sleeping> [fd: pipe:[99]]
+func InFlightLine(n notable.Event, state string, seconds float64, strlen int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", n.PID)
+	if n.TID != n.PID {
+		fmt.Fprintf(&b, "/%d", n.TID)
+	}
+	fmt.Fprintf(&b, " %s %s(", n.Comm, n.Syscall)
+	sig, known := signatures[n.Syscall]
+	if !known {
+		sig = []argKind{argHex, argHex, argHex, argHex, argHex, argHex}
+	}
+	if (n.Syscall == "open" || n.Syscall == "openat") && !createsFile(n) {
+		sig = sig[:len(sig)-1]
+	}
+	for i, kind := range sig {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(formatArg(kind, n.Args[i], n, strlen))
+	}
+	fmt.Fprintf(&b, ") = ? <unfinished: %.3f s, %s>", seconds, state)
+	if n.FDPath != "" {
+		fmt.Fprintf(&b, " [fd: %s]", n.FDPath)
+	}
+	return b.String()
+}
+
 func formatArg(kind argKind, v uint64, n notable.Event, strlen int) string {
 	switch kind {
 	case argInt, argFD:

@@ -57,6 +57,12 @@ func process() *dashboard.DashboardBuilder {
 		WithPanel(timeseriesPanel("Bytes per call by syscall",
 			"Bytes each read, write, send, recv (and the like) of $comm moved per call: a few bytes a call, many times a second, is output that is not buffered (see SysobsdUnbufferedWrites).",
 			"bytes", query(bySyscall(bytesPerCall), "{{syscall}}"))).
+		WithPanel(timeseriesPanel("Threads inside a syscall now, by syscall and state",
+			"Threads of $comm inside each syscall at each scrape, by state: sleeping (an interruptible wait: epoll_wait, futex, a socket read), uninterruptible (D: disk or network filesystem I/O, a vfork parent), running, stopped. What strace -p would show a frozen process doing, without stopping it.",
+			"short", query("sum by (syscall, state) (sysobsd_syscalls_in_flight"+sel(comm)+")", "{{syscall}} {{state}}"))).
+		WithPanel(timeseriesPanel("Longest inside a syscall, by syscall and state",
+			"How long the thread of $comm inside each syscall the longest has been inside it, at each scrape. Hours in epoll_wait or futex are an idle server; minutes uninterruptible are not (see SysobsdStuckUninterruptible).",
+			"s", query("max by (syscall, state) (sysobsd_syscall_in_flight_oldest_seconds"+sel(comm)+")", "{{syscall}} {{state}}"))).
 		WithPanel(timeseriesPanel("Futex share of $comm's syscall time",
 			"Share of $comm's time in syscalls spent in futex (waiting for locks or condition variables). 0 when it makes no futex calls.",
 			"percentunit", query("(sum by (instance) ("+rate("sysobsd_syscall_seconds_total", comm, `syscall="futex"`)+") or sum by (instance) ("+seconds+") * 0)"+
