@@ -66,6 +66,9 @@ type options struct {
 	quietWait                      time.Duration
 	out, rawOut, workDir           string
 	progStats                      bool
+	// alt are other sysobsd builds to measure beside the default one
+	// (variants sysobsd-NAME), for side-by-side trials of a change.
+	alt string
 }
 
 type sample struct {
@@ -107,6 +110,7 @@ func main() {
 	flag.BoolVar(&o.progStats, "prog-stats", true, "after the rounds, measure each BPF program's own run time (kernel.bpf_stats_enabled)")
 	flag.StringVar(&o.rawOut, "raw", "", "write every run as JSON here")
 	flag.StringVar(&o.workDir, "work", "", "scratch directory (default: a new temporary one)")
+	flag.StringVar(&o.alt, "alt", "", "other sysobsd builds to run with the default config beside -sysobsd, as NAME=PATH,...: variants sysobsd-NAME")
 	flag.Parse()
 	if err := mainErr(o); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
@@ -126,7 +130,16 @@ func workloads(scale float64) []workload {
 func allVariants(o options, port int, work string) []variant {
 	noLatency := filepath.Join(work, "no-latency.yml")
 	listen := fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port)
-	return []variant{
+	var alts []variant
+	for _, spec := range strings.Split(o.alt, ",") {
+		name, path, ok := strings.Cut(spec, "=")
+		if !ok {
+			continue
+		}
+		alts = append(alts, variant{name: "sysobsd-" + name, title: "sysobsd, default config, build " + name + " (" + path + ")",
+			system: []string{path, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM})
+	}
+	return append(alts, []variant{
 		{name: "floor", title: "empty tp_btf sys_enter + sys_exit (the floor)",
 			system: []string{o.floor}, ready: "attached", stop: syscall.SIGTERM},
 		{name: "floor-exit", title: "empty tp_btf sys_exit only",
@@ -152,7 +165,7 @@ func allVariants(o options, port int, work string) []variant {
 		{name: "perf", title: "`perf trace -s`",
 			wrap: []string{"perf", "trace", "-s", "-o", filepath.Join(work, "perf.out"), "--"},
 			div:  o.perfDiv, need: "perf"},
-	}
+	}...)
 }
 
 func mainErr(o options) error {
