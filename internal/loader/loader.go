@@ -104,6 +104,9 @@ func Load(opts Options, log *zap.Logger) (*Probes, error) {
 	if err := privilege.Check(); err != nil {
 		return nil, err
 	}
+	if err := requireKernelFeatures(log); err != nil {
+		return nil, err
+	}
 	modes := []string{"tp_btf", "raw_tracepoint"}
 	if opts.Attach != "" {
 		modes = []string{opts.Attach}
