@@ -35,6 +35,7 @@ type options struct {
 	trace       traceOptions
 	top         topOptions
 	ps          psOptions
+	inject      injectOptions
 	configFile  string
 	configCheck bool
 	logLevel    string
@@ -106,6 +107,7 @@ var subcommands = []subcommand{
 	{"trace", func(app *kingpin.Application, o *options) { addTraceCommand(app, &o.trace) }, exitZero(runTrace)},
 	{"top", func(app *kingpin.Application, o *options) { addTopCommand(app, &o.top) }, exitZero(runTop)},
 	{"ps", func(app *kingpin.Application, o *options) { addPsCommand(app, &o.ps) }, exitZero(runPs)},
+	{"inject", func(app *kingpin.Application, o *options) { addInjectCommand(app, &o.inject) }, runInject},
 }
 
 // exitZero adapts a command that only fails or succeeds.

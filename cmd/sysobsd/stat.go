@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/inject"
 	"github.com/sysobsd/sysobsd/internal/strace"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/tally"
@@ -26,6 +28,7 @@ import (
 type statOptions struct {
 	pid     int
 	output  string
+	inject  []string
 	command []string
 }
 
@@ -33,6 +36,7 @@ func addStatCommand(app *kingpin.Application, o *statOptions) {
 	cmd := app.Command("stat", "Run a command (or watch a pid) with its threads and children, then print strace -c's table: % time, seconds, usecs/call, calls, errors per syscall.")
 	cmd.Flag("pid", "Watch this running process (and the children it starts) until it exits or Ctrl-C.").Short('p').IntVar(&o.pid)
 	cmd.Flag("output", "Write the table to this file instead of stderr.").Short('o').StringVar(&o.output)
+	cmd.Flag("expr", "Fault injection as strace's -e inject=SET:error=ERRNO|retval=N[:when=EXPR]...: the table counts injected calls as strace -c does. Repeatable; see sysobsd inject.").Short('e').PlaceHolder("inject=...").StringsVar(&o.inject)
 	cmd.Arg("command", "The command to run, after --.").StringsVar(&o.command)
 }
 
@@ -50,9 +54,18 @@ func gate() int {
 	path := os.Getenv(gateEnv)
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if len(kv) < len(gateEnv)+1 || kv[:len(gateEnv)+1] != gateEnv+"=" {
+		if !strings.HasPrefix(kv, gateEnv+"=") && !strings.HasPrefix(kv, inject.Env+"=") {
 			env = append(env, kv)
 		}
+	}
+	if os.Getenv(inject.Env) != "" {
+		// fd 4 reports why the filter or the exec failed; closed by a
+		// successful exec, it tells the parent nothing went wrong.
+		report := os.NewFile(4, "report")
+		syscall.CloseOnExec(4)
+		err := inject.ExecChild(path, os.Args, env)
+		_, _ = report.WriteString(err.Error())
+		return 127
 	}
 	err := syscall.Exec(path, os.Args, env)
 	fmt.Fprintf(os.Stderr, "sysobsd stat: exec %s: %v\n", path, err)
@@ -60,25 +73,34 @@ func gate() int {
 }
 
 // gatedCommand is stat's command, started stopped at a gate (a pipe) until
-// the programs watch it, then let through to exec.
+// the programs watch it, then let through to exec; with a fault injection
+// plan, through the plan's seccomp filter.
 type gatedCommand struct {
 	cmd     *exec.Cmd
 	release *os.File
+	report  *os.File           // the child's error, with a plan
+	inject  *inject.Supervisor // with a plan that needs one
 }
 
 // startGated starts command at the gate; on error, the exit status to give.
-func startGated(command []string) (*gatedCommand, int, error) {
+// verb names the subcommand in errors.
+func startGated(verb string, command []string, plan *inject.Plan) (*gatedCommand, int, error) {
 	path, err := exec.LookPath(command[0])
 	if err != nil {
-		return nil, 127, fmt.Errorf("stat: %w", err)
+		return nil, 127, fmt.Errorf("%s: %w", verb, err)
+	}
+	if plan != nil {
+		if err := inject.CheckTarget(path); err != nil {
+			return nil, 1, err
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return nil, 1, fmt.Errorf("stat: %w", err)
+		return nil, 1, fmt.Errorf("%s: %w", verb, err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, 1, fmt.Errorf("stat: %w", err)
+		return nil, 1, fmt.Errorf("%s: %w", verb, err)
 	}
 	defer r.Close()
 	cmd := exec.Command(self)
@@ -86,21 +108,58 @@ func startGated(command []string) (*gatedCommand, int, error) {
 	cmd.Env = append(os.Environ(), gateEnv+"="+path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{r}
+	g := &gatedCommand{cmd: cmd, release: w}
+	var reportW *os.File
+	if plan != nil {
+		if g.report, reportW, err = os.Pipe(); err != nil {
+			w.Close()
+			return nil, 1, fmt.Errorf("%s: %w", verb, err)
+		}
+		defer reportW.Close()
+		cmd.Env = append(cmd.Env, inject.Env+"="+plan.EnvValue())
+		cmd.ExtraFiles = append(cmd.ExtraFiles, reportW)
+	}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return nil, 1, fmt.Errorf("stat: start %s: %w", command[0], err)
+		if g.report != nil {
+			g.report.Close()
+		}
+		return nil, 1, fmt.Errorf("%s: start %s: %w", verb, command[0], err)
 	}
-	return &gatedCommand{cmd: cmd, release: w}, 0, nil
+	if plan != nil && plan.Notify() {
+		g.inject = inject.Supervise(cmd.Process.Pid, plan)
+	}
+	return g, 0, nil
 }
 
-// run lets the command through the gate and returns its exit status.
-func (g *gatedCommand) run() int {
+// run lets the command through the gate and returns its exit status; with
+// a plan, an error if the filter could not be installed or the exec failed
+// (the command never ran), once every process holding the filter is gone.
+func (g *gatedCommand) run() (int, error) {
 	// A failed write closes the gate all the same: the command then ends
 	// (its read fails) and its status says so.
 	_, _ = g.release.Write([]byte{1})
 	g.release.Close()
 	g.release = nil
-	return exitCode(g.cmd.Wait())
+	code := exitCode(g.cmd.Wait())
+	return code, g.finish()
+}
+
+func (g *gatedCommand) finish() error {
+	var errs []error
+	if g.inject != nil {
+		errs = append(errs, g.inject.Finish())
+		g.inject = nil
+	}
+	if g.report != nil {
+		msg, _ := io.ReadAll(g.report)
+		g.report.Close()
+		g.report = nil
+		if len(msg) > 0 {
+			errs = append(errs, errors.New(string(msg)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // abandon ends a command never let through: it must not stay blocked.
@@ -108,6 +167,7 @@ func (g *gatedCommand) abandon() {
 	if g.release != nil {
 		g.release.Close()
 		_ = g.cmd.Wait() // it ends at the closed gate; its status is not asked for
+		_ = g.finish()
 	}
 }
 
@@ -116,6 +176,16 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	o := opts.stat
 	if (o.pid == 0) == (len(o.command) == 0) {
 		return 2, errors.New("stat: give a command after -- or -p PID, not both; e.g. sysobsd stat -- ls /")
+	}
+	var plan *inject.Plan
+	if len(o.inject) > 0 {
+		if o.pid != 0 {
+			return usageError(stderr, errors.New("stat: -e inject= needs a command after --, not -p: the seccomp filter is installed before the command starts"))
+		}
+		var err error
+		if plan, err = inject.Parse(o.inject, syscalls.Host()); err != nil {
+			return usageError(stderr, fmt.Errorf("stat: %w", err))
+		}
 	}
 	out := stderr
 	if o.output != "" {
@@ -132,7 +202,7 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	if len(o.command) > 0 {
 		var code int
 		var err error
-		if gated, code, err = startGated(o.command); err != nil {
+		if gated, code, err = startGated("stat", o.command, plan); err != nil {
 			return code, err
 		}
 		defer gated.abandon()
@@ -166,7 +236,9 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 
 	code := 0
 	if gated != nil {
-		code = gated.run()
+		if code, err = gated.run(); err != nil {
+			return 1, fmt.Errorf("stat: %w", err)
+		}
 	} else {
 		waitGone(root, signals)
 	}
