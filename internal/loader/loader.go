@@ -89,6 +89,9 @@ type Probes struct {
 	links    []link.Link
 	// AttachMode is how the syscall hooks were attached: "tp_btf" or "raw_tracepoint".
 	AttachMode string
+	// InFlightTracked is true where the in_flight iterator is attached:
+	// calls in flight are reported (latency on, Linux 5.15).
+	InFlightTracked bool
 	// RenamesTracked is false where task_rename could not be attached
 	// (bpf_task_pt_regs needs Linux 5.15): renames are then seen at exit.
 	RenamesTracked bool
@@ -177,6 +180,12 @@ func readPIDMax() uint32 {
 }
 
 func isPermission(err error) bool {
+	// The verifier refuses a program with EACCES too: that is a rejection
+	// the next attach mode may not have, not a missing privilege.
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return false
+	}
 	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
 }
 
@@ -405,6 +414,7 @@ func (p *Probes) attachInFlight(coll *ebpf.Collection, log *zap.Logger) {
 	}
 	p.keep(coll, inFlightProgram, l)
 	p.Maps.inFlight = l
+	p.InFlightTracked = true
 }
 
 // keep holds an attached program's link, and the program under its hook's

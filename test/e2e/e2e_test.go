@@ -284,12 +284,21 @@ scrape_configs:
 // runWorkload runs the workload until the returned function is called: each
 // round 2000 ENOSPC writes to /dev/full and 5 ENOENT opens, then 4 threads
 // whose join waits in futex, all named comm; then 1000 writes to /dev/null
-// named quietComm.
+// named quietComm; and one process of each name sleeping throughout.
 func runWorkload(t *testing.T, workload string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var failure string
+	// A thread of each name asleep in nanosleep the whole time: the calls
+	// in flight that the in-flight panels show.
+	for _, name := range []string{comm, quietComm} {
+		sleeper := exec.CommandContext(ctx, workload, "sleep", name, "3600000")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go sleeper.Wait() //nolint:errcheck // killed at stop
+	}
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {

@@ -98,6 +98,9 @@ func TestRecursionMissesExportedPerProgram(t *testing.T) {
 	if h.probes.RenamesTracked {
 		programs = append(programs, "task_rename")
 	}
+	if h.probes.InFlightTracked {
+		programs = append(programs, "in_flight")
+	}
 	n := 0
 	for k := range got {
 		if strings.HasPrefix(k, "sysobsd_bpf_program_recursion_misses_total{") {

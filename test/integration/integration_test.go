@@ -352,10 +352,12 @@ func TestThreadsCountTowardTheirProcess(t *testing.T) {
 	const threads, each = 8, 5000
 	comm := uniqueComm("thr")
 	h.run("threads", comm, fmt.Sprint(threads), fmt.Sprint(each))
-	h.expect(2*time.Second, map[string]float64{
-		calls(comm, "getppid"): threads * each,
-		calls(comm, "clone3"):  threads,
-	})
+	got := h.expect(2*time.Second, map[string]float64{calls(comm, "getppid"): threads * each})
+	// glibc makes threads with clone3 where it has it (x86_64), else clone
+	// (Debian 12's arm64 glibc 2.36).
+	if n := got[calls(comm, "clone3")] + got[calls(comm, "clone")]; n != threads {
+		t.Errorf("clone3 + clone = %v, want %d (one per thread)", n, threads)
+	}
 }
 
 func TestExecSplitsCountsBetweenNames(t *testing.T) {
@@ -455,11 +457,21 @@ func TestThreadsSharingASlotAreTimed(t *testing.T) {
 	h := start(t, setup{load: func(o *loader.Options) { o.StartSlots = 1 }})
 	const threads, ms = 8, 200
 	comm := uniqueComm("shr")
-	h.run("sleepers", comm, fmt.Sprint(threads), fmt.Sprint(ms))
+	out, err := exec.Command(h.workload, "sleepers", comm, fmt.Sprint(threads), fmt.Sprint(ms), "report").Output()
+	if err != nil {
+		t.Fatalf("workload sleepers: %v", err)
+	}
+	outside, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatalf("workload sleepers printed %q: %v", out, err)
+	}
+	outside /= 1e9
 	got := h.expect(2*time.Second, map[string]float64{calls(comm, "nanosleep"): threads})
+	// Each thread's whole sleep: at least what was asked, at most what the
+	// threads timed around their calls (a loaded host wakes them late).
 	s := got[seconds(comm, "nanosleep")]
-	if want := threads * ms / 1000.0; s < want || s > want*1.05 {
-		t.Errorf("%s = %v s, want within 5%% above %v s", seconds(comm, "nanosleep"), s, want)
+	if want := threads * ms / 1000.0; s < want || s > outside {
+		t.Errorf("%s = %v s, want between the %v s asked for and the %v s the threads timed", seconds(comm, "nanosleep"), s, want, outside)
 	}
 }
 
