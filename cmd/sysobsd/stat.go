@@ -29,6 +29,7 @@ type statOptions struct {
 	pid     int
 	output  string
 	inject  []string
+	bytes   bool
 	command []string
 }
 
@@ -36,6 +37,7 @@ func addStatCommand(app *kingpin.Application, o *statOptions) {
 	cmd := app.Command("stat", "Run a command (or watch a pid) with its threads and children, then print strace -c's table: % time, seconds, usecs/call, calls, errors per syscall.")
 	cmd.Flag("pid", "Watch this running process (and the children it starts) until it exits or Ctrl-C.").Short('p').IntVar(&o.pid)
 	cmd.Flag("output", "Write the table to this file instead of stderr.").Short('o').StringVar(&o.output)
+	cmd.Flag("bytes", "Add the bytes each read, write, send, recv (...) moved, and bytes per call, to the table: how the program buffers.").BoolVar(&o.bytes)
 	cmd.Flag("expr", "Fault injection as strace's -e inject=SET:error=ERRNO|retval=N[:when=EXPR]...: the table counts injected calls as strace -c does. Repeatable; see sysobsd inject.").Short('e').PlaceHolder("inject=...").StringsVar(&o.inject)
 	cmd.Arg("command", "The command to run, after --.").StringsVar(&o.command)
 }
@@ -250,7 +252,11 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	if err := c.Close(); err != nil {
 		return 1, err
 	}
-	if err := strace.WriteTable(out, statRows(snap)); err != nil {
+	write := strace.WriteTable
+	if o.bytes {
+		write = strace.WriteTableWithBytes
+	}
+	if err := write(out, statRows(snap)); err != nil {
 		return 1, err
 	}
 	return code, nil
@@ -303,6 +309,8 @@ func statRows(snap *tally.Snapshot) []strace.Row {
 		r := row(k.Syscall)
 		r.Calls += v.Calls
 		r.Time += time.Duration(v.NS)
+		r.Bytes += v.Bytes
+		r.MovesBytes = syscalls.MovesBytes(r.Syscall)
 	}
 	for k, n := range snap.Errors {
 		row(k.Syscall).Errors += n

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -146,5 +147,25 @@ func TestTraceShowsEACCESWithPath(t *testing.T) {
 				t.Errorf("json event %+v", n)
 			}
 		})
+	}
+}
+
+// stat --bytes: a program's 1000 one-byte writes moved 1000 bytes, 1 per
+// call; its failed writes move none.
+func TestStatBytesCountsAOneByteWriterExactly(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := binary(t)
+	workload := testenv.BuildWorkload(t, t.TempDir())
+	out := filepath.Join(t.TempDir(), "table.txt")
+	if msg, err := exec.Command(bin, "stat", "--bytes", "-o", out, "--", workload, "basic", "bytesw", "1000", "0", "5").CombinedOutput(); err != nil {
+		t.Fatalf("sysobsd stat --bytes: %v: %s", err, msg)
+	}
+	table, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`(?m)^\s*\S+\s+\S+\s+\d+\s+1005\s+5\s+1000\s+0 write$`)
+	if !row.Match(table) {
+		t.Errorf("no write row of 1005 calls, 5 errors, 1000 bytes, 0 bytes/call in:\n%s", table)
 	}
 }

@@ -17,11 +17,21 @@ type Row struct {
 	Calls   uint64
 	Errors  uint64
 	Time    time.Duration
+	// Bytes moved, for the syscalls that move bytes (MovesBytes).
+	Bytes      uint64
+	MovesBytes bool
 }
 
 // WriteTable writes rows as strace -c does: sorted by time, most first,
 // with % time, seconds, usecs/call, calls, errors and a total line.
-func WriteTable(w io.Writer, rows []Row) error {
+func WriteTable(w io.Writer, rows []Row) error { return writeTable(w, rows, false) }
+
+// WriteTableWithBytes is WriteTable with two more columns before the
+// syscall's name: the bytes moved and bytes per call, for the syscalls that
+// move bytes (blank for the others), which show how the program buffers.
+func WriteTableWithBytes(w io.Writer, rows []Row) error { return writeTable(w, rows, true) }
+
+func writeTable(w io.Writer, rows []Row, withBytes bool) error {
 	rows = slices.Clone(rows)
 	slices.SortFunc(rows, func(a, b Row) int {
 		return cmp.Or(cmp.Compare(b.Time, a.Time), cmp.Compare(b.Calls, a.Calls), cmp.Compare(a.Syscall, b.Syscall))
@@ -31,22 +41,31 @@ func WriteTable(w io.Writer, rows []Row) error {
 		total.Calls += r.Calls
 		total.Errors += r.Errors
 		total.Time += r.Time
+		total.Bytes += r.Bytes
 	}
 	total.Syscall = "total"
+	total.MovesBytes = true
 	var b strings.Builder
-	line := "------ ----------- ----------- --------- --------- ----------------\n"
-	b.WriteString("% time     seconds  usecs/call     calls    errors syscall\n")
+	line := "------ ----------- ----------- --------- --------- "
+	header := "% time     seconds  usecs/call     calls    errors "
+	if withBytes {
+		line += "------------ ---------- "
+		header += "       bytes bytes/call "
+	}
+	line += "----------------\n"
+	header += "syscall\n"
+	b.WriteString(header)
 	b.WriteString(line)
 	for _, r := range rows {
-		writeRow(&b, r, total.Time)
+		writeRow(&b, r, total.Time, withBytes)
 	}
 	b.WriteString(line)
-	writeRow(&b, total, total.Time)
+	writeRow(&b, total, total.Time, withBytes)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func writeRow(b *strings.Builder, r Row, total time.Duration) {
+func writeRow(b *strings.Builder, r Row, total time.Duration, withBytes bool) {
 	percent := 0.0
 	if total > 0 {
 		percent = 100 * float64(r.Time) / float64(total)
@@ -59,7 +78,18 @@ func writeRow(b *strings.Builder, r Row, total time.Duration) {
 	if r.Errors > 0 {
 		errors = fmt.Sprint(r.Errors)
 	}
-	fmt.Fprintf(b, "%6.2f %11.6f %11d %9d %9s %s\n", percent, r.Time.Seconds(), usecs, r.Calls, errors, r.Syscall)
+	fmt.Fprintf(b, "%6.2f %11.6f %11d %9d %9s ", percent, r.Time.Seconds(), usecs, r.Calls, errors)
+	if withBytes {
+		bytes, perCall := "", ""
+		if r.MovesBytes {
+			bytes = fmt.Sprint(r.Bytes)
+			if r.Calls > 0 {
+				perCall = fmt.Sprint(r.Bytes / r.Calls)
+			}
+		}
+		fmt.Fprintf(b, "%12s %10s ", bytes, perCall)
+	}
+	b.WriteString(r.Syscall + "\n")
 }
 
 // ParseTable reads a table in strace -c's format (strace's own output, or

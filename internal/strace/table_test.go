@@ -53,3 +53,28 @@ func TestParseStraceOutput(t *testing.T) {
 		t.Errorf("ParseTable = %+v", rows)
 	}
 }
+
+// --bytes adds the bytes and bytes per call of the calls that move bytes;
+// the others' columns are blank, and the total sums them.
+func TestWriteTableWithBytes(t *testing.T) {
+	var b strings.Builder
+	err := WriteTableWithBytes(&b, []Row{
+		{Syscall: "write", Calls: 1000, Time: 2 * time.Millisecond, Bytes: 1000, MovesBytes: true},
+		{Syscall: "read", Calls: 4, Time: time.Millisecond, Bytes: 16384, MovesBytes: true},
+		{Syscall: "openat", Calls: 3, Errors: 1, Time: time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `% time     seconds  usecs/call     calls    errors        bytes bytes/call syscall
+------ ----------- ----------- --------- --------- ------------ ---------- ----------------
+ 50.00    0.002000           2      1000                   1000          1 write
+ 25.00    0.001000         250         4                  16384       4096 read
+ 25.00    0.001000         333         3         1                         openat
+------ ----------- ----------- --------- --------- ------------ ---------- ----------------
+100.00    0.004000           3      1007         1        17384         17 total
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
