@@ -176,18 +176,9 @@ func (g *gatedCommand) abandon() {
 // runStat returns the command's exit status (0 with -p).
 func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap.Logger) (int, error) {
 	o := opts.stat
-	if (o.pid == 0) == (len(o.command) == 0) {
-		return 2, errors.New("stat: give a command after -- or -p PID, not both; e.g. sysobsd stat -- ls /")
-	}
-	var plan *inject.Plan
-	if len(o.inject) > 0 {
-		if o.pid != 0 {
-			return usageError(stderr, errors.New("stat: -e inject= needs a command after --, not -p: the seccomp filter is installed before the command starts"))
-		}
-		var err error
-		if plan, err = inject.Parse(o.inject, syscalls.Host()); err != nil {
-			return usageError(stderr, fmt.Errorf("stat: %w", err))
-		}
+	plan, code, err := statPlan(o, stderr)
+	if err != nil || code != 0 { // a usage error was printed: code 2, no error
+		return code, err
 	}
 	out := stderr
 	if o.output != "" {
@@ -213,18 +204,7 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 		return 1, fmt.Errorf("stat: -p %d: no such process", root)
 	}
 
-	f, err := filter.Compile(config.Filters{Include: config.Match{PIDs: []uint32{uint32(root)}}}, config.Events{}, syscalls.Host(), nil)
-	if err != nil {
-		return 1, err
-	}
-	f.Follow()
-	// Not listed yet, a command started here is listed at its exec, so the
-	// gate's own calls stay out; latency on whatever the config says: the
-	// table has strace -c's time columns.
-	c, err := counting.Start(counting.Options{
-		Config: cfg, ForceLatency: true, Filter: f, NewProcessesOnly: gated != nil,
-		KernelBTF: opts.kernelBTF, Attach: opts.attachMode, Engine: true,
-	}, log)
+	c, err := startStatCounting(opts, cfg, root, gated != nil, log)
 	if err != nil {
 		return 1, err
 	}
@@ -236,7 +216,7 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	code := 0
+	code = 0
 	if gated != nil {
 		if code, err = gated.run(); err != nil {
 			return 1, fmt.Errorf("stat: %w", err)
@@ -260,6 +240,44 @@ func runStat(opts options, cfg config.Config, stdout, stderr io.Writer, log *zap
 		return 1, err
 	}
 	return code, nil
+}
+
+// statPlan checks stat's arguments and parses its -e inject= (nil
+// without); otherwise the exit status to give (2 after a usage error it
+// printed itself, with a nil error).
+func statPlan(o statOptions, stderr io.Writer) (*inject.Plan, int, error) {
+	if (o.pid == 0) == (len(o.command) == 0) {
+		return nil, 2, errors.New("stat: give a command after -- or -p PID, not both; e.g. sysobsd stat -- ls /")
+	}
+	if len(o.inject) == 0 {
+		return nil, 0, nil
+	}
+	if o.pid != 0 {
+		code, err := usageError(stderr, errors.New("stat: -e inject= needs a command after --, not -p: the seccomp filter is installed before the command starts"))
+		return nil, code, err
+	}
+	plan, err := inject.Parse(o.inject, syscalls.Host())
+	if err != nil {
+		code, err := usageError(stderr, fmt.Errorf("stat: %w", err))
+		return nil, code, err
+	}
+	return plan, 0, nil
+}
+
+// startStatCounting counts root and the processes it starts. A command
+// started here (gated) is not listed yet: its exec lists it, so the gate's
+// own calls stay out. Latency on whatever the config says: the table has
+// strace -c's time columns.
+func startStatCounting(opts options, cfg config.Config, root int, gated bool, log *zap.Logger) (*counting.Counting, error) {
+	f, err := filter.Compile(config.Filters{Include: config.Match{PIDs: []uint32{uint32(root)}}}, config.Events{}, syscalls.Host(), nil)
+	if err != nil {
+		return nil, err
+	}
+	f.Follow()
+	return counting.Start(counting.Options{
+		Config: cfg, ForceLatency: true, Filter: f, NewProcessesOnly: gated,
+		KernelBTF: opts.kernelBTF, Attach: opts.attachMode, Engine: true,
+	}, log)
 }
 
 // waitGone returns when the process is gone or a signal arrives.

@@ -46,6 +46,29 @@ func addTraceCommand(app *kingpin.Application, o *traceOptions) {
 	cmd.Flag("duration", "Stop after this long (0: until Ctrl-C).").DurationVar(&o.duration)
 }
 
+// traceEvents are the notable events trace asks the kernel for: failed
+// calls (only --errno's, if given) and slow ones.
+func traceEvents(o traceOptions, cfg config.Config) (config.Events, error) {
+	// Two bytes over -s: a path of exactly -s bytes is then not mistaken for a cut one.
+	ev := config.Events{Enabled: true, Errors: true, Slow: o.slow, RateLimit: cfg.Events.RateLimit, PathMax: o.strlen + 2}
+	if len(o.errnos) == 0 {
+		ev.IgnoreErrnos = cfg.Events.IgnoreErrnos
+		return ev, nil
+	}
+	for _, name := range o.errnos {
+		if _, ok := syscalls.ErrnoNumber(name); !ok {
+			return ev, fmt.Errorf("trace: --errno %s: unknown errno; give a name such as EACCES", name)
+		}
+	}
+	// Only the errnos asked for: every other one is ignored.
+	for n := uint32(1); n < 4096; n++ {
+		if name := syscalls.ErrnoName(n); !slices.Contains(o.errnos, name) {
+			ev.IgnoreErrnos = append(ev.IgnoreErrnos, name)
+		}
+	}
+	return ev, nil
+}
+
 func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) error {
 	o := opts.trace
 	if err := oneOf("output", o.output, "text", "json"); err != nil {
@@ -54,23 +77,9 @@ func runTrace(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger
 	if o.strlen < 1 || o.strlen > loader.PathCapture-2 {
 		return fmt.Errorf("trace: -s %d is out of range; allowed: 1 to %d", o.strlen, loader.PathCapture-2)
 	}
-	// Two bytes over -s: a path of exactly -s bytes is then not mistaken for a cut one.
-	ev := config.Events{Enabled: true, Errors: true, Slow: o.slow, RateLimit: cfg.Events.RateLimit, PathMax: o.strlen + 2}
-	if len(o.errnos) > 0 {
-		// Only the errnos asked for: every other one is ignored.
-		for n := uint32(1); n < 4096; n++ {
-			name := syscalls.ErrnoName(n)
-			if !slices.Contains(o.errnos, name) {
-				ev.IgnoreErrnos = append(ev.IgnoreErrnos, name)
-			}
-		}
-		for _, name := range o.errnos {
-			if _, ok := syscalls.ErrnoNumber(name); !ok {
-				return fmt.Errorf("trace: --errno %s: unknown errno; give a name such as EACCES", name)
-			}
-		}
-	} else {
-		ev.IgnoreErrnos = cfg.Events.IgnoreErrnos
+	ev, err := traceEvents(o, cfg)
+	if err != nil {
+		return err
 	}
 	match := config.Match{PIDs: o.pids, Comms: o.comms, Syscalls: o.syscalls}
 	f, err := filter.Compile(config.Filters{Include: match}, ev, syscalls.Host(), nil)
