@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -26,19 +25,12 @@ func inFlightOldest(comm, syscall, state string) string {
 func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	h := start(t, setup{})
 	comm := uniqueComm("rd")
-	link := filepath.Join(t.TempDir(), comm)
-	cat, err := exec.LookPath("cat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cat, link); err != nil {
-		t.Fatal(err)
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	child := exec.Command(link)
+	// spin: no getppid, then read on stdin until it closes.
+	child := exec.Command(h.workload, "spin", comm, "0")
 	child.Stdin = r
 	began := time.Now()
 	if err := child.Start(); err != nil {
