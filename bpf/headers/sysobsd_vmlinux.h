@@ -36,7 +36,7 @@ struct thread_info {
 #elif defined(__TARGET_ARCH_arm64)
 struct pt_regs {
 	s32 syscallno; /* an int in the kernel's arm64 pt_regs: 8 bytes would read past it */
-	u64 regs[31]; /* x0 holds the return value at sys_exit; orig_x0 the first argument */
+	u64 regs[31];  /* x0 holds the return value at sys_exit; orig_x0 the first argument */
 	u64 orig_x0;
 };
 struct thread_info {
