@@ -21,11 +21,10 @@ const (
 // dimension is one process label: its name, the field of Labels that holds
 // it, and where its value comes from, for a process generation and for calls
 // the kernel counted by process name and cgroup (a group entry). A new label
-// is a Label bit, a Labels field and a row here.
+// is a Label bit, a Labels field (and its case in value) and a row here.
 type dimension struct {
 	label Label
 	name  string
-	field func(*Labels) *string
 	// ofProcess is a process generation's value; false while it cannot
 	// be known yet (its records are still in flight).
 	ofProcess func(*labelSource) (string, bool)
@@ -36,21 +35,38 @@ type dimension struct {
 	fromCgroup bool
 }
 
+// value is l's field for label: a switch, not a func in the table, so that
+// l stays on the stack (a func value would make every Labels escape).
+func (l *Labels) value(label Label) *string {
+	switch label {
+	case LabelComm:
+		return &l.Comm
+	case LabelUnit:
+		return &l.Unit
+	case LabelContainer:
+		return &l.Container
+	case LabelCgroup:
+		return &l.Cgroup
+	default:
+		return &l.PID
+	}
+}
+
 // dimensions are the process labels, in exposition order.
 var dimensions = []dimension{
-	{LabelComm, "comm", func(l *Labels) *string { return &l.Comm },
+	{LabelComm, "comm",
 		func(s *labelSource) (string, bool) { return s.procs.Name(s.tgid, s.execID) },
 		func(s *labelSource) string { return s.comm }, false},
-	{LabelUnit, "unit", func(l *Labels) *string { return &l.Unit },
+	{LabelUnit, "unit",
 		fromIdentity(func(id cgroups.Identity) string { return id.Unit }),
 		func(s *labelSource) string { return s.identity().Unit }, true},
-	{LabelContainer, "container", func(l *Labels) *string { return &l.Container },
+	{LabelContainer, "container",
 		fromIdentity(func(id cgroups.Identity) string { return id.Container }),
 		func(s *labelSource) string { return s.identity().Container }, true},
-	{LabelCgroup, "cgroup", func(l *Labels) *string { return &l.Cgroup },
+	{LabelCgroup, "cgroup",
 		fromIdentity(func(id cgroups.Identity) string { return id.Path }),
 		func(s *labelSource) string { return s.identity().Path }, true},
-	{LabelPID, "pid", func(l *Labels) *string { return &l.PID },
+	{LabelPID, "pid",
 		func(s *labelSource) (string, bool) { return strconv.FormatUint(uint64(s.tgid), 10), true },
 		func(*labelSource) string { return OtherComm }, false},
 }
@@ -105,7 +121,7 @@ func (l Labels) Values(s LabelSet) []string {
 	var v []string
 	for _, d := range dimensions {
 		if s.Has(d.label) {
-			v = append(v, *d.field(&l))
+			v = append(v, *l.value(d.label))
 		}
 	}
 	return v
@@ -115,7 +131,7 @@ func (l Labels) Values(s LabelSet) []string {
 func (l Labels) project(s LabelSet) Labels {
 	for _, d := range dimensions {
 		if !s.Has(d.label) {
-			*d.field(&l) = ""
+			*l.value(d.label) = ""
 		}
 	}
 	return l
@@ -125,7 +141,7 @@ func (l Labels) project(s LabelSet) Labels {
 func EveryLabel(value string) Labels {
 	var l Labels
 	for _, d := range dimensions {
-		*d.field(&l) = value
+		*l.value(d.label) = value
 	}
 	return l
 }
@@ -145,6 +161,7 @@ type labeler struct {
 	set        LabelSet
 	cgroups    Cgroups
 	identities map[uint64]cgroups.Identity // by cgroup id; cleared when it grows large
+	src        labelSource                 // scratch of labels and groupLabels
 }
 
 const maxCachedIdentities = 65536
@@ -180,16 +197,19 @@ func (s *labelSource) identity() cgroups.Identity {
 // known yet.
 func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 	var l Labels
-	src := labelSource{lb: lb, procs: procs, tgid: tgid, execID: execID}
+	// Reused, not a new one each call: passed to the rows' funcs, it would
+	// escape to the heap, an allocation per process generation and scrape.
+	lb.src = labelSource{lb: lb, procs: procs, tgid: tgid, execID: execID}
+	src := &lb.src
 	for _, d := range dimensions {
 		if !lb.set.Has(d.label) {
 			continue
 		}
-		v, ok := d.ofProcess(&src)
+		v, ok := d.ofProcess(src)
 		if !ok {
 			return Labels{}, false
 		}
-		*d.field(&l) = v
+		*l.value(d.label) = v
 	}
 	return l, true
 }
@@ -198,10 +218,10 @@ func (lb *labeler) labels(procs Processes, tgid, execID uint32) (Labels, bool) {
 // and cgroup (its per-process map full): a process's, but pid "~other".
 func (lb *labeler) groupLabels(comm string, cgroupID uint64) Labels {
 	var l Labels
-	src := labelSource{lb: lb, comm: comm, cgroupID: cgroupID, hasCgroup: true}
+	lb.src = labelSource{lb: lb, comm: comm, cgroupID: cgroupID, hasCgroup: true}
 	for _, d := range dimensions {
 		if lb.set.Has(d.label) {
-			*d.field(&l) = d.ofGroup(&src)
+			*l.value(d.label) = d.ofGroup(&lb.src)
 		}
 	}
 	return l

@@ -120,7 +120,7 @@ func has[K comparable](m map[K]struct{}, k K) bool {
 
 func compareLabels(a, b Labels) int {
 	for _, d := range dimensions {
-		if c := cmp.Compare(*d.field(&a), *d.field(&b)); c != 0 {
+		if c := cmp.Compare(*a.value(d.label), *b.value(d.label)); c != 0 {
 			return c
 		}
 	}
