@@ -328,11 +328,15 @@ func keepOnly(spec *ebpf.CollectionSpec, latency bool, enter, exit string) {
 func newCollection(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, log *zap.Logger) (*ebpf.Collection, error) {
 	collOpts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}}
 	coll, err := ebpf.NewCollectionWithOptions(spec, collOpts)
+	var dropped []string
 	for _, optional := range optionalPrograms(spec, err) {
 		delete(spec.Programs, optional)
+		dropped = append(dropped, optional)
 		var retryErr error
 		if coll, retryErr = ebpf.NewCollectionWithOptions(spec, collOpts); retryErr == nil {
-			log.Warn(optionalWarning[optional], zap.Error(err))
+			for _, name := range dropped {
+				log.Warn(optionalWarning[name], zap.Error(err))
+			}
 		}
 		// Failing without it too, the cause is elsewhere (or in the other
 		// optional program): report the later error.
