@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X $(VERSIONPKG).Version=$(VERSION) -X $(VERSIONPKG).Revision
 GOFILES   := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum \
              internal/loader/sysobsd_x86_bpfel.o internal/loader/sysobsd_arm64_bpfel.o internal/config/default.yml
 
-.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench package dashboards fuzz-smoke clean
+.PHONY: all build run test deps deps-run check unit-test generate check-generate kernel-test bench bench-servers package dashboards fuzz-smoke clean
 
 all: build
 
@@ -89,6 +89,11 @@ kernel-test:
 # Overhead per syscall, side by side with the alternatives (docs/benchmarks.md).
 bench: build
 	bench/run.sh
+
+# nginx (wrk) and PostgreSQL (pgbench) on loopback under each tracer, in
+# paired rounds (docs/benchmarks.md, "Real servers"); about 25 minutes.
+bench-servers: build
+	bench/servers.sh
 
 # A .deb with the binary, the systemd unit and the config (nfpm).
 package: build

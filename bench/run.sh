@@ -7,6 +7,9 @@
 #   WRITE=1 bench/run.sh       the same, and writes docs/benchmarks.md
 #   SMOKE=1 bench/run.sh       one short round of a subset (CI; under a minute)
 #
+# The report starts with the machine (bench/machine.sh: CPU, PCID, PTI,
+# mitigations, clocksource, untraced getppid).
+#
 # Knobs (environment):
 #   ROUNDS=5        rounds of the overhead runs (each runs every variant once)
 #   ITERS_SCALE=1   multiplies the loops' iterations (3M getppid, 2M writes, 150k lock handoffs)
@@ -93,6 +96,14 @@ go build -o "$OUT/scale" ./bench/scale
 report="$OUT/report"
 rm -rf "$report" && mkdir -p "$report"
 
+# ---- the machine: PCID, PTI, clocksource, untraced getppid (bench/machine.sh)
+log "recording the machine"
+if [ "$SMOKE" = 1 ]; then
+	MACHINE_RUNS=3 MACHINE_ITERS=100000 NICE=$NICE bench/machine.sh "$OUT/loop" >"$report/machine.md"
+else
+	NICE=$NICE bench/machine.sh "$OUT/loop" >"$report/machine.md"
+fi
+
 # ---- overhead per syscall
 if [ "${SKIP_OVERHEAD:-0}" != 1 ]; then
 	log "overhead: $ROUNDS round(s), variants: ${VARIANTS:-all}"
@@ -144,6 +155,12 @@ version() { "$@" 2>&1 | head -1 || true; }
 	echo "| load average (1, 5, 15 min) | at start $load_start, at end $load_end |"
 	echo "| sysobsd | $("$SYSOBSD" --version 2>&1 | head -1) |"
 	echo "| tools | $(version bpftrace --version); libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools 2>/dev/null || echo -); $(version strace -V); $(version perf version); $(go version) |"
+	echo
+	echo "### The machine"
+	echo
+	echo "Recorded by \`bench/machine.sh\` before the runs."
+	echo
+	cat "$report/machine.md"
 	echo
 	echo "## Overhead per syscall"
 	echo
