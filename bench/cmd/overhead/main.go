@@ -69,6 +69,8 @@ type options struct {
 	// alt are other sysobsd builds to measure beside the default one
 	// (variants sysobsd-NAME), for side-by-side trials of a change.
 	alt string
+	// progStatsWrite runs the 1-byte write loop too for -prog-stats.
+	progStatsWrite bool
 }
 
 type sample struct {
@@ -110,6 +112,7 @@ func main() {
 	flag.BoolVar(&o.progStats, "prog-stats", true, "after the rounds, measure each BPF program's own run time (kernel.bpf_stats_enabled)")
 	flag.StringVar(&o.rawOut, "raw", "", "write every run as JSON here")
 	flag.StringVar(&o.workDir, "work", "", "scratch directory (default: a new temporary one)")
+	flag.BoolVar(&o.progStatsWrite, "prog-stats-write", false, "with -prog-stats, also the 1-byte write loop (a call that moves bytes)")
 	flag.StringVar(&o.alt, "alt", "", "other sysobsd builds to run with the default config beside -sysobsd, as NAME=PATH,...: variants sysobsd-NAME")
 	flag.Parse()
 	if err := mainErr(o); err != nil {
@@ -936,49 +939,65 @@ func progStatsReport(o options, vars []variant, work string) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### Inside the programs\n\n")
 	p("The getppid loop once more under each system-wide tracer, with `kernel.bpf_stats_enabled=1`: the kernel's own accounting of each program's run time (ns per run, averaged over every run during the loop, other processes' syscalls included; the accounting itself adds some ns per run). The rest of the added cost is the kernel's: the slow syscall path and the trampolines or perf events that call the programs.\n\n")
-	p("| attached | program | runs | ns per run |\n|---|---|---:|---:|\n")
+	p("| attached | loop | program | runs | ns per run |\n|---|---|---|---:|---:|\n")
 	for _, v := range vars {
-		if v.system == nil {
-			continue
-		}
-		t, err := startTracer(v, work)
-		if err != nil {
-			p("| %s | (did not start: %v) | | |\n", v.title, err)
-			continue
-		}
-		time.Sleep(o.settle)
-		ids := progIDs(t.cmd.Process.Pid)
-		before := progRuns(ids)
-		_, err = runLoop(o.loop, nil, "getppid", max(int64(1e6*o.scale), 1000), t)
-		after := progRuns(ids)
-		t.stop()
-		if err != nil {
-			p("| %s | (loop failed: %v) | | |\n", v.title, err)
-			continue
-		}
-		names := make([]int, 0, len(after))
-		for id := range after {
-			names = append(names, id)
-		}
-		// The syscall hooks first, then the rest by name.
-		rank := func(n string) string {
-			if strings.Contains(n, "sys_e") || strings.HasPrefix(n, "floor_") || strings.HasPrefix(n, "clock_") {
-				return "0" + n
-			}
-			return "1" + n
-		}
-		sort.Slice(names, func(i, j int) bool { return rank(after[names[i]].name) < rank(after[names[j]].name) })
-		for _, id := range names {
-			a, bf := after[id], before[id]
-			runs := a.cnt - bf.cnt
-			if runs <= 0 {
-				continue
-			}
-			p("| %s | `%s` | %s | **%s** |\n", v.title, a.name, measure.GroupThousands(strconv.FormatInt(runs, 10)), f1(float64(a.ns-bf.ns)/float64(runs)))
+		for _, loop := range o.progStatsLoops() {
+			progStatsRow(o, v, loop, work, p)
 		}
 	}
 	p("\n")
 	return b.String()
+}
+
+// progStatsLoops are the loops progStatsReport runs: getppid, and the
+// 1-byte write when -prog-stats-write is set (a call that moves bytes).
+func (o options) progStatsLoops() []string {
+	if o.progStatsWrite {
+		return []string{"getppid", "write"}
+	}
+	return []string{"getppid"}
+}
+
+// progStatsRow runs one loop under v and writes each program's ns per run.
+func progStatsRow(o options, v variant, loop, work string, p func(string, ...any)) {
+	if v.system == nil {
+		return
+	}
+	t, err := startTracer(v, work)
+	if err != nil {
+		p("| %s | %s | (did not start: %v) | | |\n", v.title, loop, err)
+		return
+	}
+	time.Sleep(o.settle)
+	ids := progIDs(t.cmd.Process.Pid)
+	before := progRuns(ids)
+	_, err = runLoop(o.loop, nil, loop, max(int64(1e6*o.scale), 1000), t)
+	after := progRuns(ids)
+	t.stop()
+	if err != nil {
+		p("| %s | %s | (loop failed: %v) | | |\n", v.title, loop, err)
+		return
+	}
+	names := make([]int, 0, len(after))
+	for id := range after {
+		names = append(names, id)
+	}
+	// The syscall hooks first, then the rest by name.
+	rank := func(n string) string {
+		if strings.Contains(n, "sys_e") || strings.HasPrefix(n, "floor_") || strings.HasPrefix(n, "clock_") {
+			return "0" + n
+		}
+		return "1" + n
+	}
+	sort.Slice(names, func(i, j int) bool { return rank(after[names[i]].name) < rank(after[names[j]].name) })
+	for _, id := range names {
+		a, bf := after[id], before[id]
+		runs := a.cnt - bf.cnt
+		if runs <= 0 {
+			continue
+		}
+		p("| %s | %s | `%s` | %s | **%s** |\n", v.title, loop, a.name, measure.GroupThousands(strconv.FormatInt(runs, 10)), f1(float64(a.ns-bf.ns)/float64(runs)))
+	}
 }
 
 type progRun struct {
