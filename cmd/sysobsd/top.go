@@ -100,6 +100,7 @@ func runTop(opts options, cfg config.Config, stdout io.Writer, log *zap.Logger) 
 				return err
 			}
 			frame.rows, frame.busy = topRows(prev, cur, frame.sortBy), cur.busy
+			frame.stuck = stuckLines(cur)
 			prev = cur
 			shown++
 		}

@@ -67,6 +67,9 @@ func (p tmuxPane) waitFor(what string, timeout time.Duration, check func([]strin
 // measured), calls/s, errors/s, the top syscall if any; nothing before it.
 var topRowLine = regexp.MustCompile(`^(\S.{15}) +(\d+\.\d%|-) +\d+ +\d+( +\S+)?$`)
 
+// stuckLine is one of the calls in flight longest, under the rows.
+var stuckLine = regexp.MustCompile(`^  \S.* in \S+ for \d+\.\d s$`)
+
 // topLayout checks that a screen is one frame of top's that fits a
 // terminal of width × height: the header at the top left, rows that start
 // at column 0 and are whole (a line ended without a carriage return in raw
@@ -90,8 +93,14 @@ func topLayout(width, height int) func([]string) error {
 		if !strings.HasPrefix(lines[1], "%: ") || !strings.HasPrefix(lines[2], "COMM ") {
 			return fmt.Errorf("header lines: %q, %q", lines[1], lines[2])
 		}
+		stuck := false // under the rows: the calls in flight longest
 		for i, l := range lines[topHeaderLines:] {
-			if !topRowLine.MatchString(l) {
+			switch {
+			case !stuck && strings.HasPrefix(l, "INSIDE A CALL LONGEST "):
+				stuck = true
+			case stuck && stuckLine.MatchString(l):
+			case !stuck && topRowLine.MatchString(l):
+			default:
 				return fmt.Errorf("line %d is not a whole row starting at column 0: %q", topHeaderLines+i, l)
 			}
 		}

@@ -38,7 +38,17 @@ type topSample struct {
 	procs map[string]*topTotals
 	// busy is what the totals' seconds hold, and so what % means.
 	busy busyKind
+	// longest are the calls in flight the longest (engine mode), oldest
+	// first: the stuck threads top shows under its rows.
+	longest []callInFlight
 }
+
+// longestShown is how many of the calls in flight longest top shows, and
+// longestAtLeast how long a call must have been inside to be one.
+const (
+	longestShown   = 3
+	longestAtLeast = time.Second
+)
 
 func newTopSample(busy busyKind) topSample {
 	return topSample{procs: make(map[string]*topTotals), busy: busy}
@@ -229,7 +239,9 @@ func sampleFromEngine(engine *tally.Engine, clock callClock, procRoot string) fu
 			for k, n := range snap.Errors {
 				s.add(k.Comm).errors += float64(n)
 			}
-			s.addInFlight(describeCalls(procRoot, names, threads, after))
+			calls := describeCalls(procRoot, names, threads, after)
+			s.addInFlight(calls)
+			s.longest = longestInFlight(calls, at)
 			return s, nil
 		}
 	}
@@ -340,6 +352,19 @@ func syscallOf(procRoot string, names *syscalls.Table, th procThread) string {
 	return names.Name(syscalls.Native, uint32(nr))
 }
 
+// longestInFlight are the calls inside for longestAtLeast or more at at,
+// oldest first, at most longestShown.
+func longestInFlight(calls []callInFlight, at time.Duration) []callInFlight {
+	var out []callInFlight
+	for _, c := range calls {
+		if at-time.Duration(c.startedNS) >= longestAtLeast {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b callInFlight) int { return cmp.Compare(a.startedNS, b.startedNS) })
+	return out[:min(len(out), longestShown)]
+}
+
 // addInFlight adds to each process the time its threads have spent so far
 // in the calls they are in: busy(at) = completed time + Σ (at − entry).
 // A call entered after at adds nothing yet.
@@ -415,6 +440,25 @@ type topFrame struct {
 	rows   []topRow
 	sortBy string
 	busy   busyKind
+	// stuck are the lines about the calls in flight longest, shown under
+	// the rows when there is room.
+	stuck []string
+}
+
+// stuckLines describe the sample's calls in flight longest.
+func stuckLines(s topSample) []string {
+	if len(s.longest) == 0 {
+		return nil
+	}
+	lines := []string{"INSIDE A CALL LONGEST (sysobsd ps shows every thread):"}
+	for _, c := range s.longest {
+		sc := c.syscall
+		if sc == "" {
+			sc = "?"
+		}
+		lines = append(lines, fmt.Sprintf("  %s in %s for %.1f s", printable(c.comm), sc, (s.at-time.Duration(c.startedNS)).Seconds()))
+	}
+	return lines
 }
 
 // topHeaderLines come before the rows.
@@ -427,8 +471,17 @@ func (f topFrame) lines(limit int) []string {
 		percentMeaning[f.busy],
 		fmt.Sprintf("%-16s %10s %12s %10s  %s", "COMM", "SYSCALL %", "CALLS/s", "ERRORS/s", "TOP SYSCALL"),
 	}
+	rowLimit, stuck := limit, f.stuck
+	if len(stuck) > 0 && len(f.rows)+len(stuck) > limit {
+		// Room for the stuck calls only if a few rows stay.
+		if limit-len(stuck) >= 3 {
+			rowLimit = limit - len(stuck)
+		} else {
+			stuck = nil
+		}
+	}
 	for i, r := range f.rows {
-		if i == limit {
+		if i == rowLimit {
 			break
 		}
 		pct := fmt.Sprintf("%9.1f%%", 100*r.seconds)
@@ -438,7 +491,7 @@ func (f topFrame) lines(limit int) []string {
 		row := fmt.Sprintf("%-16s %s %12.0f %10.0f  %s", printable(r.comm), pct, r.calls, r.errors, r.topSyscall)
 		lines = append(lines, strings.TrimRight(row, " "))
 	}
-	return lines
+	return append(lines, stuck...)
 }
 
 // printable replaces what a terminal would act on instead of showing (a

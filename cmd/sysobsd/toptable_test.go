@@ -639,3 +639,41 @@ func TestPercentMeaningFitsEightyColumns(t *testing.T) {
 		}
 	}
 }
+
+// top shows the calls in flight longest under its rows, oldest first, when
+// the screen has room for them and a few rows; otherwise rows come first.
+func TestTopShowsTheCallsInFlightLongest(t *testing.T) {
+	s := newTopSample(busyInFlight)
+	s.at = 100 * time.Second
+	calls := []callInFlight{
+		{comm: "nginx", syscall: "epoll_wait", startedNS: uint64(99 * time.Second)},
+		{comm: "backup", syscall: "fsync", startedNS: uint64(10 * time.Second)},
+		{comm: "fresh", syscall: "read", startedNS: uint64(99_900 * time.Millisecond)}, // 0.1 s: not long
+		{comm: "tar", syscall: "", startedNS: uint64(50 * time.Second)},
+		{comm: "cp", syscall: "write", startedNS: uint64(90 * time.Second)},
+	}
+	s.longest = longestInFlight(calls, s.at)
+	f := topFrame{sortBy: "time", busy: busyInFlight, stuck: stuckLines(s)}
+	for i := range 5 {
+		f.rows = append(f.rows, topRow{comm: fmt.Sprintf("p%d", i), topSyscall: "read"})
+	}
+	want := []string{
+		"INSIDE A CALL LONGEST (sysobsd ps shows every thread):",
+		"  backup in fsync for 90.0 s",
+		"  tar in ? for 50.0 s",
+		"  cp in write for 10.0 s",
+	}
+	lines := f.lines(20)
+	if got := lines[len(lines)-4:]; !slices.Equal(got, want) {
+		t.Errorf("last lines = %q, want %q", got, want)
+	}
+	if n := len(f.lines(20)) - topHeaderLines; n != 5+4 {
+		t.Errorf("%d lines under the header with room for 20, want the 5 rows and 4 about the calls", n)
+	}
+	if got := f.lines(7); len(got) != topHeaderLines+7 || got[len(got)-1] != want[3] {
+		t.Errorf("room for 7: %q; want 3 rows and the 4 lines about the calls", got)
+	}
+	if got := f.lines(5); len(got) != topHeaderLines+5 || slices.Contains(got, want[0]) {
+		t.Errorf("room for 5: %q; want the 5 rows only", got)
+	}
+}
