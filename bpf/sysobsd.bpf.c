@@ -251,7 +251,7 @@ enum thread_state {
 	THREAD_RUNNING = 0,  /* on a CPU or waiting for one */
 	THREAD_SLEEPING = 1, /* interruptible wait (S): epoll_wait, futex, read on a socket */
 	THREAD_UNINTERRUPTIBLE = 2, /* uninterruptible wait (D): disk I/O, a vfork parent */
-	THREAD_STOPPED = 3,         /* stopped or traced (T, t) */
+	THREAD_STOPPED = 3,         /* stopped, traced or frozen (T, t) */
 };
 
 struct notable_budget_value {
@@ -849,8 +849,12 @@ static __always_inline void forget_start_time(struct task_struct *task)
 	if (slot && (slot->tid == task->pid || !slot->ns)) {
 		slot->tid = task->pid;
 		slot->ns = 0;
-		return;
 	}
+	/* Also where the slot was free: the call's time may be in task storage
+	 * from an entry while another thread held the slot (found by review: a
+	 * stale time there would be taken by a later unstamped call, and shown
+	 * by in_flight as a call that never ends). Only uncounted calls get
+	 * here, so the counted path pays nothing. */
 	start = bpf_task_storage_get(&start_times, task, 0, 0);
 	if (start)
 		*start = 0;
@@ -1177,7 +1181,7 @@ static __always_inline u32 thread_state_of(struct task_struct *task)
 		return THREAD_UNINTERRUPTIBLE;
 	if (st & 0x0001) /* TASK_INTERRUPTIBLE */
 		return THREAD_SLEEPING;
-	if (st & 0x000c) /* __TASK_STOPPED, __TASK_TRACED */
+	if (st & 0x800c) /* __TASK_STOPPED, __TASK_TRACED, TASK_FROZEN (freezer, suspend; 6.1+) */
 		return THREAD_STOPPED;
 	return THREAD_RUNNING;
 }
@@ -1191,6 +1195,7 @@ int in_flight(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct in_flight_record r = {};
+	struct filter_settings_value *fs;
 	struct start_slot *slot;
 	struct pt_regs *regs;
 	u32 zero = 0;
@@ -1213,7 +1218,9 @@ int in_flight(struct bpf_iter__task *ctx)
 		return 0;
 	nr = SYSCALL_NR_READ(regs);
 	r.abi = task_abi(task);
-	if (syscall_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), r.abi, nr))
+	fs = bpf_map_lookup_elem(&filter_settings, &zero);
+	/* A process excluded since its call began (a SIGHUP) is not shown. */
+	if (process_filtered_out(fs, task->tgid) || syscall_filtered_out(fs, r.abi, nr))
 		return 0;
 	r.nr = nr >= 0 && nr < 0xFFFF ? (u16)nr : 0xFFFF;
 	for (int i = 0; i < 6; i++)

@@ -45,6 +45,9 @@ var inFlightRecordSize = binary.Size(InFlightRecord{})
 // sys_enter stamped: one run of the in_flight task iterator, which walks the
 // host's threads (nothing is added per syscall).
 func (m *Maps) ReadInFlight(fn func(InFlightRecord)) error {
+	// Read by scrapes and /api/v1/in_flight while detach may close it.
+	m.inFlightMu.RLock()
+	defer m.inFlightMu.RUnlock()
 	if m.inFlight == nil {
 		return ErrNoInFlight
 	}

@@ -475,6 +475,11 @@ func describeLoadError(err error) error {
 }
 
 func (p *Probes) detach() {
+	// No read of the calls in flight may use the iterator's link while it
+	// closes (a scrape or /api/v1/in_flight still running).
+	p.Maps.inFlightMu.Lock()
+	p.Maps.inFlight = nil
+	p.Maps.inFlightMu.Unlock()
 	for _, l := range p.links {
 		l.Close()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -136,8 +137,10 @@ type Maps struct {
 	slotCounts         []sysobsdSyscallStatsValue
 
 	// inFlight runs the in_flight task iterator; nil without it (latency
-	// off, or a kernel that cannot load it). Probes owns its link.
-	inFlight *link.Iter
+	// off, or a kernel that cannot load it). Probes owns its link and
+	// clears this under inFlightMu before closing it.
+	inFlight   *link.Iter
+	inFlightMu sync.RWMutex
 
 	// entryKeys reads the kernel's announcements of new entries, never
 	// blocking: they wait in the ring buffer until the next fold or scrape.

@@ -91,6 +91,8 @@ var (
 		"Entries of exited or exec'd processes that a full read of the kernel maps found but the daemon had not been told of: folds by key had left them to it. None is lost (they are folded under their process's name); a rising count means the kernel's entry announcements are incomplete.", nil, nil)
 	decodeErrorsDesc = prometheus.NewDesc("sysobsd_lifecycle_decode_errors_total",
 		"Lifecycle ring-buffer records that could not be decoded.", nil, nil)
+	inFlightErrorsDesc = prometheus.NewDesc("sysobsd_in_flight_read_errors_total",
+		"Reads of the calls in flight (the in_flight iterator) that failed: those scrapes have no sysobsd_syscalls_in_flight.", nil, nil)
 	scrapeErrorDesc = prometheus.NewDesc("sysobsd_scrape_error",
 		"1 if reading the kernel maps failed during this scrape.", nil, nil)
 )
@@ -262,6 +264,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.emit(ch, entryKeysLostDesc, prometheus.CounterValue, float64(snap.EntryKeysLost))
 	c.emit(ch, missedByKeysDesc, prometheus.CounterValue, float64(snap.MissedByKeys))
 	c.emit(ch, decodeErrorsDesc, prometheus.CounterValue, float64(snap.DecodeErrors))
+	c.emit(ch, inFlightErrorsDesc, prometheus.CounterValue, float64(snap.InFlightErrors))
 }
 
 // emitProcessSeries emits the per-process counters. Syscalls of different

@@ -1,6 +1,7 @@
 package tally
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 
@@ -58,36 +59,35 @@ func (t *Tally) readInFlight(snap *Snapshot) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		// An optional gauge: its failure must not cost the scrape its
+		// counters. Counted (sysobsd_in_flight_read_errors_total).
+		t.inFlightErrors++
+		return nil
 	}
 	snap.InFlight = t.capInFlight(inFlight)
 	return nil
 }
 
-// capInFlight keeps the first MaxSeries label sets (sorted, so that the
-// same threads give the same series) and sums the rest under "~other".
+// capInFlight keeps the first MaxSeries series (sorted, so that the same
+// threads give the same series) and sums the rest under "~other" labels,
+// their syscall and state kept: the counters' cap, per scrape.
 func (t *Tally) capInFlight(all map[InFlightKey]InFlight) map[InFlightKey]InFlight {
 	max := t.limits.maxSeries()
-	sets := make(map[Labels]struct{})
-	for k := range all {
-		sets[k.Labels] = struct{}{}
-	}
-	if len(sets) <= max {
+	if len(all) <= max {
 		return all
 	}
-	ordered := make([]Labels, 0, len(sets))
-	for l := range sets {
-		ordered = append(ordered, l)
+	keys := make([]InFlightKey, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
 	}
-	slices.SortFunc(ordered, compareLabels)
-	kept := make(map[Labels]struct{}, max)
-	for _, l := range ordered[:max] {
-		kept[l] = struct{}{}
-	}
+	slices.SortFunc(keys, func(a, b InFlightKey) int {
+		return cmp.Or(compareLabels(a.Labels, b.Labels), cmp.Compare(a.ABI, b.ABI), cmp.Compare(a.NR, b.NR), cmp.Compare(a.State, b.State))
+	})
 	other := EveryLabel(OtherComm).project(t.labeler.set)
-	capped := make(map[InFlightKey]InFlight, len(all))
-	for k, v := range all {
-		if !has(kept, k.Labels) {
+	capped := make(map[InFlightKey]InFlight, max+1)
+	for i, k := range keys {
+		v := all[k]
+		if i >= max {
 			k.Labels = other
 		}
 		capped[k] = capped[k].plus(v)

@@ -45,7 +45,8 @@ func TestInFlightByLabelsSyscallAndState(t *testing.T) {
 	}
 }
 
-// Under the series cap, label sets beyond it are summed under ~other.
+// Under the series cap, series beyond it are summed under ~other; a failed
+// read leaves no gauge, counts the failure, and fails nothing else.
 func TestInFlightUnderTheSeriesCap(t *testing.T) {
 	h := newHarness(t, nil)
 	h.tally.SetLimits(Limits{MaxSeries: 1})
@@ -63,5 +64,19 @@ func TestInFlightUnderTheSeriesCap(t *testing.T) {
 	other := InFlightKey{Labels{Comm: OtherComm}, read, loader.ThreadSleeping}
 	if len(got) != 2 || got[a] != (InFlight{1, 10}) || got[other] != (InFlight{2, 50}) {
 		t.Errorf("InFlight = %v, want a: 1 thread 10 ns, ~other: 2 threads, oldest 50 ns", got)
+	}
+	// One process, two series (two states): the cap counts series.
+	h.kernel.inFlight = []loader.InFlightRecord{
+		inFlightRecord(1, 1, read, loader.ThreadSleeping, 90),
+		inFlightRecord(1, 4, read, loader.ThreadUninterruptible, 80),
+	}
+	if got := h.snapshot().InFlight; len(got) != 2 || got[a] != (InFlight{1, 10}) ||
+		got[InFlightKey{Labels{Comm: OtherComm}, read, loader.ThreadUninterruptible}] != (InFlight{1, 20}) {
+		t.Errorf("InFlight = %v, want a's sleeping read and ~other's uninterruptible one", got)
+	}
+	h.kernel.failMethod = "ReadInFlight"
+	snap := h.snapshot()
+	if snap.InFlight != nil || snap.InFlightErrors != 1 {
+		t.Errorf("failed read: InFlight = %v, InFlightErrors = %d; want nil and 1", snap.InFlight, snap.InFlightErrors)
 	}
 }

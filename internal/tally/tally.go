@@ -107,8 +107,9 @@ type Snapshot struct {
 	DecodeErrors uint64
 	// InFlight are the threads inside a syscall at the scrape, by label
 	// set; nil where the programs cannot report them (latency off, Linux
-	// before 5.15).
-	InFlight map[InFlightKey]InFlight
+	// before 5.15) or the read failed (InFlightErrors counts those).
+	InFlight       map[InFlightKey]InFlight
+	InFlightErrors uint64
 }
 
 // Table is one kernel map of counters (loader.Counters): every entry, the
@@ -218,6 +219,8 @@ type Tally struct {
 	sweepEvery   time.Duration
 	now          func() time.Time
 	monotonic    func() uint64 // the clock of the kernel's entry times
+	// inFlightErrors counts failed reads of the calls in flight.
+	inFlightErrors uint64
 
 	// scratch, reused between syncs
 	exitedSeen map[uint32]struct{}
@@ -602,6 +605,7 @@ func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
 	snap.FoldedProcesses = t.foldedProcesses
 	snap.FoldsByKeys, snap.FullReads, snap.EntryKeysLost = t.foldsByKeys, t.fullReads, plan.lost
 	snap.MissedByKeys = t.missedByKeys
+	snap.InFlightErrors = t.inFlightErrors
 	return nil
 }
 

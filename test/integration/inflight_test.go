@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sysobsd/sysobsd/internal/config"
+	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
@@ -77,4 +80,32 @@ func TestVforkParentIsInFlightUninterruptible(t *testing.T) {
 	if err := child.Wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A process excluded while it is inside a call (a SIGHUP applying a new
+// filter) leaves the in-flight gauges at once, not when its call returns.
+func TestProcessExcludedMidCallLeavesInFlight(t *testing.T) {
+	h := start(t, setup{})
+	comm := uniqueComm("ex")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(h.workload, "spin", comm, "0")
+	child.Stdin = r
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer func() { w.Close(); child.Wait() }()
+	blocked := inFlight(comm, "read", "sleeping")
+	h.expect(10*time.Second, map[string]float64{blocked: 1})
+	f, err := filter.Compile(config.Filters{Exclude: config.Match{Comms: []string{comm}}}, config.Events{}, syscalls.Host(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filter.Apply(&h.probes.Maps, f, "/proc"); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(5*time.Second, map[string]float64{blocked: 0})
 }
