@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,26 +80,13 @@ func psWanted(o psOptions, t inflight.Thread) bool {
 
 // fetchInFlight asks the daemon which threads are inside a call now.
 func fetchInFlight(addr string) ([]inflight.Thread, error) {
-	url := addr
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	url = strings.TrimSuffix(url, "/") + "/api/v1/in_flight"
-	shown := redactURL(url)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	body, err := newDaemonEndpoint(addr, "/api/v1/in_flight").get(&http.Client{Timeout: 10 * time.Second},
+		"ps", " (sysobsd ps asks the daemon: it saw the calls begin)")
 	if err != nil {
-		var uerr *neturl.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // its URL shows the user name
-		}
-		return nil, fmt.Errorf("ps: get %s: %w; is sysobsd serving there? (sysobsd ps asks the daemon: it saw the calls begin)", shown, err)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("ps: %s: %s: %s", shown, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return inflight.Decode(resp.Body)
+	defer body.Close()
+	return inflight.Decode(body)
 }
 
 // describeInFlight fills in what the daemon does not send: the process's

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,28 +101,17 @@ func monotonicNow() time.Duration {
 
 // sampleFromDaemon reads a running daemon's /metrics.
 func sampleFromDaemon(addr string) func() (topSample, error) {
-	url := addr
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	url = strings.TrimSuffix(url, "/") + "/metrics"
-	shown := redactURL(url) // messages never show a basic-auth password
+	endpoint := newDaemonEndpoint(addr, "/metrics")
+	shown := endpoint.shown // messages never show a basic-auth password
 	client := &http.Client{Timeout: 5 * time.Second}
 	return func() (topSample, error) {
-		resp, err := client.Get(url)
+		rc, err := endpoint.get(client, "top", "")
 		if err != nil {
-			var uerr *neturl.Error
-			if errors.As(err, &uerr) {
-				err = uerr.Err // its URL shows the user name; shown follows
-			}
-			return topSample{}, fmt.Errorf("top: get %s: %w; is sysobsd serving there?", shown, err)
+			return topSample{}, err
 		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return topSample{}, fmt.Errorf("top: %s: %s", shown, resp.Status)
-		}
+		defer rc.Close()
 		var body bytes.Buffer
-		if _, err := body.ReadFrom(resp.Body); err != nil {
+		if _, err := body.ReadFrom(rc); err != nil {
 			return topSample{}, err
 		}
 		parser := expfmt.NewTextParser(model.UTF8Validation)
@@ -592,13 +579,4 @@ func topSource(opts options, cfg config.Config, log *zap.Logger) (sample func() 
 			log.Warn("top: stop counting", zap.Error(err))
 		}
 	}, nil
-}
-
-// redactURL is raw with its password replaced, for messages.
-func redactURL(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return "the --daemon address"
-	}
-	return u.Redacted()
 }
