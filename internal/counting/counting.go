@@ -128,8 +128,8 @@ func (c *Counting) Stopped() <-chan struct{} { return c.stopped }
 func (c *Counting) Err() error { return c.engineErr }
 
 // Close stops the engine and detaches the programs. It returns the
-// engine's error, if it failed, joined with the detach's. Closing again does
-// nothing.
+// engine's error if it failed while stopping (one that stopped it earlier
+// is Err's), joined with the detach's. Closing again does nothing.
 func (c *Counting) Close() error {
 	if c.closed {
 		return nil
@@ -137,9 +137,13 @@ func (c *Counting) Close() error {
 	c.closed = true
 	var engineErr error
 	if c.cancel != nil {
-		c.cancel()
-		<-c.stopped
-		engineErr = c.engineErr
+		select {
+		case <-c.stopped: // stopped on its own: Err has told the caller
+		default:
+			c.cancel()
+			<-c.stopped
+			engineErr = c.engineErr
+		}
 		c.cancel = nil
 	}
 	return errors.Join(engineErr, c.Probes.Close())
