@@ -389,36 +389,41 @@ func (p *Probes) attachAll(coll *ebpf.Collection, mode string, names []string) e
 	return nil
 }
 
-// attachRename attaches task_rename if it loaded; without it, renames are
-// seen at exit.
-func (p *Probes) attachRename(coll *ebpf.Collection, log *zap.Logger) {
-	prog := coll.Programs[renameProgram]
+// attachOptional attaches an optional program if it loaded (task_rename,
+// in_flight): a failure is its warning, not an error. It reports the link,
+// nil if the program is not attached.
+func (p *Probes) attachOptional(coll *ebpf.Collection, name string, log *zap.Logger,
+	attach func(*ebpf.Program) (link.Link, error)) link.Link {
+	prog := coll.Programs[name]
 	if prog == nil {
-		return
+		return nil
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	l, err := attach(prog)
 	if err != nil {
-		log.Warn("process renames by prctl are seen when the process exits only", zap.Error(err))
-		return
+		log.Warn(optionalWarning[name], zap.Error(err))
+		return nil
 	}
-	p.keep(coll, renameProgram, l)
-	p.RenamesTracked = true
+	p.keep(coll, name, l)
+	return l
 }
 
-// attachInFlight attaches the in_flight iterator if it loaded.
+// attachRename attaches task_rename; without it, renames are seen at exit.
+func (p *Probes) attachRename(coll *ebpf.Collection, log *zap.Logger) {
+	l := p.attachOptional(coll, renameProgram, log, func(prog *ebpf.Program) (link.Link, error) {
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	})
+	p.RenamesTracked = l != nil
+}
+
+// attachInFlight attaches the in_flight iterator that ReadInFlight runs.
 func (p *Probes) attachInFlight(coll *ebpf.Collection, log *zap.Logger) {
-	prog := coll.Programs[inFlightProgram]
-	if prog == nil {
-		return
+	l := p.attachOptional(coll, inFlightProgram, log, func(prog *ebpf.Program) (link.Link, error) {
+		return link.AttachIter(link.IterOptions{Program: prog})
+	})
+	if iter, ok := l.(*link.Iter); ok {
+		p.Maps.inFlight = iter
+		p.InFlightTracked = true
 	}
-	l, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		log.Warn(optionalWarning[inFlightProgram], zap.Error(err))
-		return
-	}
-	p.keep(coll, inFlightProgram, l)
-	p.Maps.inFlight = l
-	p.InFlightTracked = true
 }
 
 // keep holds an attached program's link, and the program under its hook's
