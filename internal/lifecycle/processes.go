@@ -43,7 +43,8 @@ type process struct {
 	cgroupKnown bool
 	folds       int // full reads since the process exited (ForgetExited)
 	// exec is the current generation's exec_id, when a fork or exec record
-	// told it (processes found by Scan learn it at their first exec).
+	// told it (processes found by Scan learn it at their first exec; the
+	// exit record gives the last).
 	exec      uint32
 	execKnown bool
 }
@@ -110,6 +111,9 @@ func (t *ProcessTable) Apply(ev Record) {
 		p := t.liveProcess(ev.TGID)
 		p.name(ev.ExecID, ev.Comm)
 		p.cgroup, p.cgroupKnown = ev.CgroupID, true
+		if !p.execKnown || int32(ev.ExecID-p.exec) > 0 { // the last; ahead if an exec record was lost
+			p.exec, p.execKnown = ev.ExecID, true
+		}
 		delete(t.live, ev.TGID)
 		if old, ok := t.exited[ev.TGID]; ok {
 			// Exited twice before a fold (tgid reused): keep both's names.
@@ -170,6 +174,15 @@ func (p *process) owns(execID uint32) bool {
 	return named || (p.execKnown && p.exec == execID)
 }
 
+// spans reports whether p's base name can name the generation: not one
+// after the latest its records told of (exec_id grows by one per exec).
+// Such a generation is an exec's whose record was sent after the drain that
+// preceded this read of the maps, or, mostly, a later process's reusing the
+// tgid whose fork record was (generation_of adds the start time).
+func (p *process) spans(execID uint32) bool {
+	return !p.execKnown || int32(execID-p.exec) <= 0
+}
+
 // byOwner returns the exited and the live process of a tgid, the one the
 // generation belongs to first (see ExitedGeneration).
 func (t *ProcessTable) byOwner(tgid, execID uint32) [2]*process {
@@ -195,10 +208,24 @@ func (t *ProcessTable) Name(tgid, execID uint32) (string, bool) {
 			return n, true
 		}
 	}
+	// A base name names only its own process's generations: never an exec
+	// (or a reusing process) whose record is still in the ring buffer. That
+	// generation waits for its record, at the next scrape; exported now under
+	// the name from before the exec, its counts would stay there for good.
+	spanned, other := false, false
 	for _, p := range owners {
-		if p != nil && p.base != "" {
+		switch {
+		case p == nil:
+		case !p.spans(execID):
+			other = true
+		case p.base != "":
 			return p.base, true
+		default:
+			spanned = true
 		}
+	}
+	if other && !spanned {
+		return "", false
 	}
 	// Neither fork record nor scan saw it (a lost record): ask /proc once.
 	comm, found := t.readComm(tgid)
@@ -248,7 +275,9 @@ func (t *ProcessTable) Exited(tgid uint32) bool {
 // process's only if its records named it and the live one's did not (the
 // kernel's generation ids tell two processes of one tgid apart). One that
 // neither named is left to the live process: taking a running process's
-// entries for final would delete them while they count.
+// entries for final would delete them while they count. So is one outside
+// the exited process's generations while no live one is known: a process
+// reusing the tgid whose fork record is not applied yet.
 func (t *ProcessTable) ExitedGeneration(tgid, execID uint32) bool {
 	old, exited := t.exited[tgid]
 	if !exited {
@@ -256,7 +285,7 @@ func (t *ProcessTable) ExitedGeneration(tgid, execID uint32) bool {
 	}
 	cur, live := t.live[tgid]
 	if !live {
-		return true
+		return old.owns(execID) || old.spans(execID)
 	}
 	return old.owns(execID) && !cur.owns(execID)
 }

@@ -155,15 +155,52 @@ func TestReusedTGIDGenerationsBelongToTheirProcess(t *testing.T) {
 			t.Errorf("CgroupID(300, %d) = %d, %v; want %d", c.execID, got, ok, c.cgroup)
 		}
 	}
-	checkNames(t, "reuse", pt, []nameCase{{300, 6, "old-exec"}, {300, 90, "new"}, {300, 91, "new"}})
+	// 91 is the new process's exec, its record not applied yet: no name
+	// until it is (never its fork's name, nor the old process's).
+	checkNames(t, "reuse", pt, []nameCase{{300, 6, "old-exec"}, {300, 90, "new"}, {300, 91, ""}})
 
-	// Without a live process every generation of the tgid is final.
+	// Without a live process the generations of the exited ones are final;
+	// 91, after the last exit's generation, belongs to neither.
 	pt.Apply(Record{Kind: Exit, TGID: 300, ExecID: 90, Comm: "new", CgroupID: 80})
-	for _, execID := range []uint32{5, 90, 91} {
+	for _, execID := range []uint32{5, 6, 90} {
 		if !pt.ExitedGeneration(300, execID) || pt.Running(300, execID) {
 			t.Errorf("after both exits: ExitedGeneration(300, %d) = %v, Running = %v; want true, false", execID, pt.ExitedGeneration(300, execID), pt.Running(300, execID))
 		}
 	}
+	if pt.ExitedGeneration(300, 91) || pt.Running(300, 91) {
+		t.Errorf("after both exits: generation 91 exited or running, want neither (its records are in flight)")
+	}
+	// Forgotten, then found gone by the sweep: nothing is left unfolded.
+	pt.Forget(300)
+	pt.MarkGone(300)
+	if !pt.ExitedGeneration(300, 91) {
+		t.Error("ExitedGeneration(300, 91) = false after MarkGone, want true")
+	}
+}
+
+// A scrape that drained the ring buffer between a process's fork record and
+// its exec record reads the exec'd program's counts: they must not take the
+// name from before the exec (the forking parent's), for counters never go
+// back, and that name would keep them. Nor, when the tgid was reused before
+// the fold, the exited process's, or be folded as its.
+func TestExecRecordInFlightLeavesTheGenerationUnnamed(t *testing.T) {
+	pt := NewProcessTable(t.TempDir())
+	pt.Apply(lifecycle(Fork, 300, 5, "integration.tes"))
+	pt.Apply(lifecycle(Exec, 300, 6, "pida"))
+	pt.Apply(lifecycle(Exit, 300, 6, "pida"))
+	// The pid reused; no record of the new process applied yet.
+	for _, execID := range []uint32{90, 91} { // a later process's: after pida's last
+		if got, ok := pt.Name(300, execID); ok {
+			t.Errorf("Name(300, %d) = %q before its records, want no name", execID, got)
+		}
+		if pt.ExitedGeneration(300, execID) {
+			t.Errorf("ExitedGeneration(300, %d) = true: a running process's entries would be folded", execID)
+		}
+	}
+	pt.Apply(lifecycle(Fork, 300, 90, "integration.tes"))
+	checkNames(t, "fork applied, exec in flight", pt, []nameCase{{300, 90, "integration.tes"}, {300, 91, ""}, {300, 6, "pida"}})
+	pt.Apply(lifecycle(Exec, 300, 91, "pidb"))
+	checkNames(t, "exec applied", pt, []nameCase{{300, 90, "integration.tes"}, {300, 91, "pidb"}, {300, 6, "pida"}})
 }
 
 func TestRecordsWithoutForkStillName(t *testing.T) {

@@ -627,6 +627,28 @@ func TestExecFoldsTheFinishedGeneration(t *testing.T) {
 	})
 }
 
+// A scrape whose drain of the ring buffer came between a process's fork and
+// exec records reads what the exec'd program counted: those counts wait for
+// the exec record, at the next scrape, rather than being exported under the
+// name from before the exec, which would keep them (counters never go back).
+func TestCountsOfAnExecInFlightWaitForItsRecord(t *testing.T) {
+	h := newHarness(t, nil)
+	h.record(lifecycle.Fork, 7, 1, "integration.tes")
+	h.kernel.call(7, 1, read, 4, 40)
+	// The exec, and the new program's calls, after the drain.
+	h.kernel.call(7, 2, execve, 1, 1000)
+	h.kernel.call(7, 2, read, 50, 500)
+	checkCalls(t, "exec record in flight", h.snapshot().Calls, map[SeriesKey]loader.Counts{
+		series("integration.tes", read): counts(4, 40),
+	})
+	h.record(lifecycle.Exec, 7, 2, "pidb")
+	checkCalls(t, "exec record applied", h.snapshot().Calls, map[SeriesKey]loader.Counts{
+		series("integration.tes", read): counts(4, 40),
+		series("pidb", execve):          counts(1, 1000),
+		series("pidb", read):            counts(50, 500),
+	})
+}
+
 func TestExecGenerationsAttributedToTheirNames(t *testing.T) {
 	h := newHarness(t, nil)
 	h.record(lifecycle.Fork, 7, 1, "bash")
