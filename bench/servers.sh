@@ -19,7 +19,8 @@
 #   ROUNDS=6 DURATION=6      rounds, seconds of load per run
 #   SERVERS="nginx pgbench"  which servers
 #   VARIANTS=...             traced variants (default: all of floor floor-clock
-#                            sysobsd sysobsd-nolat syscount bpftrace perf strace)
+#                            sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace
+#                            perf strace)
 #   WRK_THREADS=1 WRK_CONNECTIONS=32
 #   PG_SCALE=10 PG_CLIENTS=4 PG_JOBS=2 PG_MODE=select   (select: pgbench -S; tpcb: the default script)
 #   NICE=-10                 nice value of the servers, the load generators and the tracers
@@ -37,7 +38,7 @@ if [ "$SMOKE" = 1 ]; then
 	ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-2} VARIANTS=${VARIANTS:-sysobsd} WARMUP=1
 else
 	ROUNDS=${ROUNDS:-6} DURATION=${DURATION:-6} WARMUP=${WARMUP:-$DURATION}
-	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-nolat syscount bpftrace perf strace}
+	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace perf strace}
 fi
 SERVERS=${SERVERS:-nginx pgbench}
 WRK_THREADS=${WRK_THREADS:-1} WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
@@ -164,6 +165,7 @@ renice -n "$NICE" -p $$ >/dev/null
 # ---- the variants
 metrics_port=$(free_port)
 printf 'latency: false\n' >"$WORK/no-latency.yml"
+printf 'latency: sampled\nlatency_sample_every: 16\n' >"$WORK/sampled.yml"
 # tracer_command VARIANT: sets cmd (argv) and ready (a line its output
 # carries once attached; "http" for /metrics answering, "" for a pause).
 tracer_command() {
@@ -173,6 +175,7 @@ tracer_command() {
 	floor-clock) cmd=("$OUT/floor" --clock) ready=attached ;;
 	sysobsd) cmd=("$BIN" "$listen" --log.level=warn) ready=http ;;
 	sysobsd-nolat) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/no-latency.yml") ready=http ;;
+	sysobsd-sampled) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/sampled.yml") ready=http ;;
 	syscount) cmd=(stdbuf -oL syscount -L) ready="Tracing syscalls" ;;
 	bpftrace) cmd=(env BPFTRACE_MAP_KEYS_MAX=65536 bpftrace bench/tracers/sysobsd.bt) ready="sysobsd-bench: ready" ;;
 	# System-wide: perf trace follows every process, like the BPF tools. It
@@ -186,7 +189,7 @@ tracer_command() {
 }
 stop_signal() {
 	case $1 in
-	floor | floor-clock | sysobsd | sysobsd-nolat) echo TERM ;;
+	floor | floor-clock | sysobsd | sysobsd-sampled | sysobsd-nolat) echo TERM ;;
 	*) echo INT ;;
 	esac
 }
@@ -196,7 +199,7 @@ foreign_links() {
 	local n ours=0
 	n=$(bpftool link show -j 2>/dev/null | grep -oE '"tp_name":"sys_(enter|exit)"' | wc -l)
 	case $1 in
-	floor | floor-clock | sysobsd) ours=2 ;;
+	floor | floor-clock | sysobsd | sysobsd-sampled) ours=2 ;;
 	sysobsd-nolat) ours=1 ;;
 	syscount) ours=$n ;; # libbpf-tools attaches by raw tracepoint: its links may show
 	esac

@@ -234,7 +234,8 @@ struct start_slot {
 
 /* A thread inside a syscall, as the in_flight iterator reports it. */
 struct in_flight_record {
-	u64 start_ns; /* bpf_ktime_get_ns() at the call's entry */
+	u64 start_ns; /* bpf_ktime_get_ns() at the call's entry (sampled latency:
+	               * at the first scrape that saw it, low bit set, if not timed) */
 	u64 args[6];
 	u32 tgid;
 	u32 tid;
@@ -266,6 +267,16 @@ const volatile bool measure_latency = true;
 /* start_slots' size less one, a power of two less one: the loader sizes it
  * from pid_max, so that every thread id has a slot of its own up to 2^18. */
 const volatile u32 start_slot_mask = 32767;
+/* Sampled latency (latency: sampled): one call in latency_sample_mask + 1,
+ * chosen at random at entry, reads the clock at entry and exit; its time is
+ * scaled by 2^latency_sample_shift into the sums and the histogram. The
+ * others read no clock (tracing programs may not use the coarse one): their
+ * stamp is UNTIMED, "in a call since an unknown time", which the in_flight
+ * iterator replaces with the time it first sees the call, low bit set.
+ * 0: every call is timed. */
+const volatile u32 latency_sample_mask = 0;
+const volatile u32 latency_sample_shift = 0;
+#define UNTIMED 1ULL /* a stamp's low bit: the call is not timed */
 /* Lifecycle records wake the reader only once this many bytes wait (0: every
  * record). A wake-up is an interrupt, about 25 µs of the forking or exiting
  * task's time on the benchmark machine; the daemon drains the ring buffer
@@ -809,6 +820,15 @@ static __always_inline void store_start_time(struct task_struct *task, u64 now)
 	*start = now;
 }
 
+/* The time since a call's entry stamp: 0 for a call that sampled latency
+ * does not time. */
+static __always_inline u64 time_since(u64 stamp)
+{
+	if (latency_sample_mask && (stamp & UNTIMED))
+		return 0;
+	return bpf_ktime_get_ns() - stamp;
+}
+
 /* The duration of the call now returning; 0 (and counted) if its entry was
  * not seen. A time is used once: a call without a fresh entry never reuses it. */
 static __always_inline u64 take_start_time(struct task_struct *task)
@@ -818,13 +838,13 @@ static __always_inline u64 take_start_time(struct task_struct *task)
 	u64 ns;
 
 	if (slot && slot->tid == task->pid && slot->ns) {
-		ns = bpf_ktime_get_ns() - slot->ns;
+		ns = time_since(slot->ns);
 		slot->ns = 0;
 		return ns;
 	}
 	start = bpf_task_storage_get(&start_times, task, 0, 0);
 	if (start && *start) {
-		ns = bpf_ktime_get_ns() - *start;
+		ns = time_since(*start);
 		*start = 0;
 		return ns;
 	}
@@ -915,7 +935,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	}
 	if (stats) {
 		stats->calls += 1;
-		stats->ns += ns;
+		stats->ns += ns << latency_sample_shift; /* sampled: an estimate */
 		if (ret > 0 && moves_bytes(key.abi, nr))
 			stats->bytes += ret;
 	}
@@ -931,7 +951,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 			/* Bound the register the access uses, whatever the compiler copied. */
 			asm volatile("" : "+r"(b));
 			if (b < HIST_BUCKETS)
-				hist->buckets[b] += 1;
+				hist->buckets[b] += 1ULL << latency_sample_shift;
 		}
 	}
 
@@ -953,7 +973,12 @@ static __always_inline void stamp_enter(void)
 		forget_start_time(task);
 		return;
 	}
-	store_start_time(task, bpf_ktime_get_ns());
+	if (latency_sample_mask && (bpf_get_prandom_u32() & latency_sample_mask))
+		store_start_time(task, UNTIMED);
+	else if (latency_sample_mask)
+		store_start_time(task, bpf_ktime_get_ns() & ~UNTIMED);
+	else
+		store_start_time(task, bpf_ktime_get_ns());
 }
 
 #if defined(__TARGET_ARCH_x86)
@@ -1186,6 +1211,20 @@ static __always_inline u32 thread_state_of(struct task_struct *task)
 	return THREAD_RUNNING;
 }
 
+/* A call's entry time for in_flight: an untimed call's (sampled latency) is
+ * the time the first scrape saw it, set once, unless its exit cleared the
+ * stamp first (then 0: not in a call). */
+static __always_inline u64 seen_since(u64 *stamp)
+{
+	u64 seen, old;
+
+	if (!latency_sample_mask || *stamp != UNTIMED)
+		return *stamp;
+	seen = bpf_ktime_get_ns() | UNTIMED;
+	old = __sync_val_compare_and_swap(stamp, UNTIMED, seen);
+	return old == UNTIMED ? seen : old;
+}
+
 /* iter/task: every thread now inside a syscall whose entry sys_enter
  * stamped (a counted process; latency measured), with the call, its
  * arguments, its state and its entry time. Run by the daemon at each scrape
@@ -1205,14 +1244,16 @@ int in_flight(struct bpf_iter__task *ctx)
 		return 0;
 	slot = start_slot_of(task->pid);
 	if (slot && slot->tid == task->pid && slot->ns) {
-		r.start_ns = slot->ns;
+		r.start_ns = seen_since(&slot->ns);
 	} else {
 		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);
 
 		if (!start || !*start)
 			return 0;
-		r.start_ns = *start;
+		r.start_ns = seen_since(start);
 	}
+	if (!r.start_ns)
+		return 0;
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;

@@ -129,7 +129,7 @@ func attachDaemon(opts options, cfg config.Config, log *zap.Logger) (*daemon, er
 		return nil, err
 	}
 	probes := d.counting.Probes
-	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Bool("latency", cfg.Latency),
+	log.Info("attached", zap.String("mode", probes.AttachMode), zap.Stringer("latency", cfg.Latency),
 		zap.Bool("renames_tracked", probes.RenamesTracked), zap.Strings("labels", d.current.labels.Names()))
 
 	// Notable events: read always (a SIGHUP may turn them on), served when on.
@@ -272,6 +272,9 @@ func restartOnly(running, next config.Config) []string {
 	var keys []string
 	if next.Latency != running.Latency {
 		keys = append(keys, "latency")
+	}
+	if next.Latency == config.LatencySampled && next.LatencySampleEvery != running.LatencySampleEvery {
+		keys = append(keys, "latency_sample_every")
 	}
 	if next.FoldInterval != running.FoldInterval {
 		keys = append(keys, "fold_interval")

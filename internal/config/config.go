@@ -29,9 +29,12 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // Config is the whole configuration.
 type Config struct {
-	Latency      bool          `yaml:"latency"`
-	FoldInterval time.Duration `yaml:"fold_interval"`
-	Maps         Maps          `yaml:"maps"`
+	Latency LatencyMode `yaml:"latency"`
+	// LatencySampleEvery: with latency: sampled, one call in this many is
+	// timed (a power of two).
+	LatencySampleEvery uint32        `yaml:"latency_sample_every"`
+	FoldInterval       time.Duration `yaml:"fold_interval"`
+	Maps               Maps          `yaml:"maps"`
 	// Labels are the process labels of the counters.
 	Labels []string `yaml:"labels"`
 	// HistogramLabels are the labels of the latency histogram.
@@ -41,6 +44,62 @@ type Config struct {
 	Cardinality      Cardinality `yaml:"cardinality"`
 	Filters          Filters     `yaml:"filters"`
 	Events           Events      `yaml:"events"`
+}
+
+// LatencyMode is how calls are timed: every one (latency: true), none
+// (false), or one in latency_sample_every at random, scaled into an estimate
+// (sampled).
+type LatencyMode uint8
+
+const (
+	LatencyOff LatencyMode = iota
+	LatencyEvery
+	LatencySampled
+)
+
+// On reports whether calls are timed at all (sys_enter is attached).
+func (m LatencyMode) On() bool { return m != LatencyOff }
+
+func (m LatencyMode) String() string {
+	switch m {
+	case LatencyEvery:
+		return "true"
+	case LatencySampled:
+		return "sampled"
+	}
+	return "false"
+}
+
+// MarshalYAML writes the mode as it is configured.
+func (m LatencyMode) MarshalYAML() (any, error) {
+	if m == LatencySampled {
+		return "sampled", nil
+	}
+	return m.On(), nil
+}
+
+// UnmarshalYAML takes a boolean (YAML 1.1 spellings too) or "sampled".
+func (m *LatencyMode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Value == "sampled" {
+		*m = LatencySampled
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		kind := "a mapping"
+		if n.Kind == yaml.SequenceNode {
+			kind = "a list"
+		}
+		return fmt.Errorf("line %d: %s is not a latency mode; allowed: true, false, sampled", n.Line, kind)
+	}
+	var on bool
+	if n.Decode(&on) != nil {
+		return fmt.Errorf("line %d: %q is not a latency mode; allowed: true, false, sampled", n.Line, n.Value)
+	}
+	*m = LatencyOff
+	if on {
+		*m = LatencyEvery
+	}
+	return nil
 }
 
 // Events are failed and slow calls reported one by one, with arguments.
@@ -290,6 +349,12 @@ func (c Config) validate(name string, root *yaml.Node) error {
 			where += fmt.Sprintf(" line %d", line)
 		}
 		return fmt.Errorf("%s: %s: %s", where, path, fmt.Sprintf(format, args...))
+	}
+	if n := c.LatencySampleEvery; n < 2 || n > 1<<16 || n&(n-1) != 0 {
+		return bad("latency_sample_every", "%d must be a power of two from 2 to 65536", n)
+	}
+	if c.Latency == LatencySampled && c.Events.Enabled && c.Events.Slow > 0 {
+		return bad("events.slow", "needs latency: true; latency: sampled times one call in %d, so most slow calls would go unreported", c.LatencySampleEvery)
 	}
 	if c.FoldInterval < 100*time.Millisecond || c.FoldInterval > 10*time.Minute {
 		return bad("fold_interval", "%s is out of range; allowed: 100ms to 10m", c.FoldInterval)

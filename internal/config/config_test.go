@@ -17,8 +17,9 @@ import (
 
 // documented is what default.yml and the README promise.
 var documented = Config{
-	Latency:      true,
-	FoldInterval: time.Second,
+	Latency:            LatencyEvery,
+	LatencySampleEvery: 16,
+	FoldInterval:       time.Second,
 	Maps: Maps{
 		StatsEntries:       65536,
 		ErrorsEntries:      16384,
@@ -97,9 +98,13 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		doc  string
 		want Config
 	}{
-		{"latency off", "latency: false\n", with(func(c *Config) { c.Latency = false })},
-		{"latency yaml 1.1 off", "latency: off\n", with(func(c *Config) { c.Latency = false })},
+		{"latency off", "latency: false\n", with(func(c *Config) { c.Latency = LatencyOff })},
+		{"latency yaml 1.1 off", "latency: off\n", with(func(c *Config) { c.Latency = LatencyOff })},
 		{"latency null keeps default", "latency: ~\n", documented},
+		{"latency sampled", "latency: sampled\n", with(func(c *Config) { c.Latency = LatencySampled })},
+		{"latency sampled, one in 64", "latency: sampled\nlatency_sample_every: 64\n", with(func(c *Config) {
+			c.Latency, c.LatencySampleEvery = LatencySampled, 64
+		})},
 		{"fold interval", "fold_interval: 250ms\n", with(func(c *Config) { c.FoldInterval = 250 * time.Millisecond })},
 		{"fold interval lowest", "fold_interval: 100ms\n", with(func(c *Config) { c.FoldInterval = 100 * time.Millisecond })},
 		{"fold interval highest", "fold_interval: 10m\n", with(func(c *Config) { c.FoldInterval = 10 * time.Minute })},
@@ -115,12 +120,12 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"null maps section", "maps: ~\n", documented},
 		{"key without a value keeps its default", "labels:\nfilters:\n  include:\n    pids:\n", documented},
 		{"flow mapping", "{latency: false, maps: {errors_entries: 2048}}\n", with(func(c *Config) {
-			c.Latency = false
+			c.Latency = LatencyOff
 			c.Maps.ErrorsEntries = 2048
 		})},
 		{"everything", "latency: false\nfold_interval: 2s\nmaps:\n  stats_entries: 2048\n  errors_entries: 4096\n  ring_buffer_bytes: 8192\n",
 			with(func(c *Config) {
-				c.Latency, c.FoldInterval = false, 2*time.Second
+				c.Latency, c.FoldInterval = LatencyOff, 2*time.Second
 				c.Maps = Maps{StatsEntries: 2048, ErrorsEntries: 4096, GroupStatsEntries: 8192, GroupErrorsEntries: 4096, RingBufferBytes: 8192}
 			})},
 		{"labels and filters", "labels: [comm, unit, pid]\ncardinality:\n  max_series: 10\n  idle_timeout: 0s\nfilters:\n  exclude:\n    comms: [sshd]\n    syscalls: [futex]\n",
@@ -130,7 +135,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 				c.Filters.Exclude.Comms = []string{"sshd"}
 				c.Filters.Exclude.Syscalls = []string{"futex"}
 			})},
-		{"trailing document end", "latency: false\n...\n", with(func(c *Config) { c.Latency = false })},
+		{"trailing document end", "latency: false\n...\n", with(func(c *Config) { c.Latency = LatencyOff })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +153,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 // TestBadConfigErrorsNameFileLineAndKey checks that every rejected config
 // says where (file and line) and what (the key, or the YAML problem).
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
-	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"
+	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"
 	const mapsKeys = "allowed: errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
@@ -179,6 +184,13 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"filters not a mapping", "filters: [comms]\n", 1, []string{"filters must be a mapping"}},
 		{"unknown syscall", "filters:\n  exclude:\n    syscalls: [read, futexx]\n", 3, []string{"filters.exclude.syscalls[1]", `unknown syscall "futexx"`}},
 
+		// Latency.
+		{"unknown latency mode", "latency: some\n", 1, []string{"latency", `"some" is not a latency mode; allowed: true, false, sampled`}},
+		{"latency as a list", "latency: [true]\n", 1, []string{"latency", "a list is not a latency mode"}},
+		{"sample rate not a power of two", "latency: sampled\nlatency_sample_every: 10\n", 2, []string{"latency_sample_every", "10 must be a power of two from 2 to 65536"}},
+		{"sample rate of one", "latency_sample_every: 1\n", 1, []string{"latency_sample_every", "power of two from 2"}},
+		{"slow events with sampled latency", "latency: sampled\nevents:\n  enabled: true\n  slow: 1s\n", 4, []string{"events.slow", "needs latency: true", "one call in 16"}},
+
 		// Events.
 		{"unknown errno to ignore", "events:\n  ignore_errnos: [EAGAIN, EFOO]\n", 2, []string{"events.ignore_errnos[1]", `unknown errno "EFOO"`}},
 		{"path_max too large", "events:\n  path_max: 4096\n", 2, []string{"events.path_max", "allowed: 1 to 512"}},
@@ -198,11 +210,11 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"merge key", "maps:\n  <<: {stats_entries: 2048}\n", 2, []string{`unknown key "<<" in key maps`, mapsKeys}},
 
 		// Wrong types.
-		{"quoted string for bool", "latency: \"true\"\n", 1, []string{"latency: ", "`true` into bool"}},
-		{"word for bool", "latency: maybe\n", 1, []string{"latency: ", "`maybe` into bool"}},
-		{"number for bool", "latency: 1\n", 1, []string{"latency: ", "`1` into bool"}},
-		{"sequence for bool", "latency: [true]\n", 1, []string{"latency: ", "!!seq into bool"}},
-		{"mapping for bool", "\nlatency: {on: true}\n", 2, []string{"latency: ", "!!map into bool"}},
+		{"quoted string for bool", "latency: \"true\"\n", 1, []string{"latency: ", `"true" is not a latency mode`}},
+		{"word for bool", "latency: maybe\n", 1, []string{"latency: ", `"maybe" is not a latency mode; allowed: true, false, sampled`}},
+		{"number for bool", "latency: 1\n", 1, []string{"latency: ", `"1" is not a latency mode`}},
+		{"sequence for bool", "latency: [true]\n", 1, []string{"latency: ", "a list is not a latency mode"}},
+		{"mapping for bool", "\nlatency: {on: true}\n", 2, []string{"latency: ", "a mapping is not a latency mode"}},
 		{"negative uint32", "maps:\n  stats_entries: -1\n", 2, []string{"maps.stats_entries: ", "`-1` into uint32"}},
 		{"uint32 overflow", "maps:\n  errors_entries: 4294967296\n", 2, []string{"maps.errors_entries: ", "into uint32"}},
 		{"huge number", "maps:\n  ring_buffer_bytes: 99999999999999999999999\n", 2, []string{"maps.ring_buffer_bytes: ", "into uint32"}},
@@ -235,8 +247,8 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate section", "maps:\n  stats_entries: 2048\nmaps:\n  errors_entries: 2048\n", 3, []string{`key "maps" given twice in the top level`}},
 
 		// Wrong shapes.
-		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
-		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, maps, native_histograms"}},
+		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"}},
+		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"}},
 		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},

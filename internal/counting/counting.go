@@ -23,8 +23,8 @@ const ProcRoot = "/proc"
 // Options say what to count and how.
 type Options struct {
 	// Config gives the map sizes, latency, fold interval and event ring
-	// buffer; a command that needs entry times (trace, top) sets
-	// ForceLatency instead of editing it.
+	// buffer; a command that needs every call's entry time (stat, trace,
+	// top) sets ForceLatency instead of editing it (sampled latency too).
 	Config       config.Config
 	ForceLatency bool
 	// Filter decides which processes and syscalls are counted; it is in
@@ -60,7 +60,10 @@ type Counting struct {
 // LoaderOptions are the loader's options for a config.
 func LoaderOptions(cfg config.Config, attach, kernelBTF string) loader.Options {
 	o := loader.DefaultOptions()
-	o.Latency = cfg.Latency
+	o.Latency = cfg.Latency.On()
+	if cfg.Latency == config.LatencySampled {
+		o.LatencySampleEvery = cfg.LatencySampleEvery
+	}
 	o.StatsEntries = cfg.Maps.StatsEntries
 	o.ErrorsEntries = cfg.Maps.ErrorsEntries
 	o.GroupStatsEntries = cfg.Maps.GroupStatsEntries
@@ -84,7 +87,7 @@ func Start(opts Options, log *zap.Logger) (*Counting, error) {
 	}
 	loadOpts := LoaderOptions(opts.Config, opts.Attach, opts.KernelBTF)
 	if opts.ForceLatency {
-		loadOpts.Latency = true
+		loadOpts.Latency, loadOpts.LatencySampleEvery = true, 0 // every call: strace -c's times
 	}
 	loadOpts.Prepare = func(p *loader.Probes) error {
 		if opts.NewProcessesOnly {

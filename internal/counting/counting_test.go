@@ -19,7 +19,7 @@ import (
 // to take the loader's defaults whatever the config said.
 func TestLoaderOptionsTakeTheConfigsMaps(t *testing.T) {
 	cfg := config.Default()
-	cfg.Latency = false
+	cfg.Latency = config.LatencyOff
 	cfg.Maps.StatsEntries, cfg.Maps.ErrorsEntries = 1234, 567
 	cfg.Maps.GroupStatsEntries, cfg.Maps.GroupErrorsEntries = 89, 10
 	cfg.Maps.RingBufferBytes, cfg.Events.RingBufferBytes = 1<<16, 1<<17
@@ -31,6 +31,21 @@ func TestLoaderOptionsTakeTheConfigsMaps(t *testing.T) {
 	}
 	if o := LoaderOptions(cfg, "auto", ""); o.Attach != "" || o.KernelBTF == "" {
 		t.Errorf("auto and no BTF path: Attach %q, KernelBTF %q; want both tried, the kernel's BTF", o.Attach, o.KernelBTF)
+	}
+}
+
+func TestLoaderOptionsSampleOnlyWithSampledLatency(t *testing.T) {
+	cfg := config.Default()
+	cfg.LatencySampleEvery = 64
+	for _, tt := range []struct {
+		mode  config.LatencyMode
+		on    bool
+		every uint32
+	}{{config.LatencyEvery, true, 0}, {config.LatencySampled, true, 64}, {config.LatencyOff, false, 0}} {
+		cfg.Latency = tt.mode
+		if o := LoaderOptions(cfg, "auto", ""); o.Latency != tt.on || o.LatencySampleEvery != tt.every {
+			t.Errorf("latency: %v: Latency %v, LatencySampleEvery %d; want %v, %d", tt.mode, o.Latency, o.LatencySampleEvery, tt.on, tt.every)
+		}
 	}
 }
 

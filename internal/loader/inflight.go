@@ -80,6 +80,9 @@ func (m *Maps) ReadInFlight(fn func(InFlightRecord)) error {
 // no scratch buffer, so it may run while another goroutine reads the
 // counters.
 //
+// With sampled latency, a call not timed has for its start the first scrape
+// that saw it in flight (an odd time; later than the true one).
+//
 // A thread is seen in a call only if its entry was stamped: never when the
 // programs were loaded without Options.Latency (no sys_enter), nor for a call
 // that began before they were attached. A thread whose slot another thread's
@@ -95,8 +98,9 @@ func (m *Maps) CallStartedAt(tid uint32) (monotonicNS uint64, inCall bool, err e
 		return 0, false, fmt.Errorf("read start_slots[%d] for thread %d: %w", index, tid, err)
 	}
 	// ns is 0 while the slot's owner is between calls; another owner means
-	// tid's slot is someone else's now.
-	if slot.Tid != tid || slot.Ns == 0 {
+	// tid's slot is someone else's now; 1 (sampled latency) a call not
+	// timed that no scrape has seen yet: its start is unknown.
+	if slot.Tid != tid || slot.Ns <= 1 {
 		return 0, false, nil
 	}
 	return slot.Ns, true, nil

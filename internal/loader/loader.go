@@ -5,6 +5,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"strconv"
 	"strings"
@@ -39,6 +40,11 @@ type Options struct {
 	// Latency attaches sys_enter and measures time per call. Without it,
 	// only sys_exit runs: calls and errors are counted, durations are not.
 	Latency bool
+	// LatencySampleEvery, with Latency, times one call in this many (a
+	// power of two; 0 or 1: every call), chosen at random at entry, and
+	// scales its time by it: the calls are counted exactly, their time and
+	// histogram are estimates. The rest read no clocksource.
+	LatencySampleEvery uint32
 	// ExcludeTGID is never counted: the daemon's own process.
 	ExcludeTGID uint32
 	// StatsEntries and ErrorsEntries size the per-process hash maps.
@@ -213,6 +219,13 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		slots = opts.StartSlots
 	}
 	maps.StartSlots.MaxEntries = slots
+	sampleShift := uint32(0)
+	if every := opts.LatencySampleEvery; opts.Latency && every > 1 {
+		if every&(every-1) != 0 || every > 1<<16 {
+			return fmt.Errorf("load BPF: sampled latency one call in %d: not a power of two up to 65536", every)
+		}
+		sampleShift = uint32(bits.TrailingZeros32(every))
+	}
 	maps.SyscallStats.MaxEntries = opts.StatsEntries
 	maps.SyscallErrors.MaxEntries = opts.ErrorsEntries
 	if opts.GroupStatsEntries != 0 {
@@ -232,6 +245,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{vars.SelfTgid, opts.ExcludeTGID},
 		{vars.MeasureLatency, opts.Latency},
 		{vars.StartSlotMask, slots - 1},
+		{vars.LatencySampleMask, uint32(1)<<sampleShift - 1},
+		{vars.LatencySampleShift, sampleShift},
 		// The engine drains the records at every fold and scrape: a
 		// quarter full is when they are worth an interrupt.
 		{vars.LifecycleWakeupBytes, uint64(opts.RingBufferBytes / 4)},

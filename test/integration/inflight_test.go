@@ -10,6 +10,7 @@ import (
 
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
@@ -52,6 +53,52 @@ func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	}
 	if max := time.Since(began).Seconds(); got[oldest] > max {
 		t.Errorf("%s = %v s, more than the %v s since cat started", oldest, got[oldest], max)
+	}
+	w.Close()
+	if err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(3*time.Second, map[string]float64{blocked: 0})
+}
+
+// With sampled latency a call not timed has no entry time: it is in flight
+// from the first scrape that sees it, and ages from there (one call in 65536
+// is timed: this read is not, but for a chance of 1.5e-5, when it ages from
+// its entry, which the bounds allow too).
+func TestUntimedCallIsInFlightFromTheFirstScrapeThatSawIt(t *testing.T) {
+	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = 1 << 16 }})
+	comm := uniqueComm("urd")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(h.workload, "spin", comm, "0")
+	child.Stdin = r
+	began := time.Now()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer func() { w.Close(); child.Wait() }()
+	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
+	var got map[string]float64
+	var seen time.Time
+	if !testenv.Eventually(10*time.Second, func() bool {
+		seen = time.Now()
+		got = h.scrape()
+		return got[blocked] == 1
+	}) {
+		t.Fatalf("%s = %v, want 1", blocked, got[blocked])
+	}
+	const wait = 2.0
+	if !testenv.Eventually(10*time.Second, func() bool {
+		got = h.scrape()
+		return got[oldest] >= wait
+	}) {
+		t.Fatalf("%s = %v after %v, want it to age from the first scrape that saw it", oldest, got[oldest], time.Since(seen))
+	}
+	if max := time.Since(began).Seconds(); got[oldest] > max {
+		t.Errorf("%s = %v s, more than the %v s since the process started", oldest, got[oldest], max)
 	}
 	w.Close()
 	if err := child.Wait(); err != nil {

@@ -547,6 +547,44 @@ func TestLatencyOffCountsCallsAndErrorsOnly(t *testing.T) {
 	}
 }
 
+// Sampled latency (latency: sampled, one call in 4 here) counts calls and
+// errors exactly; time and histogram are estimates scaled by 4. 400 naps of
+// 2 ms: the timed ones number 100 ± 8.7 (binomial), so the estimate is
+// within half of the truth but with a chance of 1e-8.
+func TestSampledLatencyCountsExactlyAndEstimatesTime(t *testing.T) {
+	const every, naps, ms = 4, 400, 2
+	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = every }})
+	comm := uniqueComm("smp")
+	h.run("basic", comm, "100", "3", "5")
+	h.expect(2*time.Second, map[string]float64{
+		calls(comm, "write"):           105,
+		errs(comm, "write", "ENOSPC"):  5,
+		errs(comm, "openat", "ENOENT"): 3,
+	})
+
+	napper := uniqueComm("nap")
+	out, err := exec.Command(h.workload, "naps", napper, fmt.Sprint(naps), fmt.Sprint(ms)).Output()
+	if err != nil {
+		t.Fatalf("workload naps: %v", err)
+	}
+	outside, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatalf("workload naps printed %q: %v", out, err)
+	}
+	outside /= 1e9
+	got := h.expect(2*time.Second, map[string]float64{calls(napper, "nanosleep"): naps})
+	asked := naps * ms / 1000.0
+	if s := got[seconds(napper, "nanosleep")]; s < asked/2 || s > outside*1.5 {
+		t.Errorf("%s = %v s, want an estimate within half of the %v s the naps took (at least %v s asked)",
+			seconds(napper, "nanosleep"), s, outside, asked)
+	}
+	// Every timed call enters the histogram as 4 observations.
+	const count = `sysobsd_syscall_duration_seconds_count{syscall="nanosleep"}`
+	if n := got[count]; n == 0 || int64(n)%every != 0 {
+		t.Errorf("%s = %v, want a positive multiple of %d", count, n, every)
+	}
+}
+
 // Many short processes at once: each one's calls arrive exactly, under its name.
 func TestManyShortLivedProcessesExact(t *testing.T) {
 	h := start(t, setup{})

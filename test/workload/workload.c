@@ -22,6 +22,8 @@
  *   workload sleep NAME MS [report]
  *                               one nanosleep of MS milliseconds; with report,
  *                               prints the ns it took, timed around the call.
+ *   workload naps NAME N MS     N nanosleeps of MS milliseconds one after another;
+ *                               prints the ns they took, timed around each call.
  *   workload vfork NAME MS      vfork; the child sleeps MS milliseconds and exits
  *                               while the parent waits in vfork (uninterruptible).
  *   workload spin NAME N        N getppid calls, then waits for stdin to close.
@@ -200,6 +202,22 @@ static int sleepers(const char *name, long t, long ms, int report)
 	}
 	if (report) /* the calls' time seen from outside: an upper bound of inside */
 		printf("%ld\n", took);
+	return 0;
+}
+
+static int naps(const char *name, long n, long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	long took = 0;
+
+	name_self(name);
+	for (long i = 0; i < n; i++) {
+		long before = now_ns();
+		if (syscall(SYS_nanosleep, &ts, NULL) != 0)
+			return 2;
+		took += now_ns() - before;
+	}
+	printf("%ld\n", took);
 	return 0;
 }
 
@@ -383,6 +401,8 @@ int main(int argc, char **argv)
 		return thread_exec(argv[2], argv[3]);
 	if (argc >= 5 && strcmp(argv[1], "sleepers") == 0)
 		return sleepers(argv[2], atol(argv[3]), atol(argv[4]), argc >= 6 && strcmp(argv[5], "report") == 0);
+	if (argc >= 5 && strcmp(argv[1], "naps") == 0)
+		return naps(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc >= 4 && strcmp(argv[1], "sleep") == 0)
 		return do_sleep(argv[2], atol(argv[3]), argc >= 5 && strcmp(argv[4], "report") == 0);
 	if (argc >= 4 && strcmp(argv[1], "vfork") == 0)

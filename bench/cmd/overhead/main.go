@@ -153,6 +153,8 @@ func allVariants(o options, port int, work string) []variant {
 			system: []string{o.sysobsd, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-nolat", title: "sysobsd, `latency: false`",
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + noLatency}, http: true, stop: syscall.SIGTERM},
+		{name: "sysobsd-sampled", title: "sysobsd, `latency: sampled` (one call in 16 timed)",
+			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "sampled.yml")}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-notable", title: "sysobsd, notable events on (`events.enabled: true`)",
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "events.yml")}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-stat", title: "`sysobsd stat --`",
@@ -181,6 +183,9 @@ func mainErr(o options) error {
 		defer os.RemoveAll(work)
 	}
 	if err := os.WriteFile(filepath.Join(work, "events.yml"), []byte("events:\n  enabled: true\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(work, "sampled.yml"), []byte("latency: sampled\nlatency_sample_every: 16\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(work, "no-latency.yml"), []byte("latency: false\n"), 0o644); err != nil {
@@ -879,13 +884,16 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 		le    bool
 		limit float64
 	}{
-		{"sysobsd default: added cost ≤ 2x the floor's (aim 1.5x)", "sysobsd", "floor", true, 2},
+		// Issue 21's targets: against the clock-only programs, since every
+		// latency-measuring tool reads the clock twice per call.
+		{"sysobsd default: added cost ≤ 1.2x the two clock reads'", "sysobsd", "floor-clock", true, 1.2},
+		{"≥ 1.5x less added cost than `syscount -L`", "syscount", "sysobsd", false, 1.5},
+		{"≥ 2.5x less added cost than the bpftrace script", "bpftrace", "sysobsd", false, 2.5},
+		{"`latency: false`: ≤ 1.5x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 1.5},
 		{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
-		{"for reference: sysobsd default vs the two clock reads alone", "sysobsd", "floor-clock", true, 0},
-		{"`latency: false`: ≤ 2x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 2},
-		{"≥ 3.5x less added cost than the bpftrace script", "bpftrace", "sysobsd", false, 3.5},
-		{"≥ 2x less added cost than `syscount -L`", "syscount", "sysobsd", false, 2},
-		{"≥ 1000x less added cost than `strace -c -f`", "strace", "sysobsd", false, 1000},
+		{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
+		{"for reference: `latency: sampled` vs the floor", "sysobsd-sampled", "floor", true, 0},
+		{"for reference: `latency: sampled` vs the two clock reads", "sysobsd-sampled", "floor-clock", true, 0},
 	} {
 		ws, wr, wok := ratio(t.a, t.b, false)
 		cs, cr, cok := ratio(t.a, t.b, true)
