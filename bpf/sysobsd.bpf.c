@@ -267,16 +267,16 @@ const volatile bool measure_latency = true;
 /* start_slots' size less one, a power of two less one: the loader sizes it
  * from pid_max, so that every thread id has a slot of its own up to 2^18. */
 const volatile u32 start_slot_mask = 32767;
-/* Sampled latency (latency: sampled): one call in latency_sample_mask + 1,
+/* Sampled latency (latency: sampled): one call in 2^latency_sample_shift,
  * chosen at random at entry, reads the clock at entry and exit; its time is
- * scaled by 2^latency_sample_shift into the sums and the histogram. The
- * others read no clock (tracing programs may not use the coarse one): their
- * stamp is UNTIMED, "in a call since an unknown time", which the in_flight
- * iterator replaces with the time it first sees the call, low bit set.
- * 0: every call is timed. */
-const volatile u32 latency_sample_mask = 0;
+ * scaled by as much into the sums and the histogram. The others read no
+ * clock (tracing programs may not use the coarse one): their stamp is
+ * UNTIMED, "in a call since an unknown time", which the in_flight iterator
+ * replaces with the time it first sees the call, low bit set. 0: every call
+ * is timed. */
 const volatile u32 latency_sample_shift = 0;
-#define UNTIMED 1ULL /* a stamp's low bit: the call is not timed */
+#define latency_sample_mask ((1U << latency_sample_shift) - 1)
+#define UNTIMED             1ULL /* a stamp's low bit: the call is not timed */
 /* Lifecycle records wake the reader only once this many bytes wait (0: every
  * record). A wake-up is an interrupt, about 25 µs of the forking or exiting
  * task's time on the benchmark machine; the daemon drains the ring buffer
@@ -973,12 +973,15 @@ static __always_inline void stamp_enter(void)
 		forget_start_time(task);
 		return;
 	}
-	if (latency_sample_mask && (bpf_get_prandom_u32() & latency_sample_mask))
-		store_start_time(task, UNTIMED);
-	else if (latency_sample_mask)
-		store_start_time(task, bpf_ktime_get_ns() & ~UNTIMED);
-	else
+	if (!latency_sample_mask) {
 		store_start_time(task, bpf_ktime_get_ns());
+		return;
+	}
+	/* Sampled: a timed call's stamp keeps the low bit for UNTIMED. */
+	if (bpf_get_prandom_u32() & latency_sample_mask)
+		store_start_time(task, UNTIMED);
+	else
+		store_start_time(task, bpf_ktime_get_ns() & ~UNTIMED);
 }
 
 #if defined(__TARGET_ARCH_x86)

@@ -245,7 +245,6 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{vars.SelfTgid, opts.ExcludeTGID},
 		{vars.MeasureLatency, opts.Latency},
 		{vars.StartSlotMask, slots - 1},
-		{vars.LatencySampleMask, uint32(1)<<sampleShift - 1},
 		{vars.LatencySampleShift, sampleShift},
 		// The engine drains the records at every fold and scrape: a
 		// quarter full is when they are worth an interrupt.

@@ -247,7 +247,6 @@ const (
 	sysobsdProgSysExit             = "sys_exit"
 	sysobsdProgSysExitRaw          = "sys_exit_raw"
 	sysobsdProgTaskRename          = "task_rename"
-	sysobsdVarLatencySampleMask    = "latency_sample_mask"
 	sysobsdVarLatencySampleShift   = "latency_sample_shift"
 	sysobsdVarLifecycleWakeupBytes = "lifecycle_wakeup_bytes"
 	sysobsdVarMeasureLatency       = "measure_latency"
@@ -360,7 +359,6 @@ type sysobsdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdVariableSpecs struct {
-	LatencySampleMask    *ebpf.VariableSpec `ebpf:"latency_sample_mask"`
 	LatencySampleShift   *ebpf.VariableSpec `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.VariableSpec `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
@@ -462,7 +460,6 @@ func (m *sysobsdMaps) Close() error {
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdVariables struct {
-	LatencySampleMask    *ebpf.Variable `ebpf:"latency_sample_mask"`
 	LatencySampleShift   *ebpf.Variable `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.Variable `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
