@@ -23,25 +23,34 @@ func inFlightOldest(comm, syscall, state string) string {
 	return fmt.Sprintf(`sysobsd_syscall_in_flight_oldest_seconds{comm=%q,state=%q,syscall=%q}`, comm, state, syscall)
 }
 
+// blockedInRead starts the workload as comm, blocked in read on a pipe
+// (spin: no getppid, then read on stdin until it closes); end closes the
+// pipe and waits for it to exit.
+func (h *harness) blockedInRead(comm string) (began time.Time, end func() error) {
+	h.t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	child := exec.Command(h.workload, "spin", comm, "0")
+	child.Stdin = r
+	began = time.Now()
+	if err := child.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	r.Close()
+	end = func() error { w.Close(); return child.Wait() }
+	h.t.Cleanup(func() { end() })
+	return began, end
+}
+
 // A thread blocked 6 s in read on a pipe is in flight at a scrape: its
 // process, the read, sleeping, and an age of 6 s and more; once the pipe's
 // writer closes, it is not.
 func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	h := start(t, setup{})
 	comm := uniqueComm("rd")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// spin: no getppid, then read on stdin until it closes.
-	child := exec.Command(h.workload, "spin", comm, "0")
-	child.Stdin = r
-	began := time.Now()
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer func() { w.Close(); child.Wait() }()
+	began, end := h.blockedInRead(comm)
 	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
 	var got map[string]float64
 	ok := testenv.Eventually(15*time.Second, func() bool {
@@ -54,8 +63,7 @@ func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	if max := time.Since(began).Seconds(); got[oldest] > max {
 		t.Errorf("%s = %v s, more than the %v s since cat started", oldest, got[oldest], max)
 	}
-	w.Close()
-	if err := child.Wait(); err != nil {
+	if err := end(); err != nil {
 		t.Fatal(err)
 	}
 	h.expect(3*time.Second, map[string]float64{blocked: 0})
@@ -68,18 +76,7 @@ func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 func TestUntimedCallIsInFlightFromTheFirstScrapeThatSawIt(t *testing.T) {
 	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = 1 << 16 }})
 	comm := uniqueComm("urd")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(h.workload, "spin", comm, "0")
-	child.Stdin = r
-	began := time.Now()
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer func() { w.Close(); child.Wait() }()
+	began, end := h.blockedInRead(comm)
 	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
 	var got map[string]float64
 	var seen time.Time
@@ -100,8 +97,7 @@ func TestUntimedCallIsInFlightFromTheFirstScrapeThatSawIt(t *testing.T) {
 	if max := time.Since(began).Seconds(); got[oldest] > max {
 		t.Errorf("%s = %v s, more than the %v s since the process started", oldest, got[oldest], max)
 	}
-	w.Close()
-	if err := child.Wait(); err != nil {
+	if err := end(); err != nil {
 		t.Fatal(err)
 	}
 	h.expect(3*time.Second, map[string]float64{blocked: 0})
@@ -134,17 +130,7 @@ func TestVforkParentIsInFlightUninterruptible(t *testing.T) {
 func TestProcessExcludedMidCallLeavesInFlight(t *testing.T) {
 	h := start(t, setup{})
 	comm := uniqueComm("ex")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(h.workload, "spin", comm, "0")
-	child.Stdin = r
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer func() { w.Close(); child.Wait() }()
+	h.blockedInRead(comm)
 	blocked := inFlight(comm, "read", "sleeping")
 	h.expect(10*time.Second, map[string]float64{blocked: 1})
 	f, err := filter.Compile(config.Filters{Exclude: config.Match{Comms: []string{comm}}}, config.Events{}, syscalls.Host(), nil)

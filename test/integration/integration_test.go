@@ -200,6 +200,21 @@ func (h *harness) expect(timeout time.Duration, want map[string]float64) map[str
 	return got
 }
 
+// timedRun runs a workload that prints the ns its calls took, timed from
+// outside, and returns them in seconds.
+func (h *harness) timedRun(args ...string) float64 {
+	h.t.Helper()
+	out, err := exec.Command(h.workload, args...).Output()
+	if err != nil {
+		h.t.Fatalf("workload %s: %v", args[0], err)
+	}
+	ns, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		h.t.Fatalf("workload %s printed %q: %v", args[0], out, err)
+	}
+	return ns / 1e9
+}
+
 func (h *harness) run(args ...string) {
 	h.t.Helper()
 	h.run32(h.workload, args...)
@@ -434,15 +449,7 @@ func TestSleepTimedBetweenRequestAndCallersClock(t *testing.T) {
 	h := start(t, setup{})
 	const ms = 300
 	comm := uniqueComm("slp")
-	out, err := exec.Command(h.workload, "sleep", comm, fmt.Sprint(ms), "report").Output()
-	if err != nil {
-		t.Fatalf("workload sleep: %v", err)
-	}
-	outside, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	if err != nil {
-		t.Fatalf("workload sleep printed %q: %v", out, err)
-	}
-	outside /= 1e9
+	outside := h.timedRun("sleep", comm, fmt.Sprint(ms), "report")
 	got := h.expect(2*time.Second, map[string]float64{calls(comm, "nanosleep"): 1})
 	s := got[seconds(comm, "nanosleep")]
 	if s < ms/1000.0 || s > outside {
@@ -460,15 +467,7 @@ func TestThreadsSharingASlotAreTimed(t *testing.T) {
 	h := start(t, setup{load: func(o *loader.Options) { o.StartSlots = 1 }})
 	const threads, ms = 8, 200
 	comm := uniqueComm("shr")
-	out, err := exec.Command(h.workload, "sleepers", comm, fmt.Sprint(threads), fmt.Sprint(ms), "report").Output()
-	if err != nil {
-		t.Fatalf("workload sleepers: %v", err)
-	}
-	outside, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	if err != nil {
-		t.Fatalf("workload sleepers printed %q: %v", out, err)
-	}
-	outside /= 1e9
+	outside := h.timedRun("sleepers", comm, fmt.Sprint(threads), fmt.Sprint(ms), "report")
 	got := h.expect(2*time.Second, map[string]float64{calls(comm, "nanosleep"): threads})
 	// Each thread's whole sleep: at least what was asked, at most what the
 	// threads timed around their calls (a loaded host wakes them late).
@@ -563,15 +562,7 @@ func TestSampledLatencyCountsExactlyAndEstimatesTime(t *testing.T) {
 	})
 
 	napper := uniqueComm("nap")
-	out, err := exec.Command(h.workload, "naps", napper, fmt.Sprint(naps), fmt.Sprint(ms)).Output()
-	if err != nil {
-		t.Fatalf("workload naps: %v", err)
-	}
-	outside, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	if err != nil {
-		t.Fatalf("workload naps printed %q: %v", out, err)
-	}
-	outside /= 1e9
+	outside := h.timedRun("naps", napper, fmt.Sprint(naps), fmt.Sprint(ms))
 	got := h.expect(2*time.Second, map[string]float64{calls(napper, "nanosleep"): naps})
 	asked := naps * ms / 1000.0
 	if s := got[seconds(napper, "nanosleep")]; s < asked/2 || s > outside*1.5 {
