@@ -71,6 +71,8 @@ type options struct {
 	alt string
 	// progStatsWrite runs the 1-byte write loop too for -prog-stats.
 	progStatsWrite bool
+	// progStatsRounds is how many times -prog-stats measures each tracer.
+	progStatsRounds int
 }
 
 type sample struct {
@@ -113,6 +115,7 @@ func main() {
 	flag.StringVar(&o.rawOut, "raw", "", "write every run as JSON here")
 	flag.StringVar(&o.workDir, "work", "", "scratch directory (default: a new temporary one)")
 	flag.BoolVar(&o.progStatsWrite, "prog-stats-write", false, "with -prog-stats, also the 1-byte write loop (a call that moves bytes)")
+	flag.IntVar(&o.progStatsRounds, "prog-stats-rounds", 5, "with -prog-stats, measure each tracer this many times, in turn, and report medians")
 	flag.StringVar(&o.alt, "alt", "", "other sysobsd builds to run with the default config beside -sysobsd, as NAME=PATH,...: variants sysobsd-NAME")
 	flag.Parse()
 	if err := mainErr(o); err != nil {
@@ -928,11 +931,13 @@ func roundByRound(r []float64, le bool, limit float64) string {
 	return fmt.Sprintf("%s, %d of %d", out, held, len(r))
 }
 
-// progStatsReport runs the getppid loop once more under each system-wide
-// tracer with kernel.bpf_stats_enabled=1 and reports the kernel's own
-// run-time accounting of each of its programs: the cost inside the programs,
-// without the noise of the machine (but with the ~20 ns the accounting adds
-// to each run, which is why the rounds above run without it).
+// progStatsReport runs the getppid loop again under each system-wide tracer
+// with kernel.bpf_stats_enabled=1, -prog-stats-rounds times with the tracers
+// taken in turn, and reports the kernel's own run-time accounting of each of
+// their programs: the cost inside the programs, without the scheduler's
+// noise (but with the ~20 ns the accounting adds to each run, which is why
+// the rounds above run without it). One run is not enough: on a shared VM a
+// program's ns per run moves by half between two runs of the same code.
 func progStatsReport(o options, vars []variant, work string) string {
 	const knob = "/proc/sys/kernel/bpf_stats_enabled"
 	old, err := os.ReadFile(knob)
@@ -943,18 +948,18 @@ func progStatsReport(o options, vars []variant, work string) string {
 		return ""
 	}
 	defer os.WriteFile(knob, old, 0o644)
-	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("### Inside the programs\n\n")
-	p("The getppid loop once more under each system-wide tracer, with `kernel.bpf_stats_enabled=1`: the kernel's own accounting of each program's run time (ns per run, averaged over every run during the loop, other processes' syscalls included; the accounting itself adds some ns per run). The rest of the added cost is the kernel's: the slow syscall path and the trampolines or perf events that call the programs.\n\n")
-	p("| attached | loop | program | runs | ns per run |\n|---|---|---|---:|---:|\n")
-	for _, v := range vars {
-		for _, loop := range o.progStatsLoops() {
-			progStatsRow(o, v, loop, work, p)
+	samples := progSamples{}
+	for round := 0; round < max(o.progStatsRounds, 1); round++ {
+		for _, v := range vars {
+			if v.system == nil {
+				continue
+			}
+			for _, loop := range o.progStatsLoops() {
+				samples.add(v.title, loop, progStatsRun(o, v, loop, work))
+			}
 		}
 	}
-	p("\n")
-	return b.String()
+	return samples.report(vars, o.progStatsLoops(), max(o.progStatsRounds, 1))
 }
 
 // progStatsLoops are the loops progStatsReport runs: getppid, and the
@@ -966,15 +971,85 @@ func (o options) progStatsLoops() []string {
 	return []string{"getppid"}
 }
 
-// progStatsRow runs one loop under v and writes each program's ns per run.
-func progStatsRow(o options, v variant, loop, work string, p func(string, ...any)) {
-	if v.system == nil {
-		return
+// progSample is one program's accounting over one loop.
+type progSample struct {
+	name     string
+	runs     int64
+	nsPerRun float64
+	failed   error // the tracer or the loop failed: no figures
+}
+
+// progSamples holds every round's samples by tracer (its title), loop and
+// program name.
+type progSamples map[string]map[string]map[string][]progSample
+
+func (s progSamples) add(title, loop string, got []progSample) {
+	if s[title] == nil {
+		s[title] = map[string]map[string][]progSample{}
 	}
+	if s[title][loop] == nil {
+		s[title][loop] = map[string][]progSample{}
+	}
+	for _, g := range got {
+		s[title][loop][g.name] = append(s[title][loop][g.name], g)
+	}
+}
+
+// report is the section's markdown: per tracer, loop and program, the median
+// (min–max) over the rounds of ns per run; the syscall hooks first.
+func (s progSamples) report(vars []variant, loops []string, rounds int) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("### Inside the programs\n\n")
+	p("The getppid loop again under each system-wide tracer, with `kernel.bpf_stats_enabled=1`, %d time(s), the tracers taken in turn: the kernel's own accounting of each program's run time (ns per run, averaged over every run during the loop, other processes' syscalls included; the accounting itself adds some ns per run), median (min–max) over the rounds. The rest of the added cost is the kernel's: the slow syscall path and the trampolines or perf events that call the programs.\n\n", rounds)
+	p("| attached | loop | program | runs per round, median | ns per run, median (min–max) |\n|---|---|---|---:|---:|\n")
+	rank := func(n string) string {
+		if strings.Contains(n, "sys_e") || strings.HasPrefix(n, "floor_") || strings.HasPrefix(n, "clock_") {
+			return "0" + n
+		}
+		return "1" + n
+	}
+	for _, v := range vars {
+		for _, loop := range loops {
+			byName := s[v.title][loop]
+			names := make([]string, 0, len(byName))
+			for n := range byName {
+				names = append(names, n)
+			}
+			sort.Slice(names, func(i, j int) bool { return rank(names[i]) < rank(names[j]) })
+			for _, n := range names {
+				var ns, runs []float64
+				var failed []error
+				for _, g := range byName[n] {
+					if g.failed != nil {
+						failed = append(failed, g.failed)
+						continue
+					}
+					ns = append(ns, g.nsPerRun)
+					runs = append(runs, float64(g.runs))
+				}
+				if len(failed) > 0 {
+					p("| %s | %s | (%d of %d rounds: %v) | | |\n", v.title, loop, len(failed), rounds, failed[0])
+				}
+				if len(ns) == 0 {
+					continue
+				}
+				st := stats(ns)
+				p("| %s | %s | `%s` | %s | **%s** (%s – %s) |\n", v.title, loop, n,
+					measure.GroupThousands(f0(stats(runs).med)), f1(st.med), f1(st.min), f1(st.max))
+			}
+		}
+	}
+	p("\n")
+	return b.String()
+}
+
+// progStatsRun runs one loop under v and returns each program's ns per run
+// (a single sample named "" with failed set if the tracer or loop failed).
+func progStatsRun(o options, v variant, loop, work string) []progSample {
 	t, err := startTracer(v, work)
 	if err != nil {
-		p("| %s | %s | (did not start: %v) | | |\n", v.title, loop, err)
-		return
+		return []progSample{{failed: fmt.Errorf("did not start: %w", err)}}
 	}
 	time.Sleep(o.settle)
 	ids := progIDs(t.cmd.Process.Pid)
@@ -983,29 +1058,16 @@ func progStatsRow(o options, v variant, loop, work string, p func(string, ...any
 	after := progRuns(ids)
 	t.stop()
 	if err != nil {
-		p("| %s | %s | (loop failed: %v) | | |\n", v.title, loop, err)
-		return
+		return []progSample{{failed: fmt.Errorf("loop failed: %w", err)}}
 	}
-	names := make([]int, 0, len(after))
-	for id := range after {
-		names = append(names, id)
-	}
-	// The syscall hooks first, then the rest by name.
-	rank := func(n string) string {
-		if strings.Contains(n, "sys_e") || strings.HasPrefix(n, "floor_") || strings.HasPrefix(n, "clock_") {
-			return "0" + n
+	var got []progSample
+	for id, a := range after {
+		runs := a.cnt - before[id].cnt
+		if runs > 0 {
+			got = append(got, progSample{name: a.name, runs: runs, nsPerRun: float64(a.ns-before[id].ns) / float64(runs)})
 		}
-		return "1" + n
 	}
-	sort.Slice(names, func(i, j int) bool { return rank(after[names[i]].name) < rank(after[names[j]].name) })
-	for _, id := range names {
-		a, bf := after[id], before[id]
-		runs := a.cnt - bf.cnt
-		if runs <= 0 {
-			continue
-		}
-		p("| %s | %s | `%s` | %s | **%s** |\n", v.title, loop, a.name, measure.GroupThousands(strconv.FormatInt(runs, 10)), f1(float64(a.ns-bf.ns)/float64(runs)))
-	}
+	return got
 }
 
 type progRun struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -90,5 +91,41 @@ func TestTargetsTableShowsRoundByRound(t *testing.T) {
 	// Medians: sysobsd 275, clock reads 150 → 1.83x, over 1.2x; rounds 2x and 1.5x.
 	if !strings.Contains(row, "275 / 150 ns = 1.83x | not met") || !strings.HasSuffix(row, "| 1.75x (1.50x – 2.00x), 0 of 2 |") {
 		t.Errorf("targets row:\n%s", row)
+	}
+}
+
+func TestProgStatsReportGivesTheMedianOfTheRoundsHooksFirst(t *testing.T) {
+	vars := []variant{{name: "sysobsd", title: "sysobsd, default config", system: []string{"x"}}}
+	s := progSamples{}
+	for _, r := range [][2]float64{{230, 210}, {180, 160}, {280, 200}} {
+		s.add(vars[0].title, "getppid", []progSample{
+			{name: "process_exit", runs: 3, nsPerRun: 900},
+			{name: "sys_exit", runs: 1000, nsPerRun: r[1]},
+			{name: "sys_enter", runs: 1000, nsPerRun: r[0]},
+		})
+	}
+	got := s.report(vars, []string{"getppid"}, 3)
+	for _, want := range []string{
+		"| sysobsd, default config | getppid | `sys_enter` | 1,000 | **230.0** (180.0 – 280.0) |",
+		"| sysobsd, default config | getppid | `sys_exit` | 1,000 | **200.0** (160.0 – 210.0) |",
+		"| sysobsd, default config | getppid | `process_exit` | 3 | **900.0** (900.0 – 900.0) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "`sys_exit`") > strings.Index(got, "`process_exit`") {
+		t.Fatalf("the syscall hooks should come first:\n%s", got)
+	}
+}
+
+func TestProgStatsReportSaysWhenATracerFailed(t *testing.T) {
+	vars := []variant{{name: "syscount", title: "syscount -L", system: []string{"x"}}}
+	s := progSamples{}
+	s.add(vars[0].title, "getppid", []progSample{{failed: errors.New("did not start: no tracefs")}})
+	s.add(vars[0].title, "getppid", []progSample{{name: "sys_exit", runs: 10, nsPerRun: 150}})
+	got := s.report(vars, []string{"getppid"}, 2)
+	if !strings.Contains(got, "(1 of 2 rounds: did not start: no tracefs)") || !strings.Contains(got, "**150.0**") {
+		t.Fatalf("report:\n%s", got)
 	}
 }
