@@ -4,7 +4,7 @@
 # interleaved runs; the scale runs; the Go benchmarks. As root, on Debian 12.
 #
 #   bench/run.sh               full run (about 15 minutes), report on stdout
-#   WRITE=1 bench/run.sh       the same, and writes docs/benchmarks.md
+#   WRITE=1 bench/run.sh       the same, and writes its sections of docs/benchmarks.md
 #   SMOKE=1 bench/run.sh       one short round of a subset (CI; under a minute)
 #
 # The report starts with the machine (bench/machine.sh: CPU, PCID, PTI,
@@ -224,7 +224,27 @@ EOF
 } >"$report/benchmarks.md"
 
 cat "$report/benchmarks.md"
+# WRITE=1 replaces the sections this report has (its preamble, "This run",
+# "Overhead per syscall", "Scale", "Go benchmarks") and keeps the others in
+# place: bench/servers.sh's "Real servers" and the dated notes of changes.
 if [ "$WRITE" = 1 ]; then
-	cp "$report/benchmarks.md" docs/benchmarks.md
-	log "wrote docs/benchmarks.md"
+	awk -v report="$report/benchmarks.md" '
+		BEGIN {
+			name = "(preamble)"
+			while ((getline l < report) > 0) {
+				if (l ~ /^## /) { name = l; order[++n] = name }
+				new[name] = new[name] l "\n"
+			}
+			printf "%s", new["(preamble)"]; done["(preamble)"] = 1
+			skip = 1 # the old preamble
+		}
+		/^## / {
+			skip = ($0 in new)
+			if (skip) { printf "%s", new[$0]; done[$0] = 1 }
+		}
+		!skip { print }
+		END { for (i = 1; i <= n; i++) if (!done[order[i]]) printf "%s", new[order[i]] }
+	' docs/benchmarks.md >"$report/docs-benchmarks.md"
+	cp "$report/docs-benchmarks.md" docs/benchmarks.md
+	log "wrote docs/benchmarks.md (its other sections kept)"
 fi
