@@ -948,14 +948,15 @@ func progStatsReport(o options, vars []variant, work string) string {
 		return ""
 	}
 	defer os.WriteFile(knob, old, 0o644)
-	samples := progSamples{}
+	var samples progSamples
 	for round := 0; round < max(o.progStatsRounds, 1); round++ {
 		for _, v := range vars {
 			if v.system == nil {
 				continue
 			}
 			for _, loop := range o.progStatsLoops() {
-				samples.add(v.title, loop, progStatsRun(o, v, loop, work))
+				got, err := progStatsRun(o, v, loop, work)
+				samples.add(v.title, loop, got, err)
 			}
 		}
 	}
@@ -976,28 +977,41 @@ type progSample struct {
 	name     string
 	runs     int64
 	nsPerRun float64
-	failed   error // the tracer or the loop failed: no figures
 }
 
-// progSamples holds every round's samples by tracer (its title), loop and
-// program name.
-type progSamples map[string]map[string]map[string][]progSample
+// tracerLoop is one tracer (its title) under one loop.
+type tracerLoop struct{ title, loop string }
 
-func (s progSamples) add(title, loop string, got []progSample) {
-	if s[title] == nil {
-		s[title] = map[string]map[string][]progSample{}
+// progSamples holds every round's samples by tracer and loop, then program
+// name, and the rounds in which the tracer or the loop failed.
+type progSamples struct {
+	byName map[tracerLoop]map[string][]progSample
+	failed map[tracerLoop][]error
+}
+
+func (s *progSamples) add(title, loop string, got []progSample, err error) {
+	k := tracerLoop{title, loop}
+	if err != nil {
+		if s.failed == nil {
+			s.failed = map[tracerLoop][]error{}
+		}
+		s.failed[k] = append(s.failed[k], err)
+		return
 	}
-	if s[title][loop] == nil {
-		s[title][loop] = map[string][]progSample{}
+	if s.byName == nil {
+		s.byName = map[tracerLoop]map[string][]progSample{}
+	}
+	if s.byName[k] == nil {
+		s.byName[k] = map[string][]progSample{}
 	}
 	for _, g := range got {
-		s[title][loop][g.name] = append(s[title][loop][g.name], g)
+		s.byName[k][g.name] = append(s.byName[k][g.name], g)
 	}
 }
 
 // report is the section's markdown: per tracer, loop and program, the median
 // (min–max) over the rounds of ns per run; the syscall hooks first.
-func (s progSamples) report(vars []variant, loops []string, rounds int) string {
+func (s *progSamples) report(vars []variant, loops []string, rounds int) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### Inside the programs\n\n")
@@ -1011,7 +1025,11 @@ func (s progSamples) report(vars []variant, loops []string, rounds int) string {
 	}
 	for _, v := range vars {
 		for _, loop := range loops {
-			byName := s[v.title][loop]
+			k := tracerLoop{v.title, loop}
+			if failed := s.failed[k]; len(failed) > 0 {
+				p("| %s | %s | (%d of %d rounds: %v) | | |\n", v.title, loop, len(failed), rounds, failed[0])
+			}
+			byName := s.byName[k]
 			names := make([]string, 0, len(byName))
 			for n := range byName {
 				names = append(names, n)
@@ -1019,20 +1037,9 @@ func (s progSamples) report(vars []variant, loops []string, rounds int) string {
 			sort.Slice(names, func(i, j int) bool { return rank(names[i]) < rank(names[j]) })
 			for _, n := range names {
 				var ns, runs []float64
-				var failed []error
 				for _, g := range byName[n] {
-					if g.failed != nil {
-						failed = append(failed, g.failed)
-						continue
-					}
 					ns = append(ns, g.nsPerRun)
 					runs = append(runs, float64(g.runs))
-				}
-				if len(failed) > 0 {
-					p("| %s | %s | (%d of %d rounds: %v) | | |\n", v.title, loop, len(failed), rounds, failed[0])
-				}
-				if len(ns) == 0 {
-					continue
 				}
 				st := stats(ns)
 				p("| %s | %s | `%s` | %s | **%s** (%s – %s) |\n", v.title, loop, n,
@@ -1044,12 +1051,11 @@ func (s progSamples) report(vars []variant, loops []string, rounds int) string {
 	return b.String()
 }
 
-// progStatsRun runs one loop under v and returns each program's ns per run
-// (a single sample named "" with failed set if the tracer or loop failed).
-func progStatsRun(o options, v variant, loop, work string) []progSample {
+// progStatsRun runs one loop under v and returns each program's ns per run.
+func progStatsRun(o options, v variant, loop, work string) ([]progSample, error) {
 	t, err := startTracer(v, work)
 	if err != nil {
-		return []progSample{{failed: fmt.Errorf("did not start: %w", err)}}
+		return nil, fmt.Errorf("did not start: %w", err)
 	}
 	time.Sleep(o.settle)
 	ids := progIDs(t.cmd.Process.Pid)
@@ -1058,7 +1064,7 @@ func progStatsRun(o options, v variant, loop, work string) []progSample {
 	after := progRuns(ids)
 	t.stop()
 	if err != nil {
-		return []progSample{{failed: fmt.Errorf("loop failed: %w", err)}}
+		return nil, fmt.Errorf("loop failed: %w", err)
 	}
 	var got []progSample
 	for id, a := range after {
@@ -1067,7 +1073,7 @@ func progStatsRun(o options, v variant, loop, work string) []progSample {
 			got = append(got, progSample{name: a.name, runs: runs, nsPerRun: float64(a.ns-before[id].ns) / float64(runs)})
 		}
 	}
-	return got
+	return got, nil
 }
 
 type progRun struct {

@@ -96,13 +96,13 @@ func TestTargetsTableShowsRoundByRound(t *testing.T) {
 
 func TestProgStatsReportGivesTheMedianOfTheRoundsHooksFirst(t *testing.T) {
 	vars := []variant{{name: "sysobsd", title: "sysobsd, default config", system: []string{"x"}}}
-	s := progSamples{}
+	var s progSamples
 	for _, r := range [][2]float64{{230, 210}, {180, 160}, {280, 200}} {
 		s.add(vars[0].title, "getppid", []progSample{
 			{name: "process_exit", runs: 3, nsPerRun: 900},
 			{name: "sys_exit", runs: 1000, nsPerRun: r[1]},
 			{name: "sys_enter", runs: 1000, nsPerRun: r[0]},
-		})
+		}, nil)
 	}
 	got := s.report(vars, []string{"getppid"}, 3)
 	for _, want := range []string{
@@ -121,9 +121,9 @@ func TestProgStatsReportGivesTheMedianOfTheRoundsHooksFirst(t *testing.T) {
 
 func TestProgStatsReportSaysWhenATracerFailed(t *testing.T) {
 	vars := []variant{{name: "syscount", title: "syscount -L", system: []string{"x"}}}
-	s := progSamples{}
-	s.add(vars[0].title, "getppid", []progSample{{failed: errors.New("did not start: no tracefs")}})
-	s.add(vars[0].title, "getppid", []progSample{{name: "sys_exit", runs: 10, nsPerRun: 150}})
+	var s progSamples
+	s.add(vars[0].title, "getppid", nil, errors.New("did not start: no tracefs"))
+	s.add(vars[0].title, "getppid", []progSample{{name: "sys_exit", runs: 10, nsPerRun: 150}}, nil)
 	got := s.report(vars, []string{"getppid"}, 2)
 	if !strings.Contains(got, "(1 of 2 rounds: did not start: no tracefs)") || !strings.Contains(got, "**150.0**") {
 		t.Fatalf("report:\n%s", got)
