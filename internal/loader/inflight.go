@@ -8,6 +8,10 @@ import (
 	"io"
 )
 
+// untimedStamp is the entry stamp of a call sampled latency does not time
+// (UNTIMED in bpf/sysobsd.bpf.c) until a scrape first sees it in flight.
+const untimedStamp = 1
+
 // InFlightRecord is a thread inside a syscall, as the in_flight iterator
 // reports it.
 type InFlightRecord = sysobsdInFlightRecord
@@ -98,9 +102,9 @@ func (m *Maps) CallStartedAt(tid uint32) (monotonicNS uint64, inCall bool, err e
 		return 0, false, fmt.Errorf("read start_slots[%d] for thread %d: %w", index, tid, err)
 	}
 	// ns is 0 while the slot's owner is between calls; another owner means
-	// tid's slot is someone else's now; 1 (sampled latency) a call not
-	// timed that no scrape has seen yet: its start is unknown.
-	if slot.Tid != tid || slot.Ns <= 1 {
+	// tid's slot is someone else's now; untimedStamp a call not timed that no
+	// scrape has seen yet: its start is unknown.
+	if slot.Tid != tid || slot.Ns == 0 || slot.Ns == untimedStamp {
 		return 0, false, nil
 	}
 	return slot.Ns, true, nil
