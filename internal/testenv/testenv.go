@@ -5,6 +5,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -165,15 +166,42 @@ func BuildDaemon(t testing.TB) string {
 	return daemonPath
 }
 
-// FreeAddress is a loopback address with a port nobody listens on.
+// FreeAddress is a loopback address with a port nobody listens on, below
+// the kernel's ephemeral range: a port the kernel handed out (port 0) is
+// handed out again to the next listener that asks, often another test
+// package's server started in parallel, before the daemon given it binds.
+// Only another FreeAddress can pick the same port, at random among
+// thousands.
 func FreeAddress(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	const first = 10000
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", first+rand.IntN(low-first))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port among %d..%d in 100 tries", first, low-1)
+	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range); Linux's default where it cannot be read,
+// or where it leaves too little room below (the ports picked may then be
+// ephemeral ones, as with port 0).
+func ephemeralLow() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low < 11000 {
+		return linuxDefault
+	}
+	return low
 }
 
 // Inode is the inode number of path: for a cgroup2 directory, the cgroup's id.
