@@ -27,6 +27,9 @@
 #                            (as bench/run.sh's loops: other work on a shared machine disturbs less)
 #   SYSOBSD=path             the daemon binary (default: `make build`, then build/sysobsd);
 #                            copied to bench/.build/sysobsd-servers so one binary is measured
+#   ALT="NAME=PATH[:CONFIG] ..."
+#                            other sysobsd builds (an experiment), each a variant alt-NAME
+#                            added to VARIANTS, run with its config file if given
 set -euo pipefail
 set -m # tracers in their own process groups: a Ctrl-C reaches this script, whose trap stops them in order
 cd "$(dirname "$0")/.."
@@ -41,6 +44,19 @@ else
 	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace perf strace}
 fi
 SERVERS=${SERVERS:-nginx pgbench}
+ALT=${ALT:-}
+declare -A alt_bin alt_config
+for a in $ALT; do
+	name=${a%%=*} spec=${a#*=}
+	if [ "$name" = "$a" ] || [ -z "$name" ] || [ -z "$spec" ]; then
+		echo "ALT: want NAME=PATH[:CONFIG], got $a" >&2
+		exit 2
+	fi
+	alt_bin[alt-$name]=${spec%%:*}
+	if [ "$spec" != "${spec%%:*}" ]; then alt_config[alt-$name]=${spec#*:}; fi
+	[ -x "${alt_bin[alt-$name]}" ] || { echo "ALT: $name: ${alt_bin[alt-$name]} is not an executable" >&2; exit 2; }
+	case " $VARIANTS " in *" alt-$name "*) ;; *) VARIANTS="$VARIANTS alt-$name" ;; esac
+done
 WRK_THREADS=${WRK_THREADS:-1} WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 PG_SCALE=${PG_SCALE:-10} PG_CLIENTS=${PG_CLIENTS:-4} PG_JOBS=${PG_JOBS:-2} PG_MODE=${PG_MODE:-select}
 SETTLE=${SETTLE:-1}
@@ -176,6 +192,10 @@ tracer_command() {
 	sysobsd) cmd=("$BIN" "$listen" --log.level=warn) ready=http ;;
 	sysobsd-nolat) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/no-latency.yml") ready=http ;;
 	sysobsd-sampled) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/sampled.yml") ready=http ;;
+	alt-*)
+		cmd=("${alt_bin[$1]}" "$listen" --log.level=warn) ready=http
+		if [ -n "${alt_config[$1]:-}" ]; then cmd+=("--config.file=${alt_config[$1]}"); fi
+		;;
 	syscount) cmd=(stdbuf -oL syscount -L) ready="Tracing syscalls" ;;
 	bpftrace) cmd=(env BPFTRACE_MAP_KEYS_MAX=65536 bpftrace bench/tracers/sysobsd.bt) ready="sysobsd-bench: ready" ;;
 	# System-wide: perf trace follows every process, like the BPF tools. It
@@ -189,7 +209,7 @@ tracer_command() {
 }
 stop_signal() {
 	case $1 in
-	floor | floor-clock | sysobsd | sysobsd-sampled | sysobsd-nolat) echo TERM ;;
+	floor | floor-clock | sysobsd | sysobsd-sampled | sysobsd-nolat | alt-*) echo TERM ;;
 	*) echo INT ;;
 	esac
 }
@@ -200,6 +220,10 @@ foreign_links() {
 	n=$(bpftool link show -j 2>/dev/null | grep -oE '"tp_name":"sys_(enter|exit)"' | wc -l)
 	case $1 in
 	floor | floor-clock | sysobsd | sysobsd-sampled) ours=2 ;;
+	alt-*) # sys_enter is attached unless its config turns latency off
+		ours=2
+		grep -qE '^latency: *false' "${alt_config[$1]:-/dev/null}" && ours=1
+		;;
 	sysobsd-nolat) ours=1 ;;
 	syscount) ours=$n ;; # libbpf-tools attaches by raw tracepoint: its links may show
 	esac
@@ -396,6 +420,7 @@ log "done in ${took}s"
 command_line="bench/servers.sh"
 [ "$SMOKE" = 1 ] && command_line="SMOKE=1 $command_line"
 [ -n "$sysobsd_given" ] && command_line="SYSOBSD=$sysobsd_given $command_line"
+[ -n "$ALT" ] && command_line="ALT=\"$ALT\" $command_line"
 version() { "$@" 2>&1 | head -1 || true; }
 pg_version=$([ -n "$pg_bin" ] && "$pg_bin/postgres" --version || echo -)
 libbpf_tools=$(dpkg-query -W -f='${Version}' libbpf-tools 2>/dev/null || echo -)

@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -271,11 +273,8 @@ func renderServer(title string, runs []loadRun) string {
 		num(median(pick(untraced, func(r loadRun) float64 { return r.p50 })), 3),
 		num(median(pick(untraced, func(r loadRun) float64 { return r.p99 })), 3), len(untraced))
 	loss := lossesByVariant(paired)
-	for _, v := range variants {
+	for _, v := range rowsOf(paired) {
 		ps := byVariant(paired, v.name)
-		if len(ps) == 0 {
-			continue
-		}
 		l := loss[v.name]
 		lo, hi := minMax(l)
 		fmt.Fprintf(&b, "| %s | %s | **%s%%** (%s – %s) | %s | %s | %s | %s | %d |\n", v.title,
@@ -289,6 +288,27 @@ func renderServer(title string, runs []loadRun) string {
 	b.WriteString(targets(paired, noise))
 	b.WriteString(caveats(runs))
 	return b.String()
+}
+
+// rowsOf lists the variants that ran: the known ones in their order, then
+// the builds given by ALT= (alt-NAME), by name.
+func rowsOf(ps []pairedRun) []variantInfo {
+	ran := map[string]bool{}
+	for _, p := range ps {
+		ran[p.variant] = true
+	}
+	var rows []variantInfo
+	for _, v := range variants {
+		if ran[v.name] {
+			rows = append(rows, v)
+			delete(ran, v.name)
+		}
+	}
+	others := slices.Sorted(maps.Keys(ran))
+	for _, name := range others {
+		rows = append(rows, variantInfo{name, "`" + name + "`: a build given by `ALT=`"})
+	}
+	return rows
 }
 
 func lossesByVariant(ps []pairedRun) map[string][]float64 {
