@@ -372,7 +372,7 @@ static void *faults_run(void *arg)
  * pthread_create or fork) is queued and sent to this thread instead of being
  * dropped; if its call is then waiting for sysobsd inject's answer, the
  * signal interrupts the wait and the kernel restarts the call: one call more
- * under sysobsd than under strace (see "Limits" in
+ * under sysobsd than under strace (see "Signals during a wait" in
  * docs/dashboards-and-alerts.md).
  */
 static void *faults_thread(void *arg)
