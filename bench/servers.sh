@@ -27,9 +27,8 @@
 #                            (as bench/run.sh's loops: other work on a shared machine disturbs less)
 #   SYSOBSD=path             the daemon binary (default: `make build`, then build/sysobsd);
 #                            copied to bench/.build/sysobsd-servers so one binary is measured
-#   ALT="NAME=PATH[:CONFIG] ..."
-#                            other sysobsd builds (an experiment), each a variant alt-NAME
-#                            added to VARIANTS, run with its config file if given
+#   ALT=NAME=PATH,...        other sysobsd builds (an experiment), run with the default config
+#                            as variants sysobsd-NAME added to VARIANTS (overhead's -alt)
 set -euo pipefail
 set -m # tracers in their own process groups: a Ctrl-C reaches this script, whose trap stops them in order
 cd "$(dirname "$0")/.."
@@ -45,17 +44,17 @@ else
 fi
 SERVERS=${SERVERS:-nginx pgbench}
 ALT=${ALT:-}
-declare -A alt_bin alt_config
-for a in $ALT; do
-	name=${a%%=*} spec=${a#*=}
-	if [ "$name" = "$a" ] || [ -z "$name" ] || [ -z "$spec" ]; then
-		echo "ALT: want NAME=PATH[:CONFIG], got $a" >&2
+declare -A alt_bin
+for a in ${ALT//,/ }; do
+	name=${a%%=*} path=${a#*=}
+	case $name in "" | nolat | sampled | "$a")
+		echo "ALT: want NAME=PATH,... with a NAME other than nolat and sampled, got $a" >&2
 		exit 2
-	fi
-	alt_bin[alt-$name]=${spec%%:*}
-	if [ "$spec" != "${spec%%:*}" ]; then alt_config[alt-$name]=${spec#*:}; fi
-	[ -x "${alt_bin[alt-$name]}" ] || { echo "ALT: $name: ${alt_bin[alt-$name]} is not an executable" >&2; exit 2; }
-	case " $VARIANTS " in *" alt-$name "*) ;; *) VARIANTS="$VARIANTS alt-$name" ;; esac
+		;;
+	esac
+	[ -x "$path" ] || { echo "ALT: $name: $path is not an executable" >&2; exit 2; }
+	alt_bin[sysobsd-$name]=$path
+	case " $VARIANTS " in *" sysobsd-$name "*) ;; *) VARIANTS="$VARIANTS sysobsd-$name" ;; esac
 done
 WRK_THREADS=${WRK_THREADS:-1} WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 PG_SCALE=${PG_SCALE:-10} PG_CLIENTS=${PG_CLIENTS:-4} PG_JOBS=${PG_JOBS:-2} PG_MODE=${PG_MODE:-select}
@@ -192,9 +191,9 @@ tracer_command() {
 	sysobsd) cmd=("$BIN" "$listen" --log.level=warn) ready=http ;;
 	sysobsd-nolat) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/no-latency.yml") ready=http ;;
 	sysobsd-sampled) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/sampled.yml") ready=http ;;
-	alt-*)
+	sysobsd-*) # an ALT build
+		[ -n "${alt_bin[$1]:-}" ] || die "unknown variant $1"
 		cmd=("${alt_bin[$1]}" "$listen" --log.level=warn) ready=http
-		if [ -n "${alt_config[$1]:-}" ]; then cmd+=("--config.file=${alt_config[$1]}"); fi
 		;;
 	syscount) cmd=(stdbuf -oL syscount -L) ready="Tracing syscalls" ;;
 	bpftrace) cmd=(env BPFTRACE_MAP_KEYS_MAX=65536 bpftrace bench/tracers/sysobsd.bt) ready="sysobsd-bench: ready" ;;
@@ -209,7 +208,7 @@ tracer_command() {
 }
 stop_signal() {
 	case $1 in
-	floor | floor-clock | sysobsd | sysobsd-sampled | sysobsd-nolat | alt-*) echo TERM ;;
+	floor | floor-clock | sysobsd | sysobsd-*) echo TERM ;;
 	*) echo INT ;;
 	esac
 }
@@ -219,12 +218,8 @@ foreign_links() {
 	local n ours=0
 	n=$(bpftool link show -j 2>/dev/null | grep -oE '"tp_name":"sys_(enter|exit)"' | wc -l)
 	case $1 in
-	floor | floor-clock | sysobsd | sysobsd-sampled) ours=2 ;;
-	alt-*) # sys_enter is attached unless its config turns latency off
-		ours=2
-		grep -qE '^latency: *false' "${alt_config[$1]:-/dev/null}" && ours=1
-		;;
 	sysobsd-nolat) ours=1 ;;
+	floor | floor-clock | sysobsd | sysobsd-*) ours=2 ;; # sysobsd-sampled and ALT builds too
 	syscount) ours=$n ;; # libbpf-tools attaches by raw tracepoint: its links may show
 	esac
 	echo $((n > ours ? n - ours : 0))

@@ -291,7 +291,7 @@ func renderServer(title string, runs []loadRun) string {
 }
 
 // rowsOf lists the variants that ran: the known ones in their order, then
-// the builds given by ALT= (alt-NAME), by name.
+// the builds given by ALT= (sysobsd-NAME), by name.
 func rowsOf(ps []pairedRun) []variantInfo {
 	ran := map[string]bool{}
 	for _, p := range ps {
@@ -306,7 +306,7 @@ func rowsOf(ps []pairedRun) []variantInfo {
 	}
 	others := slices.Sorted(maps.Keys(ran))
 	for _, name := range others {
-		rows = append(rows, variantInfo{name, "`" + name + "`: a build given by `ALT=`"})
+		rows = append(rows, variantInfo{name, "sysobsd, default config, the `ALT=` build `" + strings.TrimPrefix(name, "sysobsd-") + "`"})
 	}
 	return rows
 }

@@ -60,7 +60,7 @@ func TestRoundByRoundSkipsRoundsWithoutALossToDivideBy(t *testing.T) {
 // A build given by ALT= gets its own row, after the known variants.
 func TestAnAltBuildGetsItsOwnRowAfterTheKnownOnes(t *testing.T) {
 	runs, err := parseRuns(strings.NewReader(runsTSV +
-		"nginx\t1\t6\talt-nohist\t700\t1\t2\t1\t-\t0\t0.5\n" +
+		"nginx\t1\t6\tsysobsd-nohist\t700\t1\t2\t1\t-\t0\t0.5\n" +
 		"nginx\t1\t7\tuntraced\t600\t1\t2\t1\t-\t0\t0.5\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,11 +69,11 @@ func TestAnAltBuildGetsItsOwnRowAfterTheKnownOnes(t *testing.T) {
 	for _, v := range rowsOf(pair(runs)) {
 		names = append(names, v.name)
 	}
-	if got, want := strings.Join(names, " "), "floor sysobsd alt-nohist"; got != want {
+	if got, want := strings.Join(names, " "), "floor sysobsd sysobsd-nohist"; got != want {
 		t.Errorf("rows %q, want %q", got, want)
 	}
 	report := renderServer("nginx", runs)
-	if !strings.Contains(report, "| `alt-nohist`: a build given by `ALT=` | 700 | **0.0%**") {
+	if !strings.Contains(report, "| sysobsd, default config, the `ALT=` build `nohist` | 700 | **0.0%**") {
 		t.Errorf("no row for the alt build in:\n%s", report)
 	}
 }
