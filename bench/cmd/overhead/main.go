@@ -949,7 +949,8 @@ func progStatsReport(o options, vars []variant, work string) string {
 	}
 	defer os.WriteFile(knob, old, 0o644)
 	var samples progSamples
-	for round := 0; round < max(o.progStatsRounds, 1); round++ {
+	rounds := max(o.progStatsRounds, 1)
+	for range rounds {
 		for _, v := range vars {
 			if v.system == nil {
 				continue
@@ -960,7 +961,7 @@ func progStatsReport(o options, vars []variant, work string) string {
 			}
 		}
 	}
-	return samples.report(vars, o.progStatsLoops(), max(o.progStatsRounds, 1))
+	return samples.report(vars, o.progStatsLoops(), rounds)
 }
 
 // progStatsLoops are the loops progStatsReport runs: getppid, and the
