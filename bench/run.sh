@@ -17,7 +17,8 @@
 #   NICE=-10        nice value of the measured loops and the tracers
 #   LIVE=10000 SHORT=100000 SUSTAIN=30s SCRAPE_EVERY=15s   scale runs
 #   TRICKLE=20s TRICKLE_RATE=10   with the live processes up, short-lived ones exit at a trickle
-#   SKIP_OVERHEAD=1 SKIP_SCALE=1 SKIP_GOBENCH=1             leave a part out
+#   INPLACE_ROUNDS=40 INPLACE_INSTANCES=2   the in-place runs (bench/cmd/inplace)
+#   SKIP_INPLACE=1 SKIP_OVERHEAD=1 SKIP_SCALE=1 SKIP_GOBENCH=1   leave a part out
 #   SYSOBSD=build/sysobsd   the daemon binary (the default is rebuilt with `make build` first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,12 +35,14 @@ if [ "$SMOKE" = 1 ]; then
 	VARIANTS=${VARIANTS:-floor floor-exit floor-clock sysobsd sysobsd-nolat strace}
 	LIVE=${LIVE:-200} SHORT=${SHORT:-2000} SUSTAIN=${SUSTAIN:-2s} SCRAPE_EVERY=${SCRAPE_EVERY:-1s} TRICKLE=${TRICKLE:-2s}
 	SCRAPES=2 BIG_STATS=0 QUIET_WAIT=0s BENCHTIME=${BENCHTIME:-200x} PROG_STATS=false
+	INPLACE_ROUNDS=${INPLACE_ROUNDS:-2} INPLACE_INSTANCES=${INPLACE_INSTANCES:-1} INPLACE_ITERS=2000
 else
 	ROUNDS=${ROUNDS:-5}
 	ITERS_SCALE=${ITERS_SCALE:-1}
 	VARIANTS=${VARIANTS:-}
 	LIVE=${LIVE:-10000} SHORT=${SHORT:-100000} SUSTAIN=${SUSTAIN:-30s} SCRAPE_EVERY=${SCRAPE_EVERY:-15s} TRICKLE=${TRICKLE:-20s}
 	SCRAPES=5 BIG_STATS=${BIG_STATS:-262144} QUIET_WAIT=${QUIET_WAIT:-30s} BENCHTIME=${BENCHTIME:-1s} PROG_STATS=true
+	INPLACE_ROUNDS=${INPLACE_ROUNDS:-40} INPLACE_INSTANCES=${INPLACE_INSTANCES:-2} INPLACE_ITERS=50000
 fi
 
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -91,6 +94,7 @@ log "building the loop, the floor and the harness"
 gcc -O2 -Wall -Wextra -static -pthread -o "$OUT/loop" bench/loop/loop.c
 CGO_ENABLED=0 go build -o "$OUT/floor" ./bench/cmd/floor
 go build -o "$OUT/overhead" ./bench/cmd/overhead
+go build -o "$OUT/inplace" ./bench/cmd/inplace
 go build -o "$OUT/scale" ./bench/scale
 
 report="$OUT/report"
@@ -102,6 +106,13 @@ if [ "$SMOKE" = 1 ]; then
 	MACHINE_RUNS=3 MACHINE_ITERS=100000 NICE=$NICE bench/machine.sh "$OUT/loop" >"$report/machine.md"
 else
 	NICE=$NICE bench/machine.sh "$OUT/loop" >"$report/machine.md"
+fi
+
+# ---- per-call cost with the hooks switched in place
+if [ "${SKIP_INPLACE:-0}" != 1 ]; then
+	log "in place: $INPLACE_ROUNDS rounds, $INPLACE_INSTANCES instance(s) of each variant"
+	"$OUT/inplace" -loop "$OUT/loop" -nice "$NICE" -rounds "$INPLACE_ROUNDS" -instances "$INPLACE_INSTANCES" \
+		-iters "$INPLACE_ITERS" -raw "$report/inplace.json" -out "$report/inplace.md"
 fi
 
 # ---- overhead per syscall
@@ -162,6 +173,23 @@ version() { "$@" 2>&1 | head -1 || true; }
 	echo
 	cat "$report/machine.md"
 	echo
+	echo "## Per-call cost, hooks switched in place"
+	echo
+	cat <<'EOF'
+`bench/cmd/inplace` loads each variant's programs once per instance, 2 by default (sysobsd's as the daemon
+loads them: the embedded default config and its filter, without the tally engine), and switches
+their syscall hooks on and off in place between short getppid runs of `bench/loop`; each traced
+run is paired with the untraced runs just before and after it, every instance once per round in
+a random order. On a shared VM whose speed drifts by 20% within a minute, the rounds of the next
+section, which start a daemon around each block of runs, carry about ±25% in their ratios; these
+carry a few percent. Intervals are 90% bootstrap intervals over rounds (a round's runs resampled
+together, so a ratio's interval is of paired runs); a target is met only if its whole interval
+is on its side. Two loads of the same build have differed by up to 60 ns (their maps on other
+pages): a row pools its instances and lists each one's median. The peers (bpftrace, syscount)
+cannot be switched in place: their ratios are the next section's.
+
+EOF
+	if [ -f "$report/inplace.md" ]; then cat "$report/inplace.md"; else echo "(not run)"; echo; fi
 	echo "## Overhead per syscall"
 	echo
 	cat <<'EOF'
@@ -225,7 +253,7 @@ EOF
 
 cat "$report/benchmarks.md"
 # WRITE=1 replaces the sections this report has (its preamble, "This run",
-# "Overhead per syscall", "Scale", "Go benchmarks") and keeps the others in
+# the in-place runs, "Overhead per syscall", "Scale", "Go benchmarks") and keeps the others in
 # place: bench/servers.sh's "Real servers" and the dated notes of changes.
 if [ "$WRITE" = 1 ]; then
 	awk -v report="$report/benchmarks.md" '

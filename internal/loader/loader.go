@@ -93,6 +93,10 @@ type Probes struct {
 	// for their run statistics (ProgramStats).
 	attached map[string]*ebpf.Program
 	links    []link.Link
+	// syscallHooks are the syscall hooks' program names, sys_exit first;
+	// syscallLinks their links while attached (SetSyscallHooks).
+	syscallHooks []string
+	syscallLinks []link.Link
 	// AttachMode is how the syscall hooks were attached: "tp_btf" or "raw_tracepoint".
 	AttachMode string
 	// InFlightTracked is true where the in_flight iterator is attached:
@@ -299,7 +303,11 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 		}
 	}
 	if err == nil {
-		err = p.attachAll(coll, mode, syscalls)
+		p.syscallHooks = syscalls
+		for _, name := range syscalls {
+			p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
+		}
+		err = p.SetSyscallHooks(true)
 	}
 	if err != nil {
 		p.detach()
@@ -493,12 +501,44 @@ func describeLoadError(err error) error {
 	return fmt.Errorf("load BPF: %w", err)
 }
 
+// SetSyscallHooks detaches the syscall hooks (sys_exit, and sys_enter with
+// latency) or attaches them again; the maps and the other programs stay.
+// While they are off no call is counted, and a call in flight across the
+// switch may be counted without its duration or with a wrong one: this is
+// for the in-place benchmark (bench/cmd/inplace), which times the same
+// loaded programs on and off in turn, not for the daemon.
+func (p *Probes) SetSyscallHooks(on bool) error {
+	if !on {
+		var errs []error
+		// sys_enter first (the last attached): no new entry time is stamped
+		// once sys_exit is gone.
+		for i := len(p.syscallLinks) - 1; i >= 0; i-- {
+			errs = append(errs, p.syscallLinks[i].Close())
+		}
+		p.syscallLinks = nil
+		return errors.Join(errs...)
+	}
+	if p.syscallLinks != nil {
+		return nil
+	}
+	for _, name := range p.syscallHooks {
+		l, err := attach(p.attached[strings.TrimSuffix(name, "_raw")], p.AttachMode, name)
+		if err != nil {
+			p.SetSyscallHooks(false)
+			return err
+		}
+		p.syscallLinks = append(p.syscallLinks, l)
+	}
+	return nil
+}
+
 func (p *Probes) detach() {
 	// No read of the calls in flight may use the iterator's link while it
 	// closes (a scrape or /api/v1/in_flight still running).
 	p.Maps.inFlightMu.Lock()
 	p.Maps.inFlight = nil
 	p.Maps.inFlightMu.Unlock()
+	p.SetSyscallHooks(false)
 	for _, l := range p.links {
 		l.Close()
 	}

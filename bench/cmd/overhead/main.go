@@ -753,35 +753,6 @@ func f0(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
 func f2(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
 
-func num(x float64) string {
-	switch a := abs(x); {
-	case a >= 10000:
-		return measure.GroupThousands(f0(x))
-	case a >= 100:
-		return f0(x)
-	default:
-		return f1(x)
-	}
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}
-
-func ratioStr(x float64) string {
-	switch {
-	case x >= 100:
-		return measure.GroupThousands(f0(x)) + "x"
-	case x >= 10:
-		return f1(x) + "x"
-	default:
-		return f2(x) + "x"
-	}
-}
-
 func renderReport(o options, vars []variant, skipped []variant, wls []workload, runs []run) string {
 	cells := aggregate(runs, vars, wls)
 	var b strings.Builder
@@ -794,7 +765,7 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 			unit = "op"
 		}
 		base := stats(cells["untraced"][w.name].traced)
-		p("Untraced: **%s ns per %s** (median of %d runs, %s–%s).", num(base.med), unit, cells["untraced"][w.name].n, num(base.min), num(base.max))
+		p("Untraced: **%s ns per %s** (median of %d runs, %s–%s).", measure.Num(base.med), unit, cells["untraced"][w.name].n, measure.Num(base.min), measure.Num(base.max))
 		if w.name == "mutex" {
 			p(" An op is one lock + unlock; futex calls per 1000 ops untraced: %s (the loop counts every one).", f1(1000*stats(cells["untraced"][w.name].sysPerOp).med))
 		}
@@ -817,15 +788,15 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 			tr, ad, ra, cpu := stats(c.traced), stats(c.added), stats(c.ratio), stats(c.cpuPct)
 			vsFloor := "–"
 			if floorAdded > 0 && v.name != "floor" {
-				vsFloor = ratioStr(ad.med / floorAdded)
+				vsFloor = measure.Ratio(ad.med / floorAdded)
 			}
 			mark := ""
 			if c.foreign > 0 {
 				mark = fmt.Sprintf(" †%d", c.foreign)
 			}
 			p("| %s%s | %s | **%s** (%s – %s) | %s (%s – %s) | %s | %s | %s | %s / %s |",
-				v.title, mark, num(tr.med), num(ad.med), num(ad.min), num(ad.max),
-				ratioStr(ra.med), ratioStr(ra.min), ratioStr(ra.max), vsFloor, num(stats(c.addedCPU).med),
+				v.title, mark, measure.Num(tr.med), measure.Num(ad.med), measure.Num(ad.min), measure.Num(ad.max),
+				measure.Ratio(ra.med), measure.Ratio(ra.min), measure.Ratio(ra.max), vsFloor, measure.Num(stats(c.addedCPU).med),
 				f1(cpu.med), f1(float64(c.rss)/1024), f1(float64(c.hwm)/1024))
 			if w.name == "mutex" {
 				p(" %s |", f1(1000*stats(c.sysPerOp).med))
@@ -879,7 +850,7 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 		if !ok1 || !ok2 || y <= 0 {
 			return "–", 0, false
 		}
-		return fmt.Sprintf("%s / %s ns = %s", num(x), num(y), ratioStr(x/y)), x / y, true
+		return fmt.Sprintf("%s / %s ns = %s", measure.Num(x), measure.Num(y), measure.Ratio(x/y)), x / y, true
 	}
 	for _, t := range []struct {
 		what  string
@@ -918,7 +889,7 @@ func roundByRound(r []float64, le bool, limit float64) string {
 		return "–"
 	}
 	st := stats(r)
-	out := fmt.Sprintf("%s (%s – %s)", ratioStr(st.med), ratioStr(st.min), ratioStr(st.max))
+	out := fmt.Sprintf("%s (%s – %s)", measure.Ratio(st.med), measure.Ratio(st.min), measure.Ratio(st.max))
 	if limit == 0 {
 		return out
 	}

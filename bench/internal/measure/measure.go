@@ -1,8 +1,9 @@
 // Package measure holds what the benchmark programs share: a process's
-// memory and the formatting of large numbers.
+// memory and the formatting of numbers and ratios.
 package measure
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/procfs"
@@ -41,4 +42,29 @@ func GroupThousands(s string) string {
 		b.WriteString("." + frac)
 	}
 	return b.String()
+}
+
+// Num writes a measured value with the digits that mean something: one
+// decimal below 100, none above, thousands grouped from 10,000.
+func Num(x float64) string {
+	switch a := max(x, -x); {
+	case a >= 10000:
+		return GroupThousands(strconv.FormatFloat(x, 'f', 0, 64))
+	case a >= 100:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	default:
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	}
+}
+
+// Ratio writes a ratio as "1.23x", "12.3x" or "1,234x".
+func Ratio(x float64) string {
+	switch {
+	case x >= 100:
+		return GroupThousands(strconv.FormatFloat(x, 'f', 0, 64)) + "x"
+	case x >= 10:
+		return strconv.FormatFloat(x, 'f', 1, 64) + "x"
+	default:
+		return strconv.FormatFloat(x, 'f', 2, 64) + "x"
+	}
 }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/sysobsd/sysobsd/internal/testenv"
+)
+
+func TestParseNSPerOp(t *testing.T) {
+	got, err := parseNSPerOp("ns_per_op=1034.25 ops=50000 syscalls=50000 wall_ns=51712500 cpu_ns=51700000\n")
+	if err != nil || got != 1034.25 {
+		t.Errorf("got %v, %v; want 1034.25", got, err)
+	}
+	if _, err := parseNSPerOp("usage: loop MODE N\n"); err == nil {
+		t.Error("a line without ns_per_op was accepted")
+	}
+}
+
+func TestChosenVariants(t *testing.T) {
+	vs, err := chosenVariants("floor-clock, sysobsd", "fast=/tmp/inplace-fast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range vs {
+		names = append(names, v.name+":"+v.serveAs+":"+v.path)
+	}
+	if got, want := strings.Join(names, " "), "floor-clock:floor-clock: sysobsd:sysobsd: sysobsd-fast:sysobsd:/tmp/inplace-fast"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	for _, bad := range []struct{ list, alt string }{
+		{"floor strace", ""},           // not switchable in place
+		{"sysobsd", "nolat=/tmp/x"},    // would shadow sysobsd-nolat
+		{"sysobsd", "fast"},            // no path
+		{"", ""},                       // nothing
+		{"sysobsd", "=/tmp/inplace-x"}, // no name
+	} {
+		if _, err := chosenVariants(bad.list, bad.alt); err == nil {
+			t.Errorf("-variants %q -alt %q accepted", bad.list, bad.alt)
+		}
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	le := target{le: true, limit: 1.2}
+	ge := target{le: false, limit: 1.5}
+	for _, c := range []struct {
+		t      target
+		ci     interval
+		prefix string
+	}{
+		{le, interval{1.1, 1.05, 1.19}, "**met**"},
+		{le, interval{1.3, 1.21, 1.4}, "**not met**: the whole interval is above 1.20x"},
+		{le, interval{1.2, 1.1, 1.3}, "undecided: the interval contains 1.20x"},
+		{ge, interval{1.6, 1.5, 1.7}, "**met**"},
+		{ge, interval{1.2, 1.1, 1.4}, "**not met**: the whole interval is below 1.50x"},
+		{ge, interval{1.5, 1.4, 1.6}, "undecided"},
+		{target{}, interval{9, 8, 10}, "–"},
+	} {
+		if got := verdict(c.t, c.ci); !strings.HasPrefix(got, c.prefix) {
+			t.Errorf("verdict(%+v, %+v) = %q, want %q...", c.t, c.ci, got, c.prefix)
+		}
+	}
+}
+
+// synthetic makes rounds of paired runs in which each variant adds its cost
+// plus noise, on an untraced baseline that drifts from round to round.
+func synthetic(rounds, instances int, cost map[string]float64, noise float64, rng *rand.Rand) []pairedRun {
+	var runs []pairedRun
+	for r := range rounds {
+		base := 1000 + 200*rng.Float64() // the machine's speed this round
+		for v, c := range cost {
+			for i := range instances {
+				runs = append(runs, pairedRun{Round: r, Variant: v, Instance: i,
+					Before: base, Traced: base + c + noise*(rng.Float64()-0.5), After: base})
+			}
+		}
+	}
+	return runs
+}
+
+func TestBootstrapIntervalHoldsTheMedianAndNarrowsWithRounds(t *testing.T) {
+	width := func(rounds int) float64 {
+		rng := rand.New(rand.NewPCG(7, 0))
+		g := groupByRound(synthetic(rounds, 2, map[string]float64{"sysobsd": 400}, 100, rng), rounds)
+		ci := bootstrap(rounds, rng, func(rs []int) float64 { return median(g.pooled("sysobsd", rs)) })
+		if ci.lo > ci.value || ci.hi < ci.value {
+			t.Errorf("%d rounds: interval %v – %v leaves out its median %v", rounds, ci.lo, ci.hi, ci.value)
+		}
+		if ci.lo < 350 || ci.hi > 450 {
+			t.Errorf("%d rounds: interval %v – %v outside the noise's range 350–450", rounds, ci.lo, ci.hi)
+		}
+		return ci.hi - ci.lo
+	}
+	if few, many := width(5), width(80); many >= few {
+		t.Errorf("the interval did not narrow with rounds: %v wide with 5, %v with 80", few, many)
+	}
+}
+
+func TestRenderGivesEachVariantItsRowAndTheTargetsTheirVerdicts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 0))
+	o := options{call: "getppid", iters: 50000, rounds: 30, instances: 2, seed: 1, nice: -10}
+	vars, err := chosenVariants("floor floor-exit floor-clock sysobsd sysobsd-nolat", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := synthetic(o.rounds, o.instances, map[string]float64{
+		"floor": 150, "floor-exit": 100, "floor-clock": 300, "sysobsd": 450, "sysobsd-nolat": 140,
+	}, 4, rng)
+	report := render(o, vars, runs, 0, "1", rng)
+	for _, want := range []string{
+		"| a clock read at entry and at exit, nothing else | **300** (",
+		"| sysobsd, default config | **450** (",
+		"the loop on CPU 1",
+		"300 paired runs",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	// 450/300 = 1.5x, far above 1.2x; 140/100 = 1.4x, clearly under 1.5x.
+	for target, verdict := range map[string]string{
+		"| sysobsd default: added cost ≤ 1.2x the two clock reads' | ": "**not met**: the whole interval is above 1.20x",
+		"| `latency: false`: ≤ 1.5x the exit-only floor's | ":          "**met**",
+	} {
+		line, ok := lineWith(report, target)
+		if !ok || !strings.Contains(line, verdict) {
+			t.Errorf("want %q with %q; report:\n%s", target, verdict, report)
+		}
+	}
+	if strings.Contains(report, "sampled") {
+		t.Errorf("a row or target of a variant not run:\n%s", report)
+	}
+}
+
+// A harness answers the driver's protocol with real programs: ready once
+// loaded, ok to each switch, an error to anything else.
+func TestServeSwitchesTheHooks(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, name := range []string{"floor-exit", "sysobsd"} {
+		var out strings.Builder
+		if err := serve(name, strings.NewReader("on\noff\non\noff\n"), &out); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, want := out.String(), "ready\nok\nok\nok\nok\n"; got != want {
+			t.Errorf("%s said %q, want %q", name, got, want)
+		}
+	}
+	var out strings.Builder
+	if err := serve("floor", strings.NewReader("pause\n"), &out); err == nil || !strings.Contains(out.String(), `error: unknown command "pause"`) {
+		t.Errorf("an unknown command: err %v, said %q", err, out.String())
+	}
+}
+
+func lineWith(text, prefix string) (string, bool) {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l, true
+		}
+	}
+	return "", false
+}
