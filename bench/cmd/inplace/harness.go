@@ -38,7 +38,8 @@ type variant struct {
 	serveAs, path string
 }
 
-// chosenVariants are the -variants, then the -alt builds (NAME=PATH,...).
+// chosenVariants are the -variants, then the -alt builds
+// (NAME=PATH[:VARIANT],..., VARIANT one of sysobsd's, sysobsd by default).
 func chosenVariants(list, alt string) ([]variant, error) {
 	var out []variant
 	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ' ' || r == ',' }) {
@@ -49,14 +50,21 @@ func chosenVariants(list, alt string) ([]variant, error) {
 	}
 	for _, spec := range strings.FieldsFunc(alt, func(r rune) bool { return r == ',' }) {
 		name, path, ok := strings.Cut(spec, "=")
+		path, as, _ := strings.Cut(path, ":")
+		if as == "" {
+			as = "sysobsd"
+		}
 		if !ok || name == "" || path == "" {
-			return nil, fmt.Errorf("-alt %q: want NAME=PATH (PATH an inplace binary of that build)", spec)
+			return nil, fmt.Errorf("-alt %q: want NAME=PATH[:VARIANT] (PATH an inplace binary of that build)", spec)
+		}
+		if !strings.HasPrefix(as, "sysobsd") || !slices.Contains(knownVariants, as) {
+			return nil, fmt.Errorf("-alt %q: VARIANT is one of sysobsd, sysobsd-nolat, sysobsd-sampled", spec)
 		}
 		if slices.Contains(knownVariants, "sysobsd-"+name) {
 			return nil, fmt.Errorf("-alt %q: sysobsd-%s is a known variant; name the build otherwise", spec, name)
 		}
-		out = append(out, variant{name: "sysobsd-" + name, serveAs: "sysobsd", path: path,
-			title: "sysobsd, default config, build " + name + " (" + path + ")"})
+		out = append(out, variant{name: "sysobsd-" + name, serveAs: as, path: path,
+			title: strings.Replace(variantTitles[as], "sysobsd", "sysobsd build "+name, 1)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no variant chosen")

@@ -19,7 +19,7 @@ func TestParseNSPerOp(t *testing.T) {
 }
 
 func TestChosenVariants(t *testing.T) {
-	vs, err := chosenVariants("floor-clock, sysobsd", "fast=/tmp/inplace-fast")
+	vs, err := chosenVariants("floor-clock, sysobsd", "fast=/tmp/inplace-fast,fast-nolat=/tmp/inplace-fast:sysobsd-nolat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,15 +27,17 @@ func TestChosenVariants(t *testing.T) {
 	for _, v := range vs {
 		names = append(names, v.name+":"+v.serveAs+":"+v.path)
 	}
-	if got, want := strings.Join(names, " "), "floor-clock:floor-clock: sysobsd:sysobsd: sysobsd-fast:sysobsd:/tmp/inplace-fast"; got != want {
+	if got, want := strings.Join(names, " "), "floor-clock:floor-clock: sysobsd:sysobsd: sysobsd-fast:sysobsd:/tmp/inplace-fast sysobsd-fast-nolat:sysobsd-nolat:/tmp/inplace-fast"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	for _, bad := range []struct{ list, alt string }{
-		{"floor strace", ""},           // not switchable in place
-		{"sysobsd", "nolat=/tmp/x"},    // would shadow sysobsd-nolat
-		{"sysobsd", "fast"},            // no path
-		{"", ""},                       // nothing
-		{"sysobsd", "=/tmp/inplace-x"}, // no name
+		{"floor strace", ""},                  // not switchable in place
+		{"sysobsd", "nolat=/tmp/x"},           // would shadow sysobsd-nolat
+		{"sysobsd", "fast"},                   // no path
+		{"", ""},                              // nothing
+		{"sysobsd", "=/tmp/inplace-x"},        // no name
+		{"sysobsd", "x=/tmp/inplace-x:floor"}, // a floor is not a build's
+		{"sysobsd", "x=/tmp/inplace-x:sysobsd-fast"},
 	} {
 		if _, err := chosenVariants(bad.list, bad.alt); err == nil {
 			t.Errorf("-variants %q -alt %q accepted", bad.list, bad.alt)
@@ -161,4 +163,24 @@ func lineWith(text, prefix string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Another build's row is compared with this build's same variant.
+func TestRenderComparesAnAltBuildWithThisBuildsSameVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 0))
+	o := options{call: "getppid", iters: 50000, rounds: 20, instances: 1, seed: 1, nice: -10}
+	vars, err := chosenVariants("sysobsd sysobsd-nolat", "fast=/tmp/inplace-fast:sysobsd-nolat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := synthetic(o.rounds, o.instances, map[string]float64{"sysobsd": 450, "sysobsd-nolat": 200, "sysobsd-fast": 100}, 2, rng)
+	report := render(o, vars, runs, 0, "1", rng)
+	for _, want := range []string{
+		"| sysobsd build fast, `latency: false` | **",
+		"| for reference: build fast vs this build, both sysobsd-nolat | 0.50x (",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
 }

@@ -194,12 +194,12 @@ func render(o options, vars []variant, runs []pairedRun, took time.Duration, loo
 		rows++
 	}
 	for _, v := range vars {
-		if v.path == "" || !has("sysobsd") {
+		if v.path == "" || !has(v.serveAs) {
 			continue
 		}
-		ci := bootstrap(o.rounds, rng, func(rounds []int) float64 { return added(v.name)(rounds) / added("sysobsd")(rounds) })
-		p("| for reference: build %s vs this build's default | %s (%s – %s) | – |\n",
-			strings.TrimPrefix(v.name, "sysobsd-"), measure.Ratio(ci.value), measure.Ratio(ci.lo), measure.Ratio(ci.hi))
+		ci := bootstrap(o.rounds, rng, func(rounds []int) float64 { return added(v.name)(rounds) / added(v.serveAs)(rounds) })
+		p("| for reference: build %s vs this build, both %s | %s (%s – %s) | – |\n",
+			strings.TrimPrefix(v.name, "sysobsd-"), v.serveAs, measure.Ratio(ci.value), measure.Ratio(ci.lo), measure.Ratio(ci.hi))
 		rows++
 	}
 	if rows == 0 {
