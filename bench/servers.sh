@@ -9,6 +9,10 @@
 #   WRITE=1 bench/servers.sh    the same, and puts the report into docs/benchmarks.md
 #                               as its "Real servers" section
 #   SMOKE=1 bench/servers.sh    one short round, untraced and sysobsd only (CI)
+#   INPLACE=1 bench/servers.sh  the variants bench/cmd/inplace can switch (the floors and
+#                               sysobsd's), each loaded once, their hooks switched on and off
+#                               between short runs (ROUNDS=20 DURATION=2: about 15 minutes);
+#                               with WRITE=1 its own section, "Real servers, hooks switched in place"
 #
 # Each round runs U V1 U V2 … Vk U (U: untraced), the variant order rotated
 # every round; a traced run is compared with the mean of the untraced runs
@@ -36,14 +40,23 @@ export PATH=/usr/local/go/bin:$PATH
 
 SMOKE=${SMOKE:-0}
 WRITE=${WRITE:-0}
+INPLACE=${INPLACE:-0}
 if [ "$SMOKE" = 1 ]; then
 	ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-2} VARIANTS=${VARIANTS:-sysobsd} WARMUP=1
+	[ "$INPLACE" = 1 ] && ROUNDS=2
+elif [ "$INPLACE" = 1 ]; then
+	ROUNDS=${ROUNDS:-20} DURATION=${DURATION:-2} WARMUP=${WARMUP:-6}
+	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat}
 else
 	ROUNDS=${ROUNDS:-6} DURATION=${DURATION:-6} WARMUP=${WARMUP:-$DURATION}
 	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace perf strace}
 fi
 SERVERS=${SERVERS:-nginx pgbench}
 ALT=${ALT:-}
+if [ "$INPLACE" = 1 ] && [ -n "$ALT" ]; then
+	echo "ALT: not with INPLACE=1 (bench/cmd/inplace -alt takes other builds' inplace binaries)" >&2
+	exit 2
+fi
 declare -A alt_bin
 for a in ${ALT//,/ }; do
 	name=${a%%=*} path=${a#*=}
@@ -167,6 +180,7 @@ log "building the loop, the floor and the report"
 gcc -O2 -Wall -Wextra -static -pthread -o "$OUT/loop" bench/loop/loop.c
 CGO_ENABLED=0 go build -o "$OUT/floor" ./bench/cmd/floor
 go build -o "$OUT/servers-report" ./bench/servers
+go build -o "$OUT/inplace" ./bench/cmd/inplace
 
 log "recording the machine"
 if [ "$SMOKE" = 1 ]; then
@@ -368,6 +382,26 @@ measure() { # measure SERVER ROUND VARIANT
 		"$err" "$foreign" "$(cut -d' ' -f1 /proc/loadavg)" >>"$runs"
 	log "round $round $server $v: $thr/s, p50 $p50 ms, p99 $p99 ms${foreign:+, other links $foreign}"
 }
+# inplace_runs SERVER: the in-place runs (INPLACE=1) against the running server.
+inplace_runs() {
+	local server=$1 cmd parse select=""
+	case $server in
+	nginx)
+		cmd="wrk -t $WRK_THREADS -c $WRK_CONNECTIONS -d ${DURATION}s http://127.0.0.1:$nginx_port/index.html"
+		cmd="$cmd && : >$WORK/nginx/access.log" parse=wrk # O_APPEND: nginx goes on at the new end
+		;;
+	pgbench)
+		[ "$PG_MODE" = select ] && select=-S
+		cmd="$pg_bin/pgbench -n $select -c $PG_CLIENTS -j $PG_JOBS -T $DURATION -h 127.0.0.1 -p $pg_port -U postgres postgres"
+		parse=pgbench
+		;;
+	esac
+	log "$server: in place, $ROUNDS rounds of ${DURATION}s runs, variants: $VARIANTS"
+	# -nice 0: this script and so its children already run at $NICE.
+	"$OUT/inplace" -workload "$cmd" -parse "$parse" -variants "$VARIANTS" -rounds "$ROUNDS" \
+		-instances "${INPLACE_INSTANCES:-1}" -nice 0 -raw "$RESULTS/inplace-$server.json" \
+		-out "$RESULTS/inplace-$server.md" || die "$server: the in-place runs failed"
+}
 run_server() { # run_server SERVER
 	local server=$1 r v i vars order pids
 	read -ra vars <<<"$VARIANTS"
@@ -381,7 +415,8 @@ run_server() { # run_server SERVER
 	nginx) nginx_load "$WARMUP" ;;
 	pgbench) pg_load "$WARMUP" ;;
 	esac
-	for ((r = 1; r <= ROUNDS; r++)); do
+	[ "$INPLACE" = 1 ] && inplace_runs "$server"
+	for ((r = 1; r <= ROUNDS && INPLACE != 1; r++)); do
 		order=()
 		for ((i = 0; i < ${#vars[@]}; i++)); do order+=("${vars[(i + r - 1) % ${#vars[@]}]}"); done
 		measure "$server" "$r" untraced
@@ -414,6 +449,7 @@ log "done in ${took}s"
 # ---- the report
 command_line="bench/servers.sh"
 [ "$SMOKE" = 1 ] && command_line="SMOKE=1 $command_line"
+[ "$INPLACE" = 1 ] && command_line="INPLACE=1 $command_line"
 [ -n "$sysobsd_given" ] && command_line="SYSOBSD=$sysobsd_given $command_line"
 [ -n "$ALT" ] && command_line="ALT=\"$ALT\" $command_line"
 version() { "$@" 2>&1 | head -1 || true; }
@@ -431,18 +467,49 @@ cat >"$RESULTS/run.md" <<EOF
 EOF
 pg_what="select-only (\`pgbench -S\`)"
 [ "$PG_MODE" = select ] || pg_what="TPC-B-like (pgbench's default script)"
-"$OUT/servers-report" -runs "$runs" -machine "$RESULTS/machine.md" -run "$RESULTS/run.md" \
-	-server "nginx=nginx: 1 worker, a 1 KiB static file, access log on; \`wrk -t $WRK_THREADS -c $WRK_CONNECTIONS --latency\`, ${DURATION} s runs" \
-	-server "pgbench=PostgreSQL: pgbench $pg_what, scale $PG_SCALE, $PG_CLIENTS clients, $PG_JOBS threads, TCP on loopback, ${DURATION} s runs" \
-	>"$RESULTS/report.md"
+nginx_title="nginx: 1 worker, a 1 KiB static file, access log on; \`wrk -t $WRK_THREADS -c $WRK_CONNECTIONS --latency\`, ${DURATION} s runs"
+pg_title="PostgreSQL: pgbench $pg_what, scale $PG_SCALE, $PG_CLIENTS clients, $PG_JOBS threads, TCP on loopback, ${DURATION} s runs"
+section="## Real servers"
+if [ "$INPLACE" = 1 ]; then
+	section="## Real servers, hooks switched in place"
+	{
+		echo "$section"
+		echo
+		cat <<'EOF'
+The servers of the section above, measured as `bench/run.sh`'s in-place runs measure the loops:
+each variant's programs loaded once (`bench/cmd/inplace`; sysobsd's as the daemon loads them, without
+the tally engine), their hooks switched on and off between short load runs, each traced run paired
+with the untraced runs just before and after it, every variant once per round in a random order.
+The cost is the throughput lost against those neighbours; intervals are 90% bootstrap intervals
+over rounds. Only what can be switched in place is here; the other tools are in the section above.
+
+EOF
+		echo "### This run"
+		echo
+		cat "$RESULTS/run.md"
+		echo
+		echo "The machine (\`bench/machine.sh\`, recorded at the start of the run):"
+		echo
+		cat "$RESULTS/machine.md"
+		echo
+		for s in $SERVERS; do
+			case $s in nginx) echo "### $nginx_title" ;; pgbench) echo "### $pg_title" ;; esac
+			echo
+			cat "$RESULTS/inplace-$s.md"
+		done
+	} >"$RESULTS/report.md"
+else
+	"$OUT/servers-report" -runs "$runs" -machine "$RESULTS/machine.md" -run "$RESULTS/run.md" \
+		-server "nginx=$nginx_title" -server "pgbench=$pg_title" >"$RESULTS/report.md"
+fi
 cat "$RESULTS/report.md"
 if [ "$WRITE" = 1 ]; then
-	# Replace the "## Real servers" section (up to the next "## ") or append it.
-	awk -v report="$RESULTS/report.md" '
-		/^## Real servers/ {skip = 1; while ((getline l < report) > 0) print l; done = 1; next}
+	# Replace this report's section (up to the next "## ") or append it.
+	awk -v report="$RESULTS/report.md" -v section="$section" '
+		$0 == section {skip = 1; while ((getline l < report) > 0) print l; done = 1; next}
 		skip && /^## / {skip = 0}
 		!skip {print}
 		END {if (!done) {print ""; while ((getline l < report) > 0) print l}}' docs/benchmarks.md >"$WORK/benchmarks.md"
 	cp "$WORK/benchmarks.md" docs/benchmarks.md
-	log "wrote the Real servers section of docs/benchmarks.md"
+	log "wrote the \"${section#\#\# }\" section of docs/benchmarks.md"
 fi

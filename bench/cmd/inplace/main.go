@@ -15,10 +15,14 @@
 // build place their maps on different pages, and on a machine without PCID
 // that alone has moved a call's cost by 60 ns.
 //
+// With -workload, each run is that command instead (a load generator
+// against a server already running: bench/servers.sh INPLACE=1), and the
+// cost is the throughput lost against the untraced runs beside it.
+//
 // Only programs it can switch in place are measured: the floor programs and
 // sysobsd (this build's, and other builds' inplace binaries with -alt);
-// bpftrace, syscount, strace and perf trace stay in bench/cmd/overhead.
-// Needs root (or CAP_BPF and CAP_PERFMON), taskset and nice.
+// bpftrace, syscount, strace and perf trace stay in bench/cmd/overhead and
+// bench/servers.sh. Needs root (or CAP_BPF and CAP_PERFMON), taskset and nice.
 package main
 
 import (
@@ -46,6 +50,8 @@ type options struct {
 	iters     int
 	call      string
 	loop      string
+	workload  string
+	metric    metric
 	cpu       int
 	nice      int
 	seed      uint64
@@ -62,6 +68,8 @@ func main() {
 	flag.IntVar(&o.iters, "iters", 50000, "calls per loop run")
 	flag.StringVar(&o.call, "call", "getppid", "the loop: getppid or write (1 byte to /dev/null)")
 	flag.StringVar(&o.loop, "loop", "bench/.build/loop", "bench/loop binary")
+	flag.StringVar(&o.workload, "workload", "", "instead of the loop, run this shell command for each run (nothing is pinned)")
+	parser := flag.String("parse", "wrk", "with -workload, what its output is: wrk (Requests/sec) or pgbench (tps)")
 	flag.IntVar(&o.cpu, "cpu", -1, "the CPU the loop runs on (-1: the last; harnesses run on the others)")
 	flag.IntVar(&o.nice, "nice", -10, "nice value of the loop")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the run order and the bootstrap")
@@ -75,6 +83,15 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	o.metric = loopMetric
+	if o.workload != "" {
+		m, ok := workloadMetrics[*parser]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "inplace: -parse %q: wrk or pgbench\n", *parser)
+			os.Exit(2)
+		}
+		o.metric = m
 	}
 	if err := drive(o); err != nil {
 		fmt.Fprintln(os.Stderr, "inplace:", err)
@@ -168,9 +185,12 @@ func loopCPUs(want int) (loop, others string) {
 	return strconv.Itoa(want), strings.Join(rest, ",")
 }
 
-// runLoop runs the loop once and returns its wall ns per call.
-func runLoop(o options, cpu string) (float64, error) {
+// runOnce runs the loop, or the workload, once and returns its figure.
+func runOnce(o options, cpu string) (float64, error) {
 	args := []string{"nice", "-n", strconv.Itoa(o.nice), o.loop, o.call, strconv.Itoa(o.iters)}
+	if o.workload != "" {
+		args = []string{"nice", "-n", strconv.Itoa(o.nice), "sh", "-c", o.workload}
+	}
 	if cpu != "" {
 		args = append([]string{"taskset", "-c", cpu}, args...)
 	}
@@ -182,17 +202,7 @@ func runLoop(o options, cpu string) (float64, error) {
 		}
 		return 0, fmt.Errorf("%s: %w", strings.Join(args, " "), err)
 	}
-	return parseNSPerOp(string(out))
-}
-
-// parseNSPerOp reads bench/loop's "ns_per_op=<n> ..." line.
-func parseNSPerOp(line string) (float64, error) {
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, "ns_per_op="); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("loop printed no ns_per_op: %q", line)
+	return o.metric.parse(string(out))
 }
 
 func drive(o options) error {
@@ -201,6 +211,9 @@ func drive(o options) error {
 	}
 	if o.call != "getppid" && o.call != "write" {
 		return fmt.Errorf("-call %q: getppid or write", o.call)
+	}
+	if o.metric.name == "" {
+		o.metric = loopMetric
 	}
 	vars, err := chosenVariants(o.variants, o.alt)
 	if err != nil {
@@ -211,7 +224,10 @@ func drive(o options) error {
 		return err
 	}
 	loopCPU, harnessCPUs := loopCPUs(o.cpu)
-	if _, err := runLoop(o, loopCPU); err != nil { // the loop works before anything is loaded
+	if o.workload != "" { // a server and its load generator use every CPU
+		loopCPU, harnessCPUs = "", ""
+	}
+	if _, err := runOnce(o, loopCPU); err != nil { // the run works before anything is loaded
 		return err
 	}
 	var hs []*harness
@@ -239,7 +255,7 @@ func drive(o options) error {
 	rng := rand.New(rand.NewPCG(o.seed, 0))
 	var runs []pairedRun
 	for r := range o.rounds {
-		before, err := runLoop(o, loopCPU)
+		before, err := runOnce(o, loopCPU)
 		if err != nil {
 			return err
 		}
@@ -248,11 +264,11 @@ func drive(o options) error {
 			if err := h.set(true); err != nil {
 				return err
 			}
-			traced, err := runLoop(o, loopCPU)
+			traced, err := runOnce(o, loopCPU)
 			if err := errors.Join(err, h.set(false)); err != nil {
 				return err
 			}
-			after, err := runLoop(o, loopCPU)
+			after, err := runOnce(o, loopCPU)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -8,13 +9,36 @@ import (
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
-func TestParseNSPerOp(t *testing.T) {
-	got, err := parseNSPerOp("ns_per_op=1034.25 ops=50000 syscalls=50000 wall_ns=51712500 cpu_ns=51700000\n")
-	if err != nil || got != 1034.25 {
-		t.Errorf("got %v, %v; want 1034.25", got, err)
+func TestMetricsParseTheirTools(t *testing.T) {
+	for _, c := range []struct {
+		m    metric
+		out  string
+		want float64
+	}{
+		{loopMetric, "ns_per_op=1034.25 ops=50000 syscalls=50000 wall_ns=51712500 cpu_ns=51700000\n", 1034.25},
+		{workloadMetrics["wrk"], "Running 2s test @ http://127.0.0.1:8080/index.html\n  1 threads and 32 connections\n" +
+			"  101234 requests in 2.00s, 120.5MB read\nRequests/sec:  50612.47\nTransfer/sec:     60.22MB\n", 50612.47},
+		{workloadMetrics["pgbench"], "number of failed transactions: 0 (0.000%)\nlatency average = 0.412 ms\n" +
+			"initial connection time = 9.125 ms\ntps = 9701.219934 (without initial connection time)\n", 9701.219934},
+	} {
+		got, err := c.m.parse(c.out)
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %v, %v; want %v", c.m.name, got, err, c.want)
+		}
+		if _, err := c.m.parse("usage: something else\n"); err == nil {
+			t.Errorf("%s: output without its figure accepted", c.m.name)
+		}
 	}
-	if _, err := parseNSPerOp("usage: loop MODE N\n"); err == nil {
-		t.Error("a line without ns_per_op was accepted")
+}
+
+func TestMetricCost(t *testing.T) {
+	r := pairedRun{Before: 1000, Traced: 1200, After: 1100}
+	if got := loopMetric.of(r); got != 150 {
+		t.Errorf("loop: %v ns added, want 150", got)
+	}
+	r = pairedRun{Before: 10000, Traced: 8400, After: 11000} // requests/s
+	if got := workloadMetrics["wrk"].of(r); math.Abs(got-20) > 1e-9 {
+		t.Errorf("wrk: %v%% lost, want 20", got)
 	}
 }
 
@@ -86,7 +110,7 @@ func synthetic(rounds, instances int, cost map[string]float64, noise float64, rn
 func TestBootstrapIntervalHoldsTheMedianAndNarrowsWithRounds(t *testing.T) {
 	width := func(rounds int) float64 {
 		rng := rand.New(rand.NewPCG(7, 0))
-		g := groupByRound(synthetic(rounds, 2, map[string]float64{"sysobsd": 400}, 100, rng), rounds)
+		g := groupByRound(synthetic(rounds, 2, map[string]float64{"sysobsd": 400}, 100, rng), rounds, loopMetric)
 		ci := bootstrap(rounds, rng, func(rs []int) float64 { return median(g.pooled("sysobsd", rs)) })
 		if ci.lo > ci.value || ci.hi < ci.value {
 			t.Errorf("%d rounds: interval %v – %v leaves out its median %v", rounds, ci.lo, ci.hi, ci.value)
@@ -103,7 +127,7 @@ func TestBootstrapIntervalHoldsTheMedianAndNarrowsWithRounds(t *testing.T) {
 
 func TestRenderGivesEachVariantItsRowAndTheTargetsTheirVerdicts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 0))
-	o := options{call: "getppid", iters: 50000, rounds: 30, instances: 2, seed: 1, nice: -10}
+	o := options{call: "getppid", iters: 50000, rounds: 30, instances: 2, seed: 1, nice: -10, metric: loopMetric}
 	vars, err := chosenVariants("floor floor-exit floor-clock sysobsd sysobsd-nolat", "")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +192,7 @@ func lineWith(text, prefix string) (string, bool) {
 // Another build's row is compared with this build's same variant.
 func TestRenderComparesAnAltBuildWithThisBuildsSameVariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 0))
-	o := options{call: "getppid", iters: 50000, rounds: 20, instances: 1, seed: 1, nice: -10}
+	o := options{call: "getppid", iters: 50000, rounds: 20, instances: 1, seed: 1, nice: -10, metric: loopMetric}
 	vars, err := chosenVariants("sysobsd sysobsd-nolat", "fast=/tmp/inplace-fast:sysobsd-nolat")
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +202,35 @@ func TestRenderComparesAnAltBuildWithThisBuildsSameVariant(t *testing.T) {
 	for _, want := range []string{
 		"| sysobsd build fast, `latency: false` | **",
 		"| for reference: build fast vs this build, both sysobsd-nolat | 0.50x (",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// With a workload, the cost is the throughput lost and the targets are the
+// servers'.
+func TestRenderOfAWorkloadGivesThroughputLostAndTheServerTargets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 0))
+	o := options{workload: "wrk -d 2s http://127.0.0.1:8080/", rounds: 20, instances: 1, seed: 1, nice: -10,
+		metric: workloadMetrics["wrk"]}
+	vars, err := chosenVariants("floor floor-clock sysobsd", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []pairedRun
+	for r := range o.rounds {
+		for v, lost := range map[string]float64{"floor": 0.05, "floor-clock": 0.10, "sysobsd": 0.15} {
+			runs = append(runs, pairedRun{Round: r, Variant: v, Before: 10000, Traced: 10000 * (1 - lost), After: 10000})
+		}
+	}
+	report := render(o, vars, runs, 0, "", rng)
+	for _, want := range []string{
+		"Untraced: **10,000 requests/s**",
+		"| attached | throughput lost, %, median (90% CI) |",
+		"| sysobsd, default config | **15.0** (15.0 – 15.0) | 15.0 | 3.00x | 1.50x |",
+		"| sysobsd default: loss ≤ 1.1x the clock-only programs' | 1.50x (1.50x – 1.50x) | **not met**",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

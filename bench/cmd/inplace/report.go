@@ -21,9 +21,6 @@ type pairedRun struct {
 	After    float64 `json:"untraced_after_ns"`
 }
 
-// added is what the traced run took per call beyond its untraced neighbours.
-func (r pairedRun) added() float64 { return r.Traced - (r.Before+r.After)/2 }
-
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -37,21 +34,21 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// byRound holds each variant's added costs by round (all its instances').
+// byRound holds each variant's costs by round (all its instances').
 type byRound map[string][][]float64
 
-func groupByRound(runs []pairedRun, rounds int) byRound {
+func groupByRound(runs []pairedRun, rounds int, m metric) byRound {
 	g := byRound{}
 	for _, r := range runs {
 		if g[r.Variant] == nil {
 			g[r.Variant] = make([][]float64, rounds)
 		}
-		g[r.Variant][r.Round] = append(g[r.Variant][r.Round], r.added())
+		g[r.Variant][r.Round] = append(g[r.Variant][r.Round], m.of(r))
 	}
 	return g
 }
 
-// pooled is variant's added costs in the given rounds.
+// pooled is variant's costs in the given rounds.
 func (g byRound) pooled(variant string, rounds []int) []float64 {
 	var out []float64
 	for _, r := range rounds {
@@ -92,8 +89,8 @@ func bootstrap(rounds int, rng *rand.Rand, stat func(rounds []int) float64) inte
 	}
 }
 
-// target is a ratio of two variants' added costs and, if limit is not 0,
-// the bound it should keep: at most (le) or at least limit.
+// target is a ratio of two variants' costs and, if limit is not 0, the
+// bound it should keep: at most (le) or at least limit.
 type target struct {
 	what  string
 	a, b  string
@@ -103,13 +100,22 @@ type target struct {
 
 // Issue 21's targets that programs switched in place can check; the peers'
 // (syscount, bpftrace) need bench/cmd/overhead.
-var targets = []target{
+var loopTargets = []target{
 	{"sysobsd default: added cost ≤ 1.2x the two clock reads'", "sysobsd", "floor-clock", true, 1.2},
 	{"`latency: false`: ≤ 1.5x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 1.5},
 	{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
 	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
 	{"for reference: `latency: sampled` vs the two clock reads", "sysobsd-sampled", "floor-clock", true, 0},
 	{"for reference: `latency: false` vs the floor", "sysobsd-nolat", "floor", true, 0},
+}
+
+// Issue 21's targets for real servers: throughput lost.
+var serverTargets = []target{
+	{"sysobsd default: loss ≤ 1.1x the clock-only programs'", "sysobsd", "floor-clock", true, 1.1},
+	{"`latency: false`: loss ≤ 1.3x the floor's", "sysobsd-nolat", "floor", true, 1.3},
+	{"`latency: sampled`: loss ≤ 1.3x the floor's", "sysobsd-sampled", "floor", true, 1.3},
+	{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
+	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
 }
 
 // verdict says whether the interval of a ratio keeps the target, misses it,
@@ -133,7 +139,7 @@ func verdict(t target, ci interval) string {
 func render(o options, vars []variant, runs []pairedRun, took time.Duration, loopCPU string, rng *rand.Rand) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	g := groupByRound(runs, o.rounds)
+	g := groupByRound(runs, o.rounds, o.metric)
 
 	var untraced []float64
 	for i, r := range runs {
@@ -146,16 +152,21 @@ func render(o options, vars []variant, runs []pairedRun, took time.Duration, loo
 	if loopCPU != "" {
 		where = "on CPU " + loopCPU + ", the harnesses on the others"
 	}
-	p("`inplace -call %s -iters %d -rounds %d -instances %d -seed %d`: %d paired runs in %s; the loop %s, nice %d.\n",
-		o.call, o.iters, o.rounds, o.instances, o.seed, len(runs), took.Round(time.Second), where, o.nice)
-	p("Untraced: **%s ns per call** (median of %d runs, %s – %s).\n\n",
-		measure.Num(median(untraced)), len(untraced), measure.Num(slices.Min(untraced)), measure.Num(slices.Max(untraced)))
+	if o.workload == "" {
+		p("`inplace -call %s -iters %d -rounds %d -instances %d -seed %d`: %d paired runs in %s; the loop %s, nice %d.\n",
+			o.call, o.iters, o.rounds, o.instances, o.seed, len(runs), took.Round(time.Second), where, o.nice)
+	} else {
+		p("`inplace -workload '%s' -parse %s -rounds %d -instances %d -seed %d`: %d paired runs in %s, nice %d.\n",
+			o.workload, o.metric.name, o.rounds, o.instances, o.seed, len(runs), took.Round(time.Second), o.nice)
+	}
+	p("Untraced: **%s %s** (median of %d runs, %s – %s).\n\n", measure.Num(median(untraced)), o.metric.unit,
+		len(untraced), measure.Num(slices.Min(untraced)), measure.Num(slices.Max(untraced)))
 
 	added := func(v string) func([]int) float64 {
 		return func(rounds []int) float64 { return median(g.pooled(v, rounds)) }
 	}
 	has := func(v string) bool { return g[v] != nil }
-	p("| attached | ns added per call, median (90%% CI) | instances' medians | vs the floor | vs the clock reads only |\n")
+	p("| attached | %s, median (90%% CI) | instances' medians | vs the floor | vs the clock reads only |\n", o.metric.cost)
 	p("|---|---:|---|---:|---:|\n")
 	for _, v := range vars {
 		if !has(v.name) {
@@ -167,7 +178,7 @@ func render(o options, vars []variant, runs []pairedRun, took time.Duration, loo
 			var mine []float64
 			for _, r := range runs {
 				if r.Variant == v.name && r.Instance == i {
-					mine = append(mine, r.added())
+					mine = append(mine, o.metric.of(r))
 				}
 			}
 			inst = append(inst, measure.Num(median(mine)))
@@ -185,6 +196,10 @@ func render(o options, vars []variant, runs []pairedRun, took time.Duration, loo
 
 	p("| target | ratio of medians (90%% CI) | verdict |\n|---|---:|---|\n")
 	rows := 0
+	targets := loopTargets
+	if !o.metric.perCall {
+		targets = serverTargets
+	}
 	for _, t := range targets {
 		if !has(t.a) || !has(t.b) {
 			continue
