@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 )
 
 // A loadRun is one line of runs.tsv.
@@ -351,29 +353,14 @@ func neighbourSpread(runs []loadRun, ps []pairedRun) float64 {
 	return median(d)
 }
 
-type target struct {
-	what        string
-	num, den    string
-	limit       float64
-	isReference bool
-}
-
-var targetList = []target{
-	{"sysobsd default: loss ≤ 1.1x the clock-only programs' loss", "sysobsd", "floor-clock", 1.1, false},
-	{"`latency: false`: loss ≤ 1.3x the floor's loss", "sysobsd-nolat", "floor", 1.3, false},
-	{"`latency: sampled`: loss ≤ 1.3x the floor's loss", "sysobsd-sampled", "floor", 1.3, false},
-	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", 0, true},
-	{"for reference: clock-only vs the floor", "floor-clock", "floor", 0, true},
-}
-
 // targets: the issue's targets from the median losses, and round by round
 // (the two variants' losses in one round divided). A ratio whose divisor is
 // within the untraced runs' own spread decides nothing.
 func targets(ps []pairedRun, noise float64) string {
 	loss := lossesByVariant(ps)
 	var b strings.Builder
-	for _, t := range targetList {
-		n, d := median(loss[t.num]), median(loss[t.den])
+	for _, t := range measure.ServerTargets {
+		n, d := median(loss[t.A]), median(loss[t.B])
 		if math.IsNaN(n) || math.IsNaN(d) {
 			continue
 		}
@@ -382,16 +369,16 @@ func targets(ps []pairedRun, noise float64) string {
 		}
 		verdict := "(no target)"
 		switch {
-		case t.isReference:
+		case t.Limit == 0:
 		case !(d > noise):
 			verdict = fmt.Sprintf("undecided: %s%% is within the noise (%s%%)", num(d, 1), num(noise, 1))
-		case n/d <= t.limit:
+		case n/d <= t.Limit:
 			verdict = "met"
 		default:
 			verdict = "not met"
 		}
-		fmt.Fprintf(&b, "| %s | %s%% / %s%% = %s | %s | %s |\n", t.what, num(n, 1), num(d, 1), ratio(n, d), verdict,
-			roundByRound(byVariant(ps, t.num), byVariant(ps, t.den), t))
+		fmt.Fprintf(&b, "| %s | %s%% / %s%% = %s | %s | %s |\n", t.What, num(n, 1), num(d, 1), ratio(n, d), verdict,
+			roundByRound(byVariant(ps, t.A), byVariant(ps, t.B), t))
 	}
 	if b.Len() > 0 {
 		b.WriteString("\n")
@@ -399,7 +386,7 @@ func targets(ps []pairedRun, noise float64) string {
 	return b.String()
 }
 
-func roundByRound(num, den []pairedRun, t target) string {
+func roundByRound(num, den []pairedRun, t measure.Target) string {
 	denByRound := map[int]float64{}
 	for _, p := range den {
 		denByRound[p.round] = p.loss
@@ -412,7 +399,7 @@ func roundByRound(num, den []pairedRun, t target) string {
 			continue // a loss ≤ 0 leaves no ratio: noise larger than the cost
 		}
 		rs = append(rs, p.loss/d)
-		if p.loss/d <= t.limit {
+		if p.loss/d <= t.Limit {
 			held++
 		}
 	}
@@ -421,7 +408,7 @@ func roundByRound(num, den []pairedRun, t target) string {
 	}
 	lo, hi := minMax(rs)
 	s := fmt.Sprintf("%sx (%sx – %sx)", fmtNum(median(rs)), fmtNum(lo), fmtNum(hi))
-	if !t.isReference {
+	if t.Limit != 0 {
 		s += fmt.Sprintf(", held in %d of %d", held, len(rs))
 	}
 	return s

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 )
 
 const runsTSV = "server\tround\tseq\tvariant\tthroughput\tp50_ms\tp99_ms\tavg_ms\terrors\tforeign\tload1\n" +
@@ -51,7 +53,7 @@ func TestMedian(t *testing.T) {
 func TestRoundByRoundSkipsRoundsWithoutALossToDivideBy(t *testing.T) {
 	num := []pairedRun{{loadRun: loadRun{round: 1}, loss: 10}, {loadRun: loadRun{round: 2}, loss: 10}}
 	den := []pairedRun{{loadRun: loadRun{round: 1}, loss: 5}, {loadRun: loadRun{round: 2}, loss: -1}}
-	got := roundByRound(num, den, target{limit: 1.1})
+	got := roundByRound(num, den, measure.Target{AtMost: true, Limit: 1.1})
 	if want := "2.00x (2.00x – 2.00x), held in 0 of 1"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
@@ -70,10 +71,10 @@ func TestChosenVariants(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	le := target{le: true, limit: 1.2}
-	ge := target{le: false, limit: 1.5}
+	le := measure.Target{AtMost: true, Limit: 1.2}
+	ge := measure.Target{AtMost: false, Limit: 1.5}
 	for _, c := range []struct {
-		t      target
+		t      measure.Target
 		ci     interval
 		prefix string
 	}{
@@ -83,7 +84,7 @@ func TestVerdict(t *testing.T) {
 		{ge, interval{1.6, 1.5, 1.7}, "**met**"},
 		{ge, interval{1.2, 1.1, 1.4}, "**not met**: the whole interval is below 1.50x"},
 		{ge, interval{1.5, 1.4, 1.6}, "undecided"},
-		{target{}, interval{9, 8, 10}, "–"},
+		{measure.Target{}, interval{9, 8, 10}, "–"},
 	} {
 		if got := verdict(c.t, c.ci); !strings.HasPrefix(got, c.prefix) {
 			t.Errorf("verdict(%+v, %+v) = %q, want %q...", c.t, c.ci, got, c.prefix)
@@ -230,7 +231,7 @@ func TestRenderOfAWorkloadGivesThroughputLostAndTheServerTargets(t *testing.T) {
 		"Untraced: **10,000 requests/s**",
 		"| attached | throughput lost, %, median (90% CI) |",
 		"| sysobsd, default config | **15.0** (15.0 – 15.0) | 15.0 | 3.00x | 1.50x |",
-		"| sysobsd default: loss ≤ 1.1x the clock-only programs' | 1.50x (1.50x – 1.50x) | **not met**",
+		"| sysobsd default: loss ≤ 1.1x the clock-only programs' loss | 1.50x (1.50x – 1.50x) | **not met**",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

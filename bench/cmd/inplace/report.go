@@ -89,48 +89,19 @@ func bootstrap(rounds int, rng *rand.Rand, stat func(rounds []int) float64) inte
 	}
 }
 
-// target is a ratio of two variants' costs and, if limit is not 0, the
-// bound it should keep: at most (le) or at least limit.
-type target struct {
-	what  string
-	a, b  string
-	le    bool
-	limit float64
-}
-
-// Issue 21's targets that programs switched in place can check; the peers'
-// (syscount, bpftrace) need bench/cmd/overhead.
-var loopTargets = []target{
-	{"sysobsd default: added cost ≤ 1.2x the two clock reads'", "sysobsd", "floor-clock", true, 1.2},
-	{"`latency: false`: ≤ 1.5x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 1.5},
-	{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
-	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
-	{"for reference: `latency: sampled` vs the two clock reads", "sysobsd-sampled", "floor-clock", true, 0},
-	{"for reference: `latency: false` vs the floor", "sysobsd-nolat", "floor", true, 0},
-}
-
-// Issue 21's targets for real servers: throughput lost.
-var serverTargets = []target{
-	{"sysobsd default: loss ≤ 1.1x the clock-only programs'", "sysobsd", "floor-clock", true, 1.1},
-	{"`latency: false`: loss ≤ 1.3x the floor's", "sysobsd-nolat", "floor", true, 1.3},
-	{"`latency: sampled`: loss ≤ 1.3x the floor's", "sysobsd-sampled", "floor", true, 1.3},
-	{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
-	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
-}
-
 // verdict says whether the interval of a ratio keeps the target, misses it,
 // or straddles it.
-func verdict(t target, ci interval) string {
-	if t.limit == 0 {
+func verdict(t measure.Target, ci interval) string {
+	if t.Limit == 0 {
 		return "–"
 	}
-	lim := measure.Ratio(t.limit)
+	lim := measure.Ratio(t.Limit)
 	switch {
-	case t.le && ci.hi <= t.limit, !t.le && ci.lo >= t.limit:
+	case t.AtMost && ci.hi <= t.Limit, !t.AtMost && ci.lo >= t.Limit:
 		return "**met**: the whole interval is on the target's side"
-	case t.le && ci.lo > t.limit:
+	case t.AtMost && ci.lo > t.Limit:
 		return "**not met**: the whole interval is above " + lim
-	case !t.le && ci.hi < t.limit:
+	case !t.AtMost && ci.hi < t.Limit:
 		return "**not met**: the whole interval is below " + lim
 	}
 	return "undecided: the interval contains " + lim
@@ -196,16 +167,16 @@ func render(o options, vars []variant, runs []pairedRun, took time.Duration, loo
 
 	p("| target | ratio of medians (90%% CI) | verdict |\n|---|---:|---|\n")
 	rows := 0
-	targets := loopTargets
+	targets := measure.CallTargets
 	if !o.metric.perCall {
-		targets = serverTargets
+		targets = measure.ServerTargets
 	}
 	for _, t := range targets {
-		if !has(t.a) || !has(t.b) {
+		if !has(t.A) || !has(t.B) {
 			continue
 		}
-		ci := bootstrap(o.rounds, rng, func(rounds []int) float64 { return added(t.a)(rounds) / added(t.b)(rounds) })
-		p("| %s | %s (%s – %s) | %s |\n", t.what, measure.Ratio(ci.value), measure.Ratio(ci.lo), measure.Ratio(ci.hi), verdict(t, ci))
+		ci := bootstrap(o.rounds, rng, func(rounds []int) float64 { return added(t.A)(rounds) / added(t.B)(rounds) })
+		p("| %s | %s (%s – %s) | %s |\n", t.What, measure.Ratio(ci.value), measure.Ratio(ci.lo), measure.Ratio(ci.hi), verdict(t, ci))
 		rows++
 	}
 	for _, v := range vars {

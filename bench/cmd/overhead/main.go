@@ -852,27 +852,11 @@ func renderReport(o options, vars []variant, skipped []variant, wls []workload, 
 		}
 		return fmt.Sprintf("%s / %s ns = %s", measure.Num(x), measure.Num(y), measure.Ratio(x/y)), x / y, true
 	}
-	for _, t := range []struct {
-		what  string
-		a, b  string
-		le    bool
-		limit float64
-	}{
-		// Issue 21's targets: against the clock-only programs, since every
-		// latency-measuring tool reads the clock twice per call.
-		{"sysobsd default: added cost ≤ 1.2x the two clock reads'", "sysobsd", "floor-clock", true, 1.2},
-		{"≥ 1.5x less added cost than `syscount -L`", "syscount", "sysobsd", false, 1.5},
-		{"≥ 2.5x less added cost than the bpftrace script", "bpftrace", "sysobsd", false, 2.5},
-		{"`latency: false`: ≤ 1.5x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 1.5},
-		{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
-		{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
-		{"for reference: `latency: sampled` vs the floor", "sysobsd-sampled", "floor", true, 0},
-		{"for reference: `latency: sampled` vs the two clock reads", "sysobsd-sampled", "floor-clock", true, 0},
-	} {
-		ws, wr, wok := ratio(t.a, t.b, false)
-		cs, cr, cok := ratio(t.a, t.b, true)
-		p("| %s | %s | %s | %s | %s | %s |\n", t.what, ws, verdict(wr, wok, t.le, t.limit), cs, verdict(cr, cok, t.le, t.limit),
-			roundByRound(pairedRatios(cells[t.a]["getppid"], cells[t.b]["getppid"]), t.le, t.limit))
+	for _, t := range measure.CallTargets {
+		ws, wr, wok := ratio(t.A, t.B, false)
+		cs, cr, cok := ratio(t.A, t.B, true)
+		p("| %s | %s | %s | %s | %s | %s |\n", t.What, ws, verdict(wr, wok, t.AtMost, t.Limit), cs, verdict(cr, cok, t.AtMost, t.Limit),
+			roundByRound(pairedRatios(cells[t.A]["getppid"], cells[t.B]["getppid"]), t.AtMost, t.Limit))
 	}
 	p("\n")
 	return b.String()

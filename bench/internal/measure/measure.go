@@ -68,3 +68,37 @@ func Ratio(x float64) string {
 		return strconv.FormatFloat(x, 'f', 2, 64) + "x"
 	}
 }
+
+// Target is one of issue 21's bounds on the ratio of two variants' costs
+// (A's over B's): at most Limit (AtMost) or at least Limit; a Limit of 0
+// marks a ratio given for reference. Variants are named as in the tools.
+type Target struct {
+	What   string
+	A, B   string
+	AtMost bool
+	Limit  float64
+}
+
+// CallTargets are the per-call targets (ns added per getppid), against the
+// clock-only programs since every latency-measuring tool reads the clock
+// twice per call.
+var CallTargets = []Target{
+	{"sysobsd default: added cost ≤ 1.2x the two clock reads'", "sysobsd", "floor-clock", true, 1.2},
+	{"≥ 1.5x less added cost than `syscount -L`", "syscount", "sysobsd", false, 1.5},
+	{"≥ 2.5x less added cost than the bpftrace script", "bpftrace", "sysobsd", false, 2.5},
+	{"`latency: false`: ≤ 1.5x the exit-only floor's", "sysobsd-nolat", "floor-exit", true, 1.5},
+	{"for reference: the two clock reads alone, vs the floor", "floor-clock", "floor", true, 0},
+	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
+	{"for reference: `latency: sampled` vs the floor", "sysobsd-sampled", "floor", true, 0},
+	{"for reference: `latency: sampled` vs the two clock reads", "sysobsd-sampled", "floor-clock", true, 0},
+	{"for reference: `latency: false` vs the floor", "sysobsd-nolat", "floor", true, 0},
+}
+
+// ServerTargets are the real servers' targets, on the throughput lost.
+var ServerTargets = []Target{
+	{"sysobsd default: loss ≤ 1.1x the clock-only programs' loss", "sysobsd", "floor-clock", true, 1.1},
+	{"`latency: false`: loss ≤ 1.3x the floor's loss", "sysobsd-nolat", "floor", true, 1.3},
+	{"`latency: sampled`: loss ≤ 1.3x the floor's loss", "sysobsd-sampled", "floor", true, 1.3},
+	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
+	{"for reference: clock-only vs the floor", "floor-clock", "floor", true, 0},
+}
