@@ -9,8 +9,9 @@
 //
 // Each variant runs in its own harness process (this binary with -serve),
 // loaded as the daemon loads it (sysobsd's variants from the embedded
-// default config, with the tally engine folding as in the daemon), pinned
-// away from the loop's CPU, and answering "on" and "off" on stdin. Several
+// default config and its filter, without the tally engine: see
+// sysobsdSwitch), pinned away from the loop's CPU, and answering "on" and
+// "off" on stdin. Several
 // instances of each variant are loaded (-instances): two loads of the same
 // build place their maps on different pages, and on a machine without PCID
 // that alone has moved a call's cost by 60 ns.
