@@ -524,8 +524,7 @@ func (p *Probes) SetSyscallHooks(on bool) error {
 	for _, name := range p.syscallHooks {
 		l, err := attach(p.attached[strings.TrimSuffix(name, "_raw")], p.AttachMode, name)
 		if err != nil {
-			p.SetSyscallHooks(false)
-			return err
+			return errors.Join(err, p.SetSyscallHooks(false))
 		}
 		p.syscallLinks = append(p.syscallLinks, l)
 	}
@@ -538,7 +537,7 @@ func (p *Probes) detach() {
 	p.Maps.inFlightMu.Lock()
 	p.Maps.inFlight = nil
 	p.Maps.inFlightMu.Unlock()
-	p.SetSyscallHooks(false)
+	_ = p.SetSyscallHooks(false) // as the other links: closing is all detach can do
 	for _, l := range p.links {
 		l.Close()
 	}

@@ -137,16 +137,12 @@ func TestRenderGivesEachVariantItsRowAndTheTargetsTheirVerdicts(t *testing.T) {
 		"floor": 150, "floor-exit": 100, "floor-clock": 300, "sysobsd": 450, "sysobsd-nolat": 140,
 	}, 4, rng)
 	report := render(o, vars, runs, 0, "1", rng)
-	for _, want := range []string{
+	wantIn(t, report,
 		"| a clock read at entry and at exit, nothing else | **300** (",
 		"| sysobsd, default config | **450** (",
 		"the loop on CPU 1",
 		"300 paired runs",
-	} {
-		if !strings.Contains(report, want) {
-			t.Errorf("report lacks %q:\n%s", want, report)
-		}
-	}
+	)
 	// 450/300 = 1.5x, far above 1.2x; 140/100 = 1.4x, clearly under 1.5x.
 	for target, verdict := range map[string]string{
 		"| sysobsd default: added cost ≤ 1.2x the two clock reads' | ": "**not met**: the whole interval is above 1.20x",
@@ -200,14 +196,10 @@ func TestRenderComparesAnAltBuildWithThisBuildsSameVariant(t *testing.T) {
 	}
 	runs := synthetic(o.rounds, o.instances, map[string]float64{"sysobsd": 450, "sysobsd-nolat": 200, "sysobsd-fast": 100}, 2, rng)
 	report := render(o, vars, runs, 0, "1", rng)
-	for _, want := range []string{
+	wantIn(t, report,
 		"| sysobsd build fast, `latency: false` | **",
 		"| for reference: build fast vs this build, both sysobsd-nolat | 0.50x (",
-	} {
-		if !strings.Contains(report, want) {
-			t.Errorf("report lacks %q:\n%s", want, report)
-		}
-	}
+	)
 }
 
 // With a workload, the cost is the throughput lost and the targets are the
@@ -227,12 +219,18 @@ func TestRenderOfAWorkloadGivesThroughputLostAndTheServerTargets(t *testing.T) {
 		}
 	}
 	report := render(o, vars, runs, 0, "", rng)
-	for _, want := range []string{
+	wantIn(t, report,
 		"Untraced: **10,000 requests/s**",
 		"| attached | throughput lost, %, median (90% CI) |",
 		"| sysobsd, default config | **15.0** (15.0 – 15.0) | 15.0 | 3.00x | 1.50x |",
 		"| sysobsd default: loss ≤ 1.1x the clock-only programs' loss | 1.50x (1.50x – 1.50x) | **not met**",
-	} {
+	)
+}
+
+// wantIn fails t for each of wants that report lacks.
+func wantIn(t *testing.T, report string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

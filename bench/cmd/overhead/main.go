@@ -751,7 +751,6 @@ func pairedRatios(a, b *cell) []float64 {
 
 func f0(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
-func f2(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
 
 func renderReport(o options, vars []variant, skipped []variant, wls []workload, runs []run) string {
 	cells := aggregate(runs, vars, wls)
