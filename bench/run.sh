@@ -185,8 +185,10 @@ section, which start a daemon around each block of runs, carry about ±25% in th
 carry a few percent. Intervals are 90% bootstrap intervals over rounds (a round's runs resampled
 together, so a ratio's interval is of paired runs); a target is met only if its whole interval
 is on its side. Two loads of the same build have differed by up to 60 ns (their maps on other
-pages): a row pools its instances and lists each one's median. The peers (bpftrace, syscount)
-cannot be switched in place: their ratios are the next section's.
+pages): a row pools its instances and lists each one's median. An interval covers one run's
+noise, not the host's: on the machine of 2026-12-07 the same build's ratio to the clock reads
+moved between 1.2x and 1.6x within an hour (see "Issue 21: the hooks switched in place"). The
+peers (bpftrace, syscount) cannot be switched in place: their ratios are the next section's.
 
 EOF
 	if [ -f "$report/inplace.md" ]; then cat "$report/inplace.md"; else echo "(not run)"; echo; fi
