@@ -13,19 +13,28 @@ import (
 // SetSyscallHooks(false) stops the counting and SetSyscallHooks(true)
 // resumes it into the same maps: getppid calls made while the hooks are off
 // are not counted, the others are, exactly; switching twice the same way
-// changes nothing (a second attach would count every call twice).
+// changes nothing (a second attach would count every call twice). In both
+// attach modes, with and without sys_enter.
 func TestSetSyscallHooksStopsAndResumesCounting(t *testing.T) {
 	testenv.RequireRoot(t)
-	for _, latency := range []bool{true, false} {
-		t.Run(map[bool]string{true: "latency", false: "no latency"}[latency], func(t *testing.T) {
+	for _, c := range []struct {
+		mode    string
+		latency bool
+	}{{"tp_btf", true}, {"tp_btf", false}, {"raw_tracepoint", true}} {
+		latency := c.latency
+		t.Run(c.mode+map[bool]string{true: ", latency", false: ", no latency"}[latency], func(t *testing.T) {
 			opts := DefaultOptions()
 			opts.ExcludeTGID = 0 // the calls are this process's own
 			opts.Latency = latency
+			opts.Attach = c.mode
 			probes, err := Load(opts, zaptest.NewLogger(t))
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
 			defer probes.Close()
+			if probes.AttachMode != c.mode {
+				t.Fatalf("attached as %s, want %s", probes.AttachMode, c.mode)
+			}
 			pid := uint32(os.Getpid())
 			counted := func() (calls, ns uint64) {
 				t.Helper()
