@@ -35,11 +35,11 @@ type loadRun struct {
 type variantInfo struct{ name, title string }
 
 var variants = []variantInfo{
-	{"floor", "empty tp_btf sys_enter + sys_exit (the floor)"},
-	{"floor-clock", "a clock read at entry and at exit, nothing else (clock-only)"},
-	{"sysobsd", "sysobsd, default config"},
-	{"sysobsd-sampled", "sysobsd, `latency: sampled` (one call in 16 timed)"},
-	{"sysobsd-nolat", "sysobsd, `latency: false`"},
+	{"floor", measure.Titles["floor"]},
+	{"floor-clock", measure.Titles["floor-clock"]},
+	{"sysobsd", measure.Titles["sysobsd"]},
+	{"sysobsd-sampled", measure.Titles["sysobsd-sampled"]},
+	{"sysobsd-nolat", measure.Titles["sysobsd-nolat"]},
 	{"syscount", "libbpf-tools `syscount -L`"},
 	{"bpftrace", "bpftrace script doing what sysobsd does"},
 	{"perf", "`perf trace -a -s` (system-wide)"},
@@ -308,7 +308,7 @@ func rowsOf(ps []pairedRun) []variantInfo {
 	}
 	others := slices.Sorted(maps.Keys(ran))
 	for _, name := range others {
-		rows = append(rows, variantInfo{name, "sysobsd, default config, the `ALT=` build `" + strings.TrimPrefix(name, "sysobsd-") + "`"})
+		rows = append(rows, variantInfo{name, measure.BuildTitle(strings.TrimPrefix(name, "sysobsd-"), "sysobsd")})
 	}
 	return rows
 }

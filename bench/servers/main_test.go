@@ -75,7 +75,7 @@ func TestAnAltBuildGetsItsOwnRowAfterTheKnownOnes(t *testing.T) {
 		t.Errorf("rows %q, want %q", got, want)
 	}
 	report := renderServer("nginx", runs)
-	if !strings.Contains(report, "| sysobsd, default config, the `ALT=` build `nohist` | 700 | **0.0%**") {
+	if !strings.Contains(report, "| sysobsd build nohist, default config | 700 | **0.0%**") {
 		t.Errorf("no row for the alt build in:\n%s", report)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sysobsd/sysobsd/bench/floor"
+	"github.com/sysobsd/sysobsd/bench/internal/measure"
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
@@ -19,17 +20,8 @@ import (
 // readyLine is what a harness prints once its variant is loaded, hooks off.
 const readyLine = "ready"
 
-// The variants, named and described as in bench/cmd/overhead.
+// The variants it can switch in place, named as in the other tools.
 var knownVariants = []string{"floor", "floor-exit", "floor-clock", "sysobsd", "sysobsd-nolat", "sysobsd-sampled"}
-
-var variantTitles = map[string]string{
-	"floor":           "empty tp_btf sys_enter + sys_exit (the floor)",
-	"floor-exit":      "empty tp_btf sys_exit only",
-	"floor-clock":     "a clock read at entry and at exit, nothing else",
-	"sysobsd":         "sysobsd, default config",
-	"sysobsd-nolat":   "sysobsd, `latency: false`",
-	"sysobsd-sampled": "sysobsd, `latency: sampled` (one call in 16 timed)",
-}
 
 type variant struct {
 	name, title string
@@ -46,7 +38,7 @@ func chosenVariants(list, alt string) ([]variant, error) {
 		if !slices.Contains(knownVariants, name) {
 			return nil, fmt.Errorf("unknown variant %q (known: %s)", name, strings.Join(knownVariants, " "))
 		}
-		out = append(out, variant{name: name, title: variantTitles[name], serveAs: name})
+		out = append(out, variant{name: name, title: measure.Titles[name], serveAs: name})
 	}
 	for _, spec := range strings.FieldsFunc(alt, func(r rune) bool { return r == ',' }) {
 		name, path, ok := strings.Cut(spec, "=")
@@ -64,7 +56,7 @@ func chosenVariants(list, alt string) ([]variant, error) {
 			return nil, fmt.Errorf("-alt %q: sysobsd-%s is a known variant; name the build otherwise", spec, name)
 		}
 		out = append(out, variant{name: "sysobsd-" + name, serveAs: as, path: path,
-			title: strings.Replace(variantTitles[as], "sysobsd", "sysobsd build "+name, 1)})
+			title: measure.BuildTitle(name, as)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no variant chosen")

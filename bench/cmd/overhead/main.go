@@ -142,21 +142,21 @@ func allVariants(o options, port int, work string) []variant {
 		if !ok {
 			continue
 		}
-		alts = append(alts, variant{name: "sysobsd-" + name, title: "sysobsd, default config, build " + name + " (" + path + ")",
+		alts = append(alts, variant{name: "sysobsd-" + name, title: measure.BuildTitle(name, "sysobsd") + " (" + path + ")",
 			system: []string{path, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM})
 	}
 	return append(alts, []variant{
-		{name: "floor", title: "empty tp_btf sys_enter + sys_exit (the floor)",
+		{name: "floor", title: measure.Titles["floor"],
 			system: []string{o.floor}, ready: "attached", stop: syscall.SIGTERM},
-		{name: "floor-exit", title: "empty tp_btf sys_exit only",
+		{name: "floor-exit", title: measure.Titles["floor-exit"],
 			system: []string{o.floor, "--exit-only"}, ready: "attached", stop: syscall.SIGTERM},
-		{name: "floor-clock", title: "a clock read at entry and at exit, nothing else",
+		{name: "floor-clock", title: measure.Titles["floor-clock"],
 			system: []string{o.floor, "--clock"}, ready: "attached", stop: syscall.SIGTERM},
-		{name: "sysobsd", title: "sysobsd, default config",
+		{name: "sysobsd", title: measure.Titles["sysobsd"],
 			system: []string{o.sysobsd, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM},
-		{name: "sysobsd-nolat", title: "sysobsd, `latency: false`",
+		{name: "sysobsd-nolat", title: measure.Titles["sysobsd-nolat"],
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + noLatency}, http: true, stop: syscall.SIGTERM},
-		{name: "sysobsd-sampled", title: "sysobsd, `latency: sampled` (one call in 16 timed)",
+		{name: "sysobsd-sampled", title: measure.Titles["sysobsd-sampled"],
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "sampled.yml")}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-notable", title: "sysobsd, notable events on (`events.enabled: true`)",
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "events.yml")}, http: true, stop: syscall.SIGTERM},

@@ -102,3 +102,21 @@ var ServerTargets = []Target{
 	{"for reference: sysobsd default vs the floor", "sysobsd", "floor", true, 0},
 	{"for reference: clock-only vs the floor", "floor-clock", "floor", true, 0},
 }
+
+// Titles name the variants every benchmark tool runs the same way: the
+// floors and sysobsd's modes (the tools title their own others: strace,
+// perf trace, bpftrace and syscount run differently in each).
+var Titles = map[string]string{
+	"floor":           "empty tp_btf sys_enter + sys_exit (the floor)",
+	"floor-exit":      "empty tp_btf sys_exit only",
+	"floor-clock":     "a clock read at entry and at exit, nothing else",
+	"sysobsd":         "sysobsd, default config",
+	"sysobsd-nolat":   "sysobsd, `latency: false`",
+	"sysobsd-sampled": "sysobsd, `latency: sampled` (one call in 16 timed)",
+}
+
+// BuildTitle names another build (-alt, ALT=) run as variant, a sysobsd mode:
+// "sysobsd build NAME, default config".
+func BuildTitle(name, variant string) string {
+	return strings.Replace(Titles[variant], "sysobsd", "sysobsd build "+name, 1)
+}
