@@ -415,23 +415,26 @@ run_server() { # run_server SERVER
 	nginx) nginx_load "$WARMUP" ;;
 	pgbench) pg_load "$WARMUP" ;;
 	esac
-	[ "$INPLACE" = 1 ] && inplace_runs "$server"
-	for ((r = 1; r <= ROUNDS && INPLACE != 1; r++)); do
-		order=()
-		for ((i = 0; i < ${#vars[@]}; i++)); do order+=("${vars[(i + r - 1) % ${#vars[@]}]}"); done
-		measure "$server" "$r" untraced
-		for v in "${order[@]}"; do
-			case $server in
-			nginx) pids=$(nginx_pids) ;;
-			pgbench) pids=$(pg_pids) ;;
-			esac
-			# shellcheck disable=SC2086 # the pids are words
-			start_tracer "$v" $pids
-			measure "$server" "$r" "$v"
-			stop_tracer
+	if [ "$INPLACE" = 1 ]; then
+		inplace_runs "$server"
+	else
+		for ((r = 1; r <= ROUNDS; r++)); do
+			order=()
+			for ((i = 0; i < ${#vars[@]}; i++)); do order+=("${vars[(i + r - 1) % ${#vars[@]}]}"); done
 			measure "$server" "$r" untraced
+			for v in "${order[@]}"; do
+				case $server in
+				nginx) pids=$(nginx_pids) ;;
+				pgbench) pids=$(pg_pids) ;;
+				esac
+				# shellcheck disable=SC2086 # the pids are words
+				start_tracer "$v" $pids
+				measure "$server" "$r" "$v"
+				stop_tracer
+				measure "$server" "$r" untraced
+			done
 		done
-	done
+	fi
 	case $server in
 	nginx) stop_pid "$nginx_pid" QUIT && nginx_pid="" ;;
 	pgbench) runuser -u postgres -- "$pg_bin/pg_ctl" stop -D "$pg_data" -m fast -w >/dev/null && pg_data="" ;;

@@ -305,7 +305,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err == nil {
 		p.syscallHooks = syscalls
 		for _, name := range syscalls {
-			p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
+			p.attached[hookName(name)] = coll.DetachProgram(name)
 		}
 		err = p.SetSyscallHooks(true)
 	}
@@ -452,8 +452,11 @@ func (p *Probes) attachInFlight(coll *ebpf.Collection, log *zap.Logger) {
 // name (the raw_tracepoint twins count as the same) for its run statistics.
 func (p *Probes) keep(coll *ebpf.Collection, name string, l link.Link) {
 	p.links = append(p.links, l)
-	p.attached[strings.TrimSuffix(name, "_raw")] = coll.DetachProgram(name)
+	p.attached[hookName(name)] = coll.DetachProgram(name)
 }
+
+// hookName is a program's hook: the raw_tracepoint twins count as the same.
+func hookName(program string) string { return strings.TrimSuffix(program, "_raw") }
 
 func attach(prog *ebpf.Program, mode, name string) (link.Link, error) {
 	var (
@@ -522,7 +525,7 @@ func (p *Probes) SetSyscallHooks(on bool) error {
 		return nil
 	}
 	for _, name := range p.syscallHooks {
-		l, err := attach(p.attached[strings.TrimSuffix(name, "_raw")], p.AttachMode, name)
+		l, err := attach(p.attached[hookName(name)], p.AttachMode, name)
 		if err != nil {
 			return errors.Join(err, p.SetSyscallHooks(false))
 		}

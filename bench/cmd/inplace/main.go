@@ -213,9 +213,6 @@ func drive(o options) error {
 	if o.call != "getppid" && o.call != "write" {
 		return fmt.Errorf("-call %q: getppid or write", o.call)
 	}
-	if o.metric.name == "" {
-		o.metric = loopMetric
-	}
 	vars, err := chosenVariants(o.variants, o.alt)
 	if err != nil {
 		return err
