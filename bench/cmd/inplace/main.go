@@ -221,9 +221,9 @@ func drive(o options) error {
 	if err != nil {
 		return err
 	}
-	loopCPU, harnessCPUs := loopCPUs(o.cpu)
-	if o.workload != "" { // a server and its load generator use every CPU
-		loopCPU, harnessCPUs = "", ""
+	var loopCPU, harnessCPUs string // a server and its load generator use every CPU
+	if o.workload == "" {
+		loopCPU, harnessCPUs = loopCPUs(o.cpu)
 	}
 	if _, err := runOnce(o, loopCPU); err != nil { // the run works before anything is loaded
 		return err
