@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/sysobsd/sysobsd/bench/internal/measure"
+	"github.com/sysobsd/sysobsd/internal/loader"
 )
 
 type options struct {
@@ -110,7 +111,7 @@ func run(o options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	baseStats := base.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
+	baseStats := callEntries(base)
 	baseProcs := base.sum("sysobsd_processes_tracked")
 	rss0, _ := measure.MemKiB(d.pid())
 	mem0, maps0 := mapMemory(d.pid())
@@ -157,10 +158,9 @@ func run(o options) (string, error) {
 	p("| measure | value |\n|---|---:|\n")
 	p("| getppid calls of `sobsburst` in /metrics | %s (want %s: %s) |\n", thousands(int(got)), thousands(int(want)), verdict(got == want))
 	p("| execve calls of `sobsburst` | %s (one per process: %s) |\n", thousands(int(execs)), verdict(execs == float64(o.short)))
-	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last `sobsburst` exited | **%s**, %s with a `sobsburst` pid (%s) |\n", f1(backAfter.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "back to baseline", "NOT folded"))
-	p("| `syscall_stats` entries: before the churn → after (other processes on the host included) | %s → %s (daemon start: %s) |\n",
-		thousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
-		thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))), thousands(int(baseStats)))
+	p("| keys of exited processes staying in `call_slots` or `syscall_stats` across dumps 2 s apart, %s s after the last `sobsburst` exited | **%s**, %s with a `sobsburst` pid (%s) |\n", f1(backAfter.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "back to baseline", "NOT folded"))
+	p("| `call_slots` slots and `syscall_stats` entries in use: before the churn → after (other processes on the host included) | %s → %s (daemon start: %s) |\n",
+		thousands(int(callEntries(before))), thousands(int(callEntries(after))), thousands(int(baseStats)))
 	p("| `syscall_errors` entries: before → after | %s → %s |\n",
 		thousands(int(before.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
 		thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))))
@@ -237,6 +237,7 @@ type liveResult struct {
 
 func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int, title string, b *strings.Builder, res *liveResult) error {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	baseSlots := base.sum("sysobsd_bpf_map_entries", "map", "call_slots")
 	baseStats := base.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
 	baseErrs := base.sum("sysobsd_bpf_map_entries", "map", "syscall_errors")
 	p("### %s long-lived processes, %s\n\n", thousands(o.live), title)
@@ -275,6 +276,8 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 		ms(times[len(times)/2]), ms(times[0]), ms(times[len(times)-1]))
 	p("| daemon RSS / peak (VmRSS / VmHWM) | **%s MiB** / %s MiB (idle before: %s MiB) |\n", mib(rss), mib(hwm), mib(rss0))
 	p("| kernel map memory (memlock of the daemon's %d maps) | %s MiB (before: %s MiB, %d maps) |\n", maps, mib(mem/1024), mib(mem0/1024), maps0)
+	p("| `call_slots` slots in use | %s of %s (before: %s) |\n", thousands(int(last.sum("sysobsd_bpf_map_entries", "map", "call_slots"))),
+		thousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "call_slots"))), thousands(int(baseSlots)))
 	p("| `syscall_stats` entries | %s of %s (before: %s) |\n", thousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))),
 		thousands(int(last.sum("sysobsd_bpf_map_max_entries", "map", "syscall_stats"))), thousands(int(baseStats)))
 	p("| `syscall_errors` entries | %s of %s (before: %s) |\n", thousands(int(last.sum("sysobsd_bpf_map_entries", "map", "syscall_errors"))),
@@ -318,8 +321,8 @@ func liveRun(o options, d *daemon, base *exposition, rss0, mem0 int64, maps0 int
 	exitOthers := hostForks() - forks0 - int64(o.live) - liveOthers
 	p("All %s exit at once (stdin closed):\n\n| measure | value |\n|---|---:|\n", thousands(o.live))
 	p("| other tasks (processes, threads) started on the host while they ran and exited (/proc/stat) | %s; load average %s |\n", thousands(max(liveOthers+exitOthers, 0)), loadavg())
-	p("| entries of exited processes staying in `syscall_stats` across dumps 2 s apart, %s s after the last exited | **%s**, %s with a pid of theirs (%s) |\n", f1(waited.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "all folded", "NOT folded"))
-	p("| `syscall_stats` entries now | %s |\n", thousands(int(after.sum("sysobsd_bpf_map_entries", "map", "syscall_stats"))))
+	p("| keys of exited processes staying in `call_slots` or `syscall_stats` across dumps 2 s apart, %s s after the last exited | **%s**, %s with a pid of theirs (%s) |\n", f1(waited.Seconds()), thousands(stale), thousands(oursStale), verdict2(stale == 0, "all folded", "NOT folded"))
+	p("| `call_slots` slots and `syscall_stats` entries in use now | %s |\n", thousands(int(callEntries(after))))
 	p("| processes folded | %s |\n", thousands(int(after.sum("sysobsd_processes_folded_total")-beforeExit.sum("sysobsd_processes_folded_total"))))
 	p("| drops while they exited | %s |\n", dropsLine(after, beforeExit))
 	p("\n")
@@ -726,8 +729,8 @@ func churn(o options) (time.Duration, map[int]bool, error) {
 
 type entryKey struct{ tgid, execID, nr, abi int }
 
-// deadEntries lists the entries of a daemon's syscall_stats map whose
-// process no longer runs.
+// deadEntries lists the keys in a daemon's call_slots (live slots) and
+// syscall_stats maps whose process no longer runs.
 func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 	ids := map[int]bool{}
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", daemonPID))
@@ -751,36 +754,49 @@ func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 	if err := json.Unmarshal(out, &maps); err != nil {
 		return nil, err
 	}
-	id := 0
-	for _, m := range maps {
-		if m.Name == "syscall_stats" && ids[m.ID] {
-			id = m.ID
+	// The key fields, in syscall_stats' keys and call_slots' values alike.
+	type key struct {
+		State  int `json:"state"`
+		TGID   int `json:"tgid"`
+		ExecID int `json:"exec_id"`
+		Nr     int `json:"nr"`
+		Abi    int `json:"abi"`
+	}
+	var keys []key
+	for _, name := range []string{"syscall_stats", "call_slots"} {
+		id := 0
+		for _, m := range maps {
+			if m.Name == name && ids[m.ID] {
+				id = m.ID
+			}
 		}
-	}
-	if id == 0 {
-		return nil, errors.New("the daemon's syscall_stats map not found")
-	}
-	out, err = exec.Command("bpftool", "map", "dump", "id", strconv.Itoa(id), "-j").Output()
-	if err != nil {
-		return nil, fmt.Errorf("bpftool map dump: %w", err)
-	}
-	var entries []struct {
-		Formatted struct {
-			Key struct {
-				TGID   int `json:"tgid"`
-				ExecID int `json:"exec_id"`
-				Nr     int `json:"nr"`
-				Abi    int `json:"abi"`
-			} `json:"key"`
-		} `json:"formatted"`
-	}
-	if err := json.Unmarshal(out, &entries); err != nil {
-		return nil, err
+		if id == 0 {
+			return nil, fmt.Errorf("the daemon's %s map not found", name)
+		}
+		out, err = exec.Command("bpftool", "map", "dump", "id", strconv.Itoa(id), "-j").Output()
+		if err != nil {
+			return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
+		}
+		var entries []struct {
+			Formatted struct {
+				Key   key `json:"key"`
+				Value key `json:"value"`
+			} `json:"formatted"`
+		}
+		if err := json.Unmarshal(out, &entries); err != nil {
+			return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
+		}
+		for _, e := range entries {
+			if name == "syscall_stats" {
+				keys = append(keys, e.Formatted.Key)
+			} else if e.Formatted.Value.State == loader.CallSlotLive {
+				keys = append(keys, e.Formatted.Value)
+			}
+		}
 	}
 	dead := map[entryKey]bool{}
 	alive := map[int]bool{}
-	for _, e := range entries {
-		k := e.Formatted.Key
+	for _, k := range keys {
 		isAlive, known := alive[k.TGID]
 		if !known {
 			_, err := os.Stat(fmt.Sprintf("/proc/%d", k.TGID))
@@ -1027,6 +1043,12 @@ func parseExposition(text string) *exposition {
 }
 
 // sum adds the series of a metric whose labels equal the given pairs.
+// callEntries is the per-process call counters in use: call_slots' slots
+// and syscall_stats' entries.
+func callEntries(e *exposition) float64 {
+	return e.sum("sysobsd_bpf_map_entries", "map", "call_slots") + e.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
+}
+
 func (e *exposition) sum(name string, kv ...string) float64 {
 	return e.match(name, false, kv...)
 }

@@ -64,7 +64,7 @@ func TestBadInputGivesOneLineAndNonZeroExit(t *testing.T) {
 		{"bad log format", []string{"--log.format=xml"}, 2, "log.format"},
 		{"unexpected argument", []string{"extra"}, 2, "unexpected extra"},
 		{"missing config", []string{"--config.file=/nonexistent/sysobsd.yml"}, 1, "no such file or directory; give --config.file"},
-		{"unknown config key", []string{"--config.file=" + unknownKey}, 1, `line 3: unknown key "stats_entrys" in key maps; allowed: errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries`},
+		{"unknown config key", []string{"--config.file=" + unknownKey}, 1, `line 3: unknown key "stats_entrys" in key maps; allowed: call_slots_per_cpu, errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries`},
 		{"wrong config type", []string{"--config.file=" + badType}, 1, "line 1"},
 		{"config out of range", []string{"--config.file=" + badRange}, 1, "line 2: maps.ring_buffer_bytes: 1000 must be a power of two"},
 		{"config check of a bad file", []string{"--config.check", "--config.file=" + unknownKey}, 1, "stats_entrys"},

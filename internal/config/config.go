@@ -150,6 +150,8 @@ var HistogramLabelNames = []string{"syscall"}
 
 // Maps sizes the kernel maps.
 type Maps struct {
+	// CallSlotsPerCPU sizes call_slots (loader.Options.CallSlots).
+	CallSlotsPerCPU    uint32 `yaml:"call_slots_per_cpu"`
 	StatsEntries       uint32 `yaml:"stats_entries"`
 	ErrorsEntries      uint32 `yaml:"errors_entries"`
 	GroupStatsEntries  uint32 `yaml:"group_stats_entries"`
@@ -358,6 +360,9 @@ func (c Config) validate(name string, root *yaml.Node) error {
 	}
 	if c.FoldInterval < 100*time.Millisecond || c.FoldInterval > 10*time.Minute {
 		return bad("fold_interval", "%s is out of range; allowed: 100ms to 10m", c.FoldInterval)
+	}
+	if n := c.Maps.CallSlotsPerCPU; n != 0 && (n < 16 || n > 1<<20 || n&(n-1) != 0) {
+		return bad("maps.call_slots_per_cpu", "%d must be 0 (off) or a power of two from 16 to 1048576", n)
 	}
 	if c.Maps.StatsEntries < 1024 || c.Maps.StatsEntries > 1<<24 {
 		return bad("maps.stats_entries", "%d is out of range; allowed: 1024 to 16777216", c.Maps.StatsEntries)

@@ -21,6 +21,7 @@ var documented = Config{
 	LatencySampleEvery: 16,
 	FoldInterval:       time.Second,
 	Maps: Maps{
+		CallSlotsPerCPU:    8192,
 		StatsEntries:       65536,
 		ErrorsEntries:      16384,
 		GroupStatsEntries:  8192,
@@ -110,6 +111,9 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"fold interval highest", "fold_interval: 10m\n", with(func(c *Config) { c.FoldInterval = 10 * time.Minute })},
 		{"fold interval compound", "fold_interval: 1m30s\n", with(func(c *Config) { c.FoldInterval = 90 * time.Second })},
 		{"one map size", "maps:\n  stats_entries: 1024\n", with(func(c *Config) { c.Maps.StatsEntries = 1024 })},
+		{"no call slots", "maps:\n  call_slots_per_cpu: 0\n", with(func(c *Config) { c.Maps.CallSlotsPerCPU = 0 })},
+		{"fewest call slots", "maps:\n  call_slots_per_cpu: 16\n", with(func(c *Config) { c.Maps.CallSlotsPerCPU = 16 })},
+		{"most call slots", "maps:\n  call_slots_per_cpu: 1048576\n", with(func(c *Config) { c.Maps.CallSlotsPerCPU = 1 << 20 })},
 		{"other map size", "maps:\n  errors_entries: 16777216\n", with(func(c *Config) { c.Maps.ErrorsEntries = 1 << 24 })},
 		{"ring buffer smallest", "maps:\n  ring_buffer_bytes: 4096\n", with(func(c *Config) { c.Maps.RingBufferBytes = 4096 })},
 		{"ring buffer largest", "maps:\n  ring_buffer_bytes: 1073741824\n", with(func(c *Config) { c.Maps.RingBufferBytes = 1 << 30 })},
@@ -126,7 +130,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"everything", "latency: false\nfold_interval: 2s\nmaps:\n  stats_entries: 2048\n  errors_entries: 4096\n  ring_buffer_bytes: 8192\n",
 			with(func(c *Config) {
 				c.Latency, c.FoldInterval = LatencyOff, 2*time.Second
-				c.Maps = Maps{StatsEntries: 2048, ErrorsEntries: 4096, GroupStatsEntries: 8192, GroupErrorsEntries: 4096, RingBufferBytes: 8192}
+				c.Maps = Maps{CallSlotsPerCPU: 8192, StatsEntries: 2048, ErrorsEntries: 4096, GroupStatsEntries: 8192, GroupErrorsEntries: 4096, RingBufferBytes: 8192}
 			})},
 		{"labels and filters", "labels: [comm, unit, pid]\ncardinality:\n  max_series: 10\n  idle_timeout: 0s\nfilters:\n  exclude:\n    comms: [sshd]\n    syscalls: [futex]\n",
 			with(func(c *Config) {
@@ -154,7 +158,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 // says where (file and line) and what (the key, or the YAML problem).
 func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 	const topKeys = "allowed: cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"
-	const mapsKeys = "allowed: errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"
+	const mapsKeys = "allowed: call_slots_per_cpu, errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"
 	tests := []struct {
 		name string
 		doc  string
@@ -231,6 +235,9 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"fold interval too long", "latency: true\nfold_interval: 11m\n", 2, []string{"fold_interval: 11m0s is out of range; allowed: 100ms to 10m"}},
 		{"fold interval zero", "fold_interval: 0s\n", 1, []string{"fold_interval: 0s is out of range"}},
 		{"fold interval negative", "fold_interval: -1s\n", 1, []string{"fold_interval: -1s is out of range"}},
+		{"call slots not a power of two", "maps:\n  call_slots_per_cpu: 1000\n", 2, []string{"maps.call_slots_per_cpu: 1000 must be 0 (off) or a power of two from 16 to 1048576"}},
+		{"call slots too few", "maps:\n  call_slots_per_cpu: 8\n", 2, []string{"maps.call_slots_per_cpu: 8 must be 0 (off)"}},
+		{"call slots too many", "maps:\n  call_slots_per_cpu: 2097152\n", 2, []string{"maps.call_slots_per_cpu: 2097152 must be"}},
 		{"stats entries too few", "maps:\n  stats_entries: 1023\n", 2, []string{"maps.stats_entries: 1023 is out of range; allowed: 1024 to 16777216"}},
 		{"stats entries too many", "maps:\n  stats_entries: 16777217\n", 2, []string{"maps.stats_entries: 16777217 is out of range"}},
 		{"errors entries zero", "maps:\n  errors_entries: 0\n", 2, []string{"maps.errors_entries: 0 is out of range; allowed: 1024 to 16777216"}},
@@ -249,7 +256,7 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		// Wrong shapes.
 		{"sequence at the top level", "- latency: true\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"}},
 		{"scalar at the top level", "latency\n", 1, []string{"the top level must be a mapping of cardinality, events, filters, fold_interval, histogram_labels, labels, latency, latency_sample_every, maps, native_histograms"}},
-		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"}},
+		{"sequence for maps", "maps: [1, 2]\n", 1, []string{"key maps must be a mapping of call_slots_per_cpu, errors_entries, group_errors_entries, group_stats_entries, ring_buffer_bytes, stats_entries"}},
 		{"block sequence for maps", "maps:\n  - stats_entries: 2048\n", 2, []string{"key maps must be a mapping of"}},
 		{"scalar for maps", "maps: 4096\n", 1, []string{"key maps must be a mapping of"}},
 		{"two documents", "latency: true\n---\nlatency: false\n", 2, []string{"more than one YAML document; sysobsd reads one"}},

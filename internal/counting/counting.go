@@ -64,6 +64,7 @@ func LoaderOptions(cfg config.Config, attach, kernelBTF string) loader.Options {
 	if cfg.Latency == config.LatencySampled {
 		o.LatencySampleEvery = cfg.LatencySampleEvery
 	}
+	o.CallSlots = cfg.Maps.CallSlotsPerCPU
 	o.StatsEntries = cfg.Maps.StatsEntries
 	o.ErrorsEntries = cfg.Maps.ErrorsEntries
 	o.GroupStatsEntries = cfg.Maps.GroupStatsEntries

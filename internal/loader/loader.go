@@ -47,6 +47,11 @@ type Options struct {
 	LatencySampleEvery uint32
 	// ExcludeTGID is never counted: the daemon's own process.
 	ExcludeTGID uint32
+	// CallSlots is each CPU's slots in call_slots, where calls are counted
+	// by process generation and syscall (a power of two from 4; 0: none,
+	// every call counted in the slower hash map, as tests of a full map
+	// want). A key whose slots are all taken goes to that map.
+	CallSlots uint32
 	// StatsEntries and ErrorsEntries size the per-process hash maps.
 	StatsEntries  uint32
 	ErrorsEntries uint32
@@ -78,6 +83,7 @@ func DefaultOptions() Options {
 	return Options{
 		Latency:               true,
 		ExcludeTGID:           uint32(os.Getpid()),
+		CallSlots:             8192,
 		StatsEntries:          65536,
 		ErrorsEntries:         16384,
 		RingBufferBytes:       1024 * 1024,
@@ -230,6 +236,18 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		}
 		sampleShift = uint32(bits.TrailingZeros32(every))
 	}
+	slotBits, err := callSlotBits(opts.CallSlots)
+	if err != nil {
+		return fmt.Errorf("load BPF: %w", err)
+	}
+	maps.CallSlots.MaxEntries = 1
+	if opts.CallSlots != 0 {
+		ncpu, err := ebpf.PossibleCPU()
+		if err != nil {
+			return fmt.Errorf("load BPF: count possible CPUs: %w", err)
+		}
+		maps.CallSlots.MaxEntries = uint32(ncpu) << slotBits
+	}
 	maps.SyscallStats.MaxEntries = opts.StatsEntries
 	maps.SyscallErrors.MaxEntries = opts.ErrorsEntries
 	if opts.GroupStatsEntries != 0 {
@@ -250,6 +268,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{vars.MeasureLatency, opts.Latency},
 		{vars.StartSlotMask, slots - 1},
 		{vars.LatencySampleShift, sampleShift},
+		{vars.CallSlotBits, slotBits},
 		// The engine drains the records at every fold and scrape: a
 		// quarter full is when they are worth an interrupt.
 		{vars.LifecycleWakeupBytes, uint64(opts.RingBufferBytes / 4)},

@@ -93,7 +93,7 @@ func CString[B byte | int8](s []B) string {
 }
 
 // Counts are one key's calls and nanoseconds, summed over CPUs. A value
-// added per call is a field here, in sumCounts and in Plus and Minus.
+// added per call is a field here, in countsOf and in Plus and Minus.
 type Counts struct {
 	Calls uint64
 	NS    uint64
@@ -122,9 +122,10 @@ type Maps struct {
 	objs sysobsdMaps
 	ncpu int
 
-	// The four hash maps of counters, each read, looked up and trimmed the
-	// same way (Counters).
-	stats       *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]
+	// calls is call_slots and syscall_stats as one table; the other hash
+	// maps of counters are each read, looked up and trimmed the same way
+	// (Counters).
+	calls       *CallCounts
 	errs        *Counters[ErrnoKey, uint64, uint64]
 	groupStats  *Counters[GroupKey, sysobsdSyscallStatsValue, Counts]
 	groupErrors *Counters[GroupKey, uint64, uint64]
@@ -183,8 +184,9 @@ func (c *Counters[K, P, V]) Delete(keys []K) (int, error) {
 	return batchDelete(c.m, keys)
 }
 
-// Stats is syscall_stats: {process generation, syscall} → calls and time.
-func (m *Maps) Stats() *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts] { return m.stats }
+// Stats is call_slots and syscall_stats: {process generation, syscall} →
+// calls, time and bytes.
+func (m *Maps) Stats() *CallCounts { return m.calls }
 
 // Errors is syscall_errors: {process generation, syscall, errno} → calls.
 func (m *Maps) Errors() *Counters[ErrnoKey, uint64, uint64] { return m.errs }
@@ -215,7 +217,12 @@ func (m *Maps) init() error {
 	}
 	m.ncpu = n
 	// The group maps are small and mostly empty: smaller batches.
-	m.stats = newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts)
+	hash := newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts)
+	if m.objs.CallSlots == nil { // a test's maps without the table
+		m.calls = tableOff(n, hash)
+	} else if m.calls, err = newCallCounts(m.objs.CallSlots, n, hash); err != nil {
+		return err
+	}
 	m.errs = newCounters[ErrnoKey](m.objs.SyscallErrors, n, batchSize, sumCount)
 	m.groupStats = newCounters[GroupKey](m.objs.GroupStats, n, groupBatchSize, sumCounts)
 	m.groupErrors = newCounters[GroupKey](m.objs.GroupErrors, n, groupBatchSize, sumCount)
@@ -233,14 +240,17 @@ func (m *Maps) Lifecycle() *ebpf.Map { return m.objs.Lifecycle }
 // NotableEvents is the ring buffer of failed and slow calls.
 func (m *Maps) NotableEvents() *ebpf.Map { return m.objs.NotableEvents }
 
-// Capacities are the hash maps' sizes, for the fill metrics.
+// Capacities are the counters' maps' sizes, for the fill metrics.
 type Capacities struct {
+	// CallSlots is call_slots' slots on all CPUs (0: off).
+	CallSlots                              uint32
 	Stats, Errors, GroupStats, GroupErrors uint32
 }
 
-// Capacity returns the hash maps' sizes.
+// Capacity returns the maps' sizes.
 func (m *Maps) Capacity() Capacities {
 	return Capacities{
+		CallSlots:   uint32(m.calls.Slots()),
 		Stats:       m.objs.SyscallStats.MaxEntries(),
 		Errors:      m.objs.SyscallErrors.MaxEntries(),
 		GroupStats:  m.objs.GroupStats.MaxEntries(),
@@ -248,13 +258,16 @@ func (m *Maps) Capacity() Capacities {
 	}
 }
 
+// countsOf is one CPU's value as Counts.
+func countsOf(v *sysobsdSyscallStatsValue) Counts {
+	return Counts{Calls: v.Calls, NS: v.Ns, Bytes: v.Bytes}
+}
+
 // sumCounts and sumCount add an entry's per-CPU values.
 func sumCounts(per []sysobsdSyscallStatsValue) Counts {
 	var c Counts
-	for _, v := range per {
-		c.Calls += v.Calls
-		c.NS += v.Ns
-		c.Bytes += v.Bytes
+	for i := range per {
+		c = c.Plus(countsOf(&per[i]))
 	}
 	return c
 }
@@ -412,7 +425,11 @@ func (m *Maps) Close() error {
 	if m.entryKeys != nil {
 		m.entryKeys.Close()
 	}
-	return m.objs.Close()
+	var err error
+	if m.calls != nil {
+		err = m.calls.close()
+	}
+	return errors.Join(err, m.objs.Close())
 }
 
 // batch is scratch space for one batch lookup: keys and their per-CPU values.

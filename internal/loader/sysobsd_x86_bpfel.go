@@ -13,6 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sysobsdCallSlot struct {
+	_      structs.HostLayout
+	State  uint64
+	Tgid   uint32
+	ExecId uint32
+	Nr     uint16
+	Abi    uint16
+	Pad    uint32
+	V      sysobsdSyscallStatsValue
+	Pad2   [2]uint64
+}
+
+type sysobsdCallSlotState uint32
+
+const (
+	sysobsdCallSlotStateCALL_SLOT_FREE    sysobsdCallSlotState = 0
+	sysobsdCallSlotStateCALL_SLOT_CLAIMED sysobsdCallSlotState = 1
+	sysobsdCallSlotStateCALL_SLOT_LIVE    sysobsdCallSlotState = 2
+)
+
 type sysobsdCgroupNewEvent struct {
 	_    structs.HostLayout
 	Head sysobsdLifecycleEvent
@@ -97,14 +117,15 @@ type sysobsdLatencyHistValue struct {
 type sysobsdLayout uint32
 
 const (
-	sysobsdLayoutNR_SLOTS        sysobsdLayout = 1024
-	sysobsdLayoutABIS            sysobsdLayout = 2
-	sysobsdLayoutHIST_BUCKETS    sysobsdLayout = 40
-	sysobsdLayoutCOMM_LEN        sysobsdLayout = 16
-	sysobsdLayoutCGROUP_NAME_LEN sysobsdLayout = 64
-	sysobsdLayoutCGROUP_DEPTH    sysobsdLayout = 8
-	sysobsdLayoutCGROUP_PATH_LEN sysobsdLayout = 256
-	sysobsdLayoutPATH_CAPTURE    sysobsdLayout = 512
+	sysobsdLayoutNR_SLOTS         sysobsdLayout = 1024
+	sysobsdLayoutABIS             sysobsdLayout = 2
+	sysobsdLayoutHIST_BUCKETS     sysobsdLayout = 40
+	sysobsdLayoutCOMM_LEN         sysobsdLayout = 16
+	sysobsdLayoutCGROUP_NAME_LEN  sysobsdLayout = 64
+	sysobsdLayoutCGROUP_DEPTH     sysobsdLayout = 8
+	sysobsdLayoutCGROUP_PATH_LEN  sysobsdLayout = 256
+	sysobsdLayoutPATH_CAPTURE     sysobsdLayout = 512
+	sysobsdLayoutCALL_SLOT_PROBES sysobsdLayout = 4
 )
 
 type sysobsdLifecycleEvent struct {
@@ -211,6 +232,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sysobsdMapCallSlots            = "call_slots"
 	sysobsdMapDrops                = "drops"
 	sysobsdMapEntryKeys            = "entry_keys"
 	sysobsdMapEntryKeysLost        = "entry_keys_lost"
@@ -247,11 +269,14 @@ const (
 	sysobsdProgSysExit             = "sys_exit"
 	sysobsdProgSysExitRaw          = "sys_exit_raw"
 	sysobsdProgTaskRename          = "task_rename"
+	sysobsdVarCallSlotBits         = "call_slot_bits"
 	sysobsdVarLatencySampleShift   = "latency_sample_shift"
 	sysobsdVarLifecycleWakeupBytes = "lifecycle_wakeup_bytes"
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
 	sysobsdVarStartSlotMask        = "start_slot_mask"
+	sysobsdVarUnusedCallSlot       = "unused_call_slot"
+	sysobsdVarUnusedCallSlotState  = "unused_call_slot_state"
 	sysobsdVarUnusedCgroupNewEvent = "unused_cgroup_new_event"
 	sysobsdVarUnusedDropReason     = "unused_drop_reason"
 	sysobsdVarUnusedErrnoKey       = "unused_errno_key"
@@ -329,6 +354,7 @@ type sysobsdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdMapSpecs struct {
+	CallSlots         *ebpf.MapSpec `ebpf:"call_slots"`
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
 	EntryKeys         *ebpf.MapSpec `ebpf:"entry_keys"`
 	EntryKeysLost     *ebpf.MapSpec `ebpf:"entry_keys_lost"`
@@ -359,11 +385,14 @@ type sysobsdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sysobsdVariableSpecs struct {
+	CallSlotBits         *ebpf.VariableSpec `ebpf:"call_slot_bits"`
 	LatencySampleShift   *ebpf.VariableSpec `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.VariableSpec `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
+	UnusedCallSlot       *ebpf.VariableSpec `ebpf:"unused_call_slot"`
+	UnusedCallSlotState  *ebpf.VariableSpec `ebpf:"unused_call_slot_state"`
 	UnusedCgroupNewEvent *ebpf.VariableSpec `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedErrnoKey       *ebpf.VariableSpec `ebpf:"unused_errno_key"`
@@ -401,6 +430,7 @@ func (o *sysobsdObjects) Close() error {
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdMaps struct {
+	CallSlots         *ebpf.Map `ebpf:"call_slots"`
 	Drops             *ebpf.Map `ebpf:"drops"`
 	EntryKeys         *ebpf.Map `ebpf:"entry_keys"`
 	EntryKeysLost     *ebpf.Map `ebpf:"entry_keys_lost"`
@@ -429,6 +459,7 @@ type sysobsdMaps struct {
 
 func (m *sysobsdMaps) Close() error {
 	return _SysobsdClose(
+		m.CallSlots,
 		m.Drops,
 		m.EntryKeys,
 		m.EntryKeysLost,
@@ -460,11 +491,14 @@ func (m *sysobsdMaps) Close() error {
 //
 // It can be passed to loadSysobsdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sysobsdVariables struct {
+	CallSlotBits         *ebpf.Variable `ebpf:"call_slot_bits"`
 	LatencySampleShift   *ebpf.Variable `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.Variable `ebpf:"lifecycle_wakeup_bytes"`
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
+	UnusedCallSlot       *ebpf.Variable `ebpf:"unused_call_slot"`
+	UnusedCallSlotState  *ebpf.Variable `ebpf:"unused_call_slot_state"`
 	UnusedCgroupNewEvent *ebpf.Variable `ebpf:"unused_cgroup_new_event"`
 	UnusedDropReason     *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedErrnoKey       *ebpf.Variable `ebpf:"unused_errno_key"`

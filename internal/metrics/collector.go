@@ -75,9 +75,9 @@ var (
 		"Notable events (failed and slow calls) not sent to user space, by reason: rate_limited (over events.rate_limit per CPU), ringbuf_full.",
 		[]string{"reason"}, nil)
 	mapEntriesDesc = prometheus.NewDesc("sysobsd_bpf_map_entries",
-		"Entries in the kernel's hash maps of counters at the last scrape.", []string{"map"}, nil)
+		"Entries in the kernel's maps of counters at the last scrape (call_slots: slots in use on all CPUs).", []string{"map"}, nil)
 	mapCapacityDesc = prometheus.NewDesc("sysobsd_bpf_map_max_entries",
-		"Capacity of the kernel's hash maps of counters.", []string{"map"}, nil)
+		"Capacity of the kernel's maps of counters (call_slots: slots on all CPUs; 0: off).", []string{"map"}, nil)
 	processesDesc = prometheus.NewDesc("sysobsd_processes_tracked",
 		"Running processes with counts in the kernel maps.", nil, nil)
 	foldedDesc = prometheus.NewDesc("sysobsd_processes_folded_total",
@@ -249,6 +249,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		name              string
 		entries, capacity int
 	}{
+		{"call_slots", snap.CallSlotsEntries, int(c.capacity.CallSlots)},
 		{"syscall_stats", snap.StatsEntries, int(c.capacity.Stats)},
 		{"syscall_errors", snap.ErrorsEntries, int(c.capacity.Errors)},
 		{"group_stats", snap.GroupStatsEntries, int(c.capacity.GroupStats)},

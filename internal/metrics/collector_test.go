@@ -119,16 +119,17 @@ func goldenSnapshot() *tally.Snapshot {
 			{Labels: tally.Labels{Comm: "nginx"}, Syscall: compatRead, State: loader.ThreadSleeping}:            {Threads: 1, OldestNS: 7_000_000_000}, // one series with the native read
 			{Labels: tally.Labels{Comm: "postgres"}, Syscall: nativeFutex, State: loader.ThreadUninterruptible}: {Threads: 1, OldestNS: 125_000_000},
 		},
-		Drops:           drops(),
-		StatsEntries:    42,
-		ErrorsEntries:   7,
-		Processes:       3,
-		FoldedProcesses: 9,
-		FoldsByKeys:     30,
-		FullReads:       4,
-		EntryKeysLost:   2,
-		MissedByKeys:    1,
-		DecodeErrors:    1,
+		Drops:            drops(),
+		StatsEntries:     42,
+		CallSlotsEntries: 300,
+		ErrorsEntries:    7,
+		Processes:        3,
+		FoldedProcesses:  9,
+		FoldsByKeys:      30,
+		FullReads:        4,
+		EntryKeysLost:    2,
+		MissedByKeys:     1,
+		DecodeErrors:     1,
 	})
 }
 
@@ -139,7 +140,7 @@ func newTestCollector(t testing.TB, source Source) (*Collector, *observer.Observ
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	return NewCollector(source, names, loader.Capacities{Stats: 65536, Errors: 16384, GroupStats: 8192, GroupErrors: 4096}, zap.New(core)), logs
+	return NewCollector(source, names, loader.Capacities{CallSlots: 16384, Stats: 65536, Errors: 16384, GroupStats: 8192, GroupErrors: 4096}, zap.New(core)), logs
 }
 
 // gather collects c through a pedantic registry, which checks every metric
@@ -229,7 +230,7 @@ func TestCollectorSeriesCounts(t *testing.T) {
 		"sysobsd_syscall_duration_seconds": 2,                           // read and futex; openat and write measured nothing
 		"sysobsd_drops_total":              len(loader.DropReasons) - 2, // the notable_ ones are events_dropped
 		"sysobsd_events_dropped_total":     2,
-		"sysobsd_bpf_map_entries":          4,
+		"sysobsd_bpf_map_entries":          5,
 		"sysobsd_scrape_error":             1,
 	} {
 		if got := seriesCount(t, c, name); got != want {

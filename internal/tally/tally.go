@@ -88,7 +88,9 @@ type Snapshot struct {
 	ErrorsSeriesOverflows uint64
 	Drops                 []uint64 // indexed like loader.DropReasons
 	// Fill of the kernel's hash maps when the snapshot was taken.
-	StatsEntries, ErrorsEntries           int
+	StatsEntries, ErrorsEntries int
+	// CallSlotsEntries is the slots of call_slots in use (loader.CallCounts).
+	CallSlotsEntries                      int
 	GroupStatsEntries, GroupErrorsEntries int
 	// Processes is how many running processes have counts in the kernel.
 	Processes int
@@ -131,6 +133,9 @@ type Kernel interface {
 	GroupStats() Table[loader.GroupKey, loader.Counts]
 	GroupErrors() Table[loader.GroupKey, uint64]
 	ReadOverflowStats(func(abi, nr uint16, c loader.Counts)) error
+	// StatsFill is what Stats' last full read found in use: slots of
+	// call_slots, entries of the syscall_stats hash map.
+	StatsFill() (slots, hashEntries int)
 	ReadOverflowErrors(func(loader.ErrnoKey, uint64)) error
 	ReadHistogram(abi, nr uint16) (loader.Histogram, error)
 	ReadDrops() ([]uint64, error)
@@ -154,6 +159,7 @@ func (k mapsKernel) GroupStats() Table[loader.GroupKey, loader.Counts] {
 	return k.Maps.GroupStats()
 }
 func (k mapsKernel) GroupErrors() Table[loader.GroupKey, uint64] { return k.Maps.GroupErrors() }
+func (k mapsKernel) StatsFill() (slots, hashEntries int)         { return k.Maps.Stats().Fill() }
 
 // Processes names process generations, knows their cgroups and says which
 // have exited (events.ProcessTable).
@@ -576,7 +582,8 @@ func (t *Tally) foldFinished(plan readPlan) error {
 // by name, the lasting totals, the overflow counters, the histograms and the
 // drops, then applies the series cap.
 func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
-	snap.StatsEntries, snap.ErrorsEntries = t.calls.seen, t.errors.seen
+	snap.CallSlotsEntries, snap.StatsEntries = t.kernel.StatsFill()
+	snap.ErrorsEntries = t.errors.seen
 	// The folded totals after readGroups: a label change there freezes what
 	// an entry had exported into them, for this snapshot too.
 	if err := t.readGroups(snap); err != nil {

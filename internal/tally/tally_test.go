@@ -55,6 +55,8 @@ type fakeKernel struct {
 	keysLost  uint64
 	// fullReads and lookups count how the maps were read.
 	fullReads, lookups int
+	// statsAtRead is the stats' entries when last read in full.
+	statsAtRead int
 	// afterStatsRead runs after each read of the stats map: what running
 	// processes count while the tally goes on with its sync.
 	afterStatsRead func()
@@ -141,6 +143,9 @@ func (k *fakeKernel) EntryKeysLost() (uint64, error) {
 	return k.keysLost, k.failing("EntryKeysLost")
 }
 
+// StatsFill: the fake has no slots, every entry is in the hash.
+func (k *fakeKernel) StatsFill() (slots, hashEntries int) { return 0, k.statsAtRead }
+
 func (k *fakeKernel) statsRead() {
 	if k.afterStatsRead != nil {
 		k.afterStatsRead()
@@ -224,6 +229,7 @@ func (tb fakeTable[K, V]) Read(fn func(K, V)) error {
 	}
 	if tb.name == "Stats" {
 		tb.k.fullReads++
+		tb.k.statsAtRead = len(tb.entries)
 	}
 	for key, v := range tb.entries {
 		fn(key, v)

@@ -420,7 +420,7 @@ func foldGroupOfRemovedCgroup(t *testing.T, labels []string) {
 	const n = 300
 	filler, comm := uniqueComm("fill"), uniqueComm("gone")
 	h := start(t, setup{
-		load:    func(o *loader.Options) { o.StatsEntries = 1 },
+		load:    func(o *loader.Options) { o.CallSlots, o.StatsEntries = 0, 1 },
 		labels:  labels,
 		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
 	})
@@ -474,7 +474,7 @@ func TestCgroupChurnLeavesNoGroupEntries(t *testing.T) {
 	const cgroups, n = 40, 25
 	filler, comm := uniqueComm("fill"), uniqueComm("job")
 	h := start(t, setup{
-		load:    func(o *loader.Options) { o.StatsEntries, o.GroupStatsEntries = 1, 64 },
+		load:    func(o *loader.Options) { o.CallSlots, o.StatsEntries, o.GroupStatsEntries = 0, 1, 64 },
 		filters: config.Filters{Include: config.Match{Comms: []string{filler, comm}, Syscalls: []string{"getppid"}}},
 	})
 	full := startGated(t, h.workload, filler, 1)

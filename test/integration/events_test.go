@@ -151,7 +151,7 @@ func TestProgramRunStatisticsExported(t *testing.T) {
 // stats_map_full counts the calls that lost their pid.
 func TestMapFullCountsEachCommExactly(t *testing.T) {
 	const procs, each, entries = 100, 50, 64
-	got, comms := runMapFull(t, procs, each, func(o *loader.Options) { o.StatsEntries = entries })
+	got, comms := runMapFull(t, procs, each, func(o *loader.Options) { o.CallSlots, o.StatsEntries = 0, entries })
 	for _, comm := range comms {
 		if v := got[calls(comm, "getppid")]; v != each {
 			t.Errorf("%s = %v, want %d", calls(comm, "getppid"), v, each)
@@ -168,12 +168,65 @@ func TestMapFullCountsEachCommExactly(t *testing.T) {
 	}
 }
 
+// More processes than call_slots holds (four slots a CPU): the calls that
+// find no slot are counted in syscall_stats, per process, exactly, with no
+// drop; once the processes exit, both are folded and emptied: every slot
+// freed, and the processes' names and counts kept.
+func TestCallSlotsFullCountInTheHashExactly(t *testing.T) {
+	const procs, each = 40, 30
+	prefix := uniqueComm("cs")[:8]
+	comms := make([]string, procs)
+	for i := range comms {
+		comms[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	h := start(t, setup{
+		load:    func(o *loader.Options) { o.CallSlots = 4 },
+		filters: config.Filters{Include: config.Match{Comms: comms, Syscalls: []string{"getppid"}}},
+	})
+	var gated []*gatedProcess
+	for _, comm := range comms {
+		gated = append(gated, startGated(t, h.workloadNamed(comm), comm, each))
+	}
+	for _, g := range gated {
+		g.round()
+	}
+	want := map[string]float64{}
+	for _, comm := range comms {
+		want[calls(comm, "getppid")] = each
+	}
+	got := h.expect(3*time.Second, want)
+	if n := got[`sysobsd_bpf_map_entries{map="syscall_stats"}`]; n == 0 {
+		t.Errorf("syscall_stats holds no entry with %d processes in %v slots", procs, got[`sysobsd_bpf_map_max_entries{map="call_slots"}`])
+	}
+	if n := got[`sysobsd_bpf_map_entries{map="call_slots"}`]; n == 0 || n > got[`sysobsd_bpf_map_max_entries{map="call_slots"}`] {
+		t.Errorf("call_slots: %v slots in use of %v", n, got[`sysobsd_bpf_map_max_entries{map="call_slots"}`])
+	}
+	for _, reason := range []string{"stats_map_full", "group_stats_map_full"} {
+		if n := got[fmt.Sprintf(`sysobsd_drops_total{reason=%q}`, reason)]; n != 0 {
+			t.Errorf("%s = %v with room in syscall_stats", reason, n)
+		}
+	}
+	// Exited: folded, every slot and entry freed, the counts the same.
+	for _, g := range gated {
+		g.exit()
+	}
+	want[`sysobsd_bpf_map_entries{map="call_slots"}`] = 0
+	want[`sysobsd_bpf_map_entries{map="syscall_stats"}`] = 0
+	h.expect(5*time.Second, want)
+	// Freed slots are claimed again: a second round of processes counts
+	// exactly in them.
+	second := startGated(t, h.workloadNamed(comms[0]), comms[0], each)
+	second.round()
+	second.exit()
+	h.expect(5*time.Second, map[string]float64{calls(comms[0], "getppid"): 2 * each})
+}
+
 // Both the per-process and the group map full: what fits in neither is
 // counted under comm="~other", and the totals stay exact.
 func TestMapsFullCountTheExcessUnderOther(t *testing.T) {
 	const procs, each, entries = 100, 50, 32
 	got, _ := runMapFull(t, procs, each, func(o *loader.Options) {
-		o.StatsEntries, o.GroupStatsEntries = entries, entries
+		o.CallSlots, o.StatsEntries, o.GroupStatsEntries = 0, entries, entries
 	})
 	for _, reason := range []string{"stats_map_full", "group_stats_map_full"} {
 		if got[fmt.Sprintf(`sysobsd_drops_total{reason=%q}`, reason)] == 0 {
@@ -266,7 +319,14 @@ func TestChurnOfShortLivedProcesses(t *testing.T) {
 		return got[calls(comm, "getppid")]+got[calls(tally.UnknownComm, "getppid")] == float64(n*each)
 	})
 	if !exact {
-		t.Fatalf("getppid under %s %v + under ~unknown %v, want %d (~other %v, drops: ringbuf_full %v stats_map_full %v)", comm, got[calls(comm, "getppid")], got[calls(tally.UnknownComm, "getppid")], n*each, got[calls(tally.OtherComm, "getppid")], got[`sysobsd_drops_total{reason="ringbuf_full"}`], got[`sysobsd_drops_total{reason="stats_map_full"}`])
+		var drops []string
+		for k, v := range got {
+			if strings.HasPrefix(k, "sysobsd_drops_total") && v > 0 {
+				drops = append(drops, fmt.Sprintf("%s %v", k, v))
+			}
+		}
+		t.Fatalf("getppid under %s %v + under ~unknown %v, want %d (~other %v; %v; kernel entries: %v slots, %v hash; processes tracked %v)", comm, got[calls(comm, "getppid")], got[calls(tally.UnknownComm, "getppid")], n*each, got[calls(tally.OtherComm, "getppid")], drops,
+			got[`sysobsd_bpf_map_entries{map="call_slots"}`], got[`sysobsd_bpf_map_entries{map="syscall_stats"}`], got[`sysobsd_processes_tracked{}`])
 	}
 	if lost := got[`sysobsd_drops_total{reason="ringbuf_full"}`]; lost == 0 && got[calls(comm, "getppid")] != float64(n*each) {
 		t.Errorf("%s = %v with no record lost, want %d", calls(comm, "getppid"), got[calls(comm, "getppid")], n*each)
@@ -276,7 +336,7 @@ func TestChurnOfShortLivedProcesses(t *testing.T) {
 	var left int
 	ok := testenv.Eventually(10*time.Second, func() bool {
 		got := h.scrape()
-		left = int(got[`sysobsd_bpf_map_entries{map="syscall_stats"}`])
+		left = int(got[`sysobsd_bpf_map_entries{map="syscall_stats"}`] + got[`sysobsd_bpf_map_entries{map="call_slots"}`])
 		return left == 0
 	})
 	if !ok {
