@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/sysobsd/sysobsd/internal/config"
 	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
+	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/syscalls"
 )
 
@@ -158,7 +160,7 @@ func (s *floorSwitch) close() error {
 // without the tally engine: the engines of a dozen loaded instances, folding
 // every second, slowed the loop on its own CPU by half (one engine did not
 // show); what the daemon's work costs is bench/cmd/overhead's tracer CPU.
-// Unfolded, the per-process map holds a few thousand entries by the end.
+// Instead, each "off" frees the entries of processes gone (freeDead).
 type sysobsdSwitch struct{ c *counting.Counting }
 
 func loadSysobsd(change func(*config.Config)) (*sysobsdSwitch, error) {
@@ -180,5 +182,29 @@ func loadSysobsd(change func(*config.Config)) (*sysobsdSwitch, error) {
 	return s, nil
 }
 
-func (s *sysobsdSwitch) set(on bool) error { return s.c.Probes.SetSyscallHooks(on) }
-func (s *sysobsdSwitch) close() error      { return s.c.Close() }
+func (s *sysobsdSwitch) set(on bool) error {
+	if err := s.c.Probes.SetSyscallHooks(on); err != nil || on {
+		return err
+	}
+	return s.freeDead()
+}
+
+// freeDead deletes the per-process call entries of processes gone, as the
+// daemon's folds do every second: kept, the loop processes of hundreds of
+// runs would fill the maps by the end, as no host's maps are.
+func (s *sysobsdSwitch) freeDead() error {
+	var dead []loader.SyscallKey
+	stats := s.c.Probes.Stats()
+	err := stats.Read(func(k loader.SyscallKey, _ loader.Counts) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", k.Tgid)); err != nil {
+			dead = append(dead, k)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	_, err = stats.Delete(dead)
+	return err
+}
+
+func (s *sysobsdSwitch) close() error { return s.c.Close() }
