@@ -175,13 +175,25 @@ func (p *process) owns(execID uint32) bool {
 }
 
 // spans reports whether p's base name can name the generation: not one
-// after the latest its records told of (exec_id grows by one per exec).
-// Such a generation is an exec's whose record was sent after the drain that
+// after the latest its records told of (exec_id grows by one per exec), nor
+// one more execs before it than a process makes between folds. Such a
+// generation is an exec's whose record was sent after the drain that
 // preceded this read of the maps, or, mostly, a later process's reusing the
-// tgid whose fork record was (generation_of adds the start time).
+// tgid whose fork record was: generation_of adds the start time in ns,
+// modulo 2^32, so a process that reuses the tgid 2.1 to 4.3 s later reads as
+// 2^31 to 2^32 execs *before* it (found by two process trees churning
+// through 32768 pids: their calls were counted under each other's names).
 func (p *process) spans(execID uint32) bool {
-	return !p.execKnown || int32(execID-p.exec) <= 0
+	if !p.execKnown {
+		return true
+	}
+	behind := int32(p.exec - execID)
+	return behind >= 0 && behind < maxExecsBehind
 }
+
+// maxExecsBehind bounds how far behind its latest generation an older one of
+// the same process may be: a process execs once per generation.
+const maxExecsBehind = 1 << 16
 
 // byOwner returns the exited and the live process of a tgid, the one the
 // generation belongs to first (see ExitedGeneration).

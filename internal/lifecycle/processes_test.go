@@ -189,7 +189,9 @@ func TestExecRecordInFlightLeavesTheGenerationUnnamed(t *testing.T) {
 	pt.Apply(lifecycle(Exec, 300, 6, "pida"))
 	pt.Apply(lifecycle(Exit, 300, 6, "pida"))
 	// The pid reused; no record of the new process applied yet.
-	for _, execID := range []uint32{90, 91} { // a later process's: after pida's last
+	// A later process's: after pida's last; or 2.1 to 4.3 s later (the start
+	// time in exec_id wrapped), as if 2^31 to 2^32 execs before.
+	for _, execID := range []uint32{90, 91, 6 + 3_000_000_000, 6 + 1<<31, 1<<32 + 6 - maxExecsBehind} {
 		if got, ok := pt.Name(300, execID); ok {
 			t.Errorf("Name(300, %d) = %q before its records, want no name", execID, got)
 		}
