@@ -777,20 +777,28 @@ func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
 		}
+		// syscall_stats' keys are the keys; call_slots' are indexes, its
+		// values hold the keys.
 		var entries []struct {
 			Formatted struct {
-				Key   key `json:"key"`
-				Value key `json:"value"`
+				Key   json.RawMessage `json:"key"`
+				Value json.RawMessage `json:"value"`
 			} `json:"formatted"`
 		}
 		if err := json.Unmarshal(out, &entries); err != nil {
 			return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
 		}
 		for _, e := range entries {
-			if name == "syscall_stats" {
-				keys = append(keys, e.Formatted.Key)
-			} else if e.Formatted.Value.State == loader.CallSlotLive {
-				keys = append(keys, e.Formatted.Value)
+			raw := e.Formatted.Key
+			if name == "call_slots" {
+				raw = e.Formatted.Value
+			}
+			var k key
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
+			}
+			if name == "syscall_stats" || k.State == loader.CallSlotLive {
+				keys = append(keys, k)
 			}
 		}
 	}
