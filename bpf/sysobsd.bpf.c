@@ -39,8 +39,7 @@
  *                    per-CPU, by [abi][nr] (errors: and errno): calls that fit
  *                    in neither of the above, so totals stay exact
  *   start_slots      array by thread id (tid & start_slot_mask): the entry
- *                    time of the thread's current syscall; filters_on, which
- *                    the daemon writes, says whether to read filter_settings
+ *                    time of the thread's current syscall
  *   start_times      task storage: the same, for a thread whose slot another
  *                    thread holds (only when pid_max exceeds the slots)
  *   lifecycle        ring buffer of struct lifecycle_event
@@ -267,10 +266,7 @@ struct notable_event {
  * whose owner is between calls (or gone) may be taken over. */
 struct start_slot {
 	u32 tid;
-	/* Written by the daemon in every slot, never by these programs: 0 while
-	 * filter_settings has every filter and notable event off, so that the
-	 * syscall hooks need not read it (settings_for). */
-	u32 filters_on;
+	u32 pad;
 	u64 ns;
 };
 
@@ -392,7 +388,6 @@ struct {
  * a few ns for an inlined array lookup (docs/benchmarks.md). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE); /* the daemon writes filters_on */
 	__uint(max_entries, 32768);
 	__type(key, u32);
 	__type(value, struct start_slot);
@@ -854,24 +849,6 @@ static __always_inline struct start_slot *start_slot_of(u32 tid)
 	return bpf_map_lookup_elem(&start_slots, &index);
 }
 
-/* The filter settings for a call of task, NULL while every filter and
- * notable event is off. With latency measured, the thread's start slot,
- * which the call touches anyway, says whether anything is on: the default
- * programs then touch no page of filter_settings (a page walk per call on a
- * machine without PCID). */
-static __always_inline struct filter_settings_value *settings_for(struct task_struct *task)
-{
-	u32 zero = 0;
-
-	if (measure_latency) {
-		struct start_slot *slot = start_slot_of(task->pid);
-
-		if (slot && !slot->filters_on)
-			return NULL;
-	}
-	return bpf_map_lookup_elem(&filter_settings, &zero);
-}
-
 /* The owner's slot takes the time, or a slot whose owner is not in a call.
  * Only threads whose ids share a slot (pid_max above 2^18) can race for one;
  * the loser's call is then counted without its duration (no_start_time). */
@@ -1027,7 +1004,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	key.tgid = task->tgid;
 	if (key.tgid == self_tgid)
 		return;
-	fs = settings_for(task);
+	fs = bpf_map_lookup_elem(&filter_settings, &slot);
 	key.exec_id = generation_of(task);
 	key.abi = task_abi(task);
 	/* rt_sigreturn restores the interrupted context, whose syscall number
@@ -1090,10 +1067,11 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 static __always_inline void stamp_enter(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	u32 zero = 0;
 
 	if (task->tgid == self_tgid)
 		return;
-	if (process_filtered_out(settings_for(task), task->tgid)) {
+	if (process_filtered_out(bpf_map_lookup_elem(&filter_settings, &zero), task->tgid)) {
 		forget_start_time(task);
 		return;
 	}

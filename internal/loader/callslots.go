@@ -70,28 +70,16 @@ func newCallCounts(m *ebpf.Map, ncpu int, hash *Counters[SyscallKey, sysobsdSysc
 	if perCPU&(perCPU-1) != 0 || m.MaxEntries() != perCPU*uint32(ncpu) {
 		return nil, fmt.Errorf("call_slots of %d entries: not a power of two for each of %d CPUs", m.MaxEntries(), ncpu)
 	}
-	slots, mapping, err := mapArray[callSlot](m)
-	if err != nil {
-		return nil, err
-	}
-	c.slots, c.mapping, c.perCPU = slots, mapping, perCPU
-	return c, nil
-}
-
-// mapArray maps an array map made with BPF_F_MMAPABLE into memory, as its
-// values; unix.Munmap(mapping) undoes it.
-func mapArray[T any](m *ebpf.Map) (values []T, mapping []byte, err error) {
-	var v T
-	if uintptr(m.ValueSize()) != unsafe.Sizeof(v) {
-		return nil, nil, fmt.Errorf("map %s into memory: values of %d bytes, want %d", m, m.ValueSize(), unsafe.Sizeof(v))
-	}
-	size := int(m.MaxEntries()) * int(m.ValueSize())
+	size := int(m.MaxEntries()) * int(unsafe.Sizeof(callSlot{}))
 	page := unix.Getpagesize()
-	mapping, err = unix.Mmap(m.FD(), 0, (size+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mapping, err := unix.Mmap(m.FD(), 0, (size+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return nil, nil, fmt.Errorf("map %s into memory: %w", m, err)
+		return nil, fmt.Errorf("map call_slots into memory: %w", err)
 	}
-	return unsafe.Slice((*T)(unsafe.Pointer(&mapping[0])), m.MaxEntries()), mapping, nil
+	c.mapping = mapping
+	c.slots = unsafe.Slice((*callSlot)(unsafe.Pointer(&mapping[0])), m.MaxEntries())
+	c.perCPU = perCPU
+	return c, nil
 }
 
 // tableOff is the hash map alone, without slots.

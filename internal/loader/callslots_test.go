@@ -120,86 +120,88 @@ func TestCallSlotsCountWhereLookupFindsThem(t *testing.T) {
 }
 
 func countInSlots(t *testing.T, slots uint32) {
-	opts := DefaultOptions()
-	opts.ExcludeTGID = 0 // the calls are this process's own
-	opts.CallSlots = slots
-	probes, err := Load(opts, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	defer probes.Close()
-	runtime.LockOSThread() // one thread's calls, whatever CPU it is on
-	defer runtime.UnlockOSThread()
-	pid := uint32(os.Getpid())
-	calls := []struct {
-		nr   uint16
-		call func()
-		n    uint64
-	}{
-		{unix.SYS_GETPPID, func() { unix.Getppid() }, 100},
-		{unix.SYS_GETUID, func() { unix.Getuid() }, 70},
-		{unix.SYS_GETGID, func() { unix.Getgid() }, 50},
-		{unix.SYS_GETEUID, func() { unix.Geteuid() }, 30},
-		{unix.SYS_GETEGID, func() { unix.Getegid() }, 20},
-		{unix.SYS_GETPGID, func() { unix.Getpgid(0) }, 10},
-	}
-	for _, c := range calls {
-		for range c.n {
-			c.call()
+	{
+		opts := DefaultOptions()
+		opts.ExcludeTGID = 0 // the calls are this process's own
+		opts.CallSlots = slots
+		probes, err := Load(opts, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatalf("load: %v", err)
 		}
-	}
-	keys := map[uint16]SyscallKey{}
-	if err := probes.Stats().Read(func(k SyscallKey, _ Counts) {
-		if k.Tgid == pid && k.Abi == 0 {
-			keys[k.Nr] = k
+		defer probes.Close()
+		runtime.LockOSThread() // one thread's calls, whatever CPU it is on
+		defer runtime.UnlockOSThread()
+		pid := uint32(os.Getpid())
+		calls := []struct {
+			nr   uint16
+			call func()
+			n    uint64
+		}{
+			{unix.SYS_GETPPID, func() { unix.Getppid() }, 100},
+			{unix.SYS_GETUID, func() { unix.Getuid() }, 70},
+			{unix.SYS_GETGID, func() { unix.Getgid() }, 50},
+			{unix.SYS_GETEUID, func() { unix.Geteuid() }, 30},
+			{unix.SYS_GETEGID, func() { unix.Getegid() }, 20},
+			{unix.SYS_GETPGID, func() { unix.Getpgid(0) }, 10},
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	lookup := func(k SyscallKey) (n uint64) {
-		t.Helper()
-		if err := probes.Stats().Lookup([]SyscallKey{k}, func(_ SyscallKey, v Counts) { n = v.Calls }); err != nil {
+		for _, c := range calls {
+			for range c.n {
+				c.call()
+			}
+		}
+		keys := map[uint16]SyscallKey{}
+		if err := probes.Stats().Read(func(k SyscallKey, _ Counts) {
+			if k.Tgid == pid && k.Abi == 0 {
+				keys[k.Nr] = k
+			}
+		}); err != nil {
 			t.Fatal(err)
 		}
-		return n
-	}
-	for _, c := range calls {
-		if got := lookup(keys[c.nr]); got != c.n {
-			t.Errorf("%d slots a CPU: syscall %d: %d calls looked up, want %d", slots, c.nr, got, c.n)
+		lookup := func(k SyscallKey) (n uint64) {
+			t.Helper()
+			if err := probes.Stats().Lookup([]SyscallKey{k}, func(_ SyscallKey, v Counts) { n = v.Calls }); err != nil {
+				t.Fatal(err)
+			}
+			return n
 		}
-	}
-	live, _ := probes.Stats().Fill()
-	capacity := probes.Stats().Slots()
-	if possible, _ := ebpf.PossibleCPU(); capacity != possible*int(slots) || live == 0 || live > capacity {
-		t.Errorf("%d slots a CPU: %d live of %d", slots, live, capacity)
-	}
-	inHash := 0
-	if err := probes.Stats().hash.Read(func(k SyscallKey, _ Counts) {
-		if k.Tgid == pid {
-			inHash++
+		for _, c := range calls {
+			if got := lookup(keys[c.nr]); got != c.n {
+				t.Errorf("%d slots a CPU: syscall %d: %d calls looked up, want %d", slots, c.nr, got, c.n)
+			}
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if slots == 4 && inHash == 0 {
-		t.Errorf("4 slots a CPU: none of this process's keys in syscall_stats")
-	}
-	if slots == 8192 && inHash != 0 {
-		t.Errorf("8192 slots a CPU: %d of this process's keys in syscall_stats, want 0", inHash)
-	}
-	// getppid only: its slots and entry freed (no getppid runs meanwhile),
-	// its next calls counted from zero.
-	k := keys[unix.SYS_GETPPID]
-	if n, err := probes.Stats().Delete([]SyscallKey{k}); n != 1 || err != nil {
-		t.Fatalf("Delete = %d, %v", n, err)
-	}
-	if got := lookup(k); got != 0 {
-		t.Errorf("%d slots a CPU: %d getppid calls after its delete, want 0", slots, got)
-	}
-	for range 5 {
-		unix.Getppid()
-	}
-	if got := lookup(k); got != 5 {
-		t.Errorf("%d slots a CPU: %d getppid calls after 5 more, want 5", slots, got)
+		live, _ := probes.Stats().Fill()
+		capacity := probes.Stats().Slots()
+		if possible, _ := ebpf.PossibleCPU(); capacity != possible*int(slots) || live == 0 || live > capacity {
+			t.Errorf("%d slots a CPU: %d live of %d", slots, live, capacity)
+		}
+		inHash := 0
+		if err := probes.Stats().hash.Read(func(k SyscallKey, _ Counts) {
+			if k.Tgid == pid {
+				inHash++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if slots == 4 && inHash == 0 {
+			t.Errorf("4 slots a CPU: none of this process's keys in syscall_stats")
+		}
+		if slots == 8192 && inHash != 0 {
+			t.Errorf("8192 slots a CPU: %d of this process's keys in syscall_stats, want 0", inHash)
+		}
+		// getppid only: its slots and entry freed (no getppid runs meanwhile),
+		// its next calls counted from zero.
+		k := keys[unix.SYS_GETPPID]
+		if n, err := probes.Stats().Delete([]SyscallKey{k}); n != 1 || err != nil {
+			t.Fatalf("Delete = %d, %v", n, err)
+		}
+		if got := lookup(k); got != 0 {
+			t.Errorf("%d slots a CPU: %d getppid calls after its delete, want 0", slots, got)
+		}
+		for range 5 {
+			unix.Getppid()
+		}
+		if got := lookup(k); got != 5 {
+			t.Errorf("%d slots a CPU: %d getppid calls after 5 more, want 5", slots, got)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 )
@@ -61,11 +60,7 @@ type NotableEvent = sysobsdNotableEvent
 
 // SetFilters replaces the kernel's filter maps. The settings entry is
 // written last, so a filter turns on only once its lists are complete.
-// Meanwhile every start slot tells the syscall hooks to read the settings;
-// they are told they need not only once everything is off (a failure
-// leaves them reading: slower, never wrong).
 func (m *Maps) SetFilters(f KernelFilters) error {
-	m.setFiltersOn(true)
 	off := FilterSettings{}
 	if err := m.objs.FilterSettings.Put(uint32(0), &off); err != nil {
 		return fmt.Errorf("write filter_settings: %w", err)
@@ -111,24 +106,7 @@ func (m *Maps) SetFilters(f KernelFilters) error {
 	if err := m.objs.FilterSettings.Put(uint32(0), &f.Settings); err != nil {
 		return fmt.Errorf("write filter_settings: %w", err)
 	}
-	if !settingsOn(f.Settings) {
-		m.setFiltersOn(false)
-	}
 	return nil
-}
-
-// settingsOn reports whether the syscall hooks must read s: a filter or
-// notable events on. The rest of it only the lifecycle hooks read.
-func settingsOn(s FilterSettings) bool {
-	return s.ProcessFilter != FilterOff || s.SyscallFilter != 0 || s.Notable != 0
-}
-
-// setFiltersOn writes every start slot's filters_on.
-func (m *Maps) setFiltersOn(on bool) {
-	v := uint32(boolByte(on))
-	for i := range m.startSlots {
-		atomic.StoreUint32(&m.startSlots[i].FiltersOn, v)
-	}
 }
 
 func boolByte(b bool) uint8 {

@@ -198,10 +198,10 @@ const (
 )
 
 type sysobsdStartSlot struct {
-	_         structs.HostLayout
-	Tid       uint32
-	FiltersOn uint32
-	Ns        uint64
+	_   structs.HostLayout
+	Tid uint32
+	Pad uint32
+	Ns  uint64
 }
 
 type sysobsdSyscallKey struct {
