@@ -33,6 +33,8 @@
 #                            copied to bench/.build/sysobsd-servers so one binary is measured
 #   ALT=NAME=PATH,...        other sysobsd builds (an experiment), run with the default config
 #                            as variants sysobsd-NAME added to VARIANTS (overhead's -alt)
+#   INPLACE_ALT=NAME=PATH[:VARIANT],...
+#                            with INPLACE=1: other builds' inplace binaries (inplace's -alt)
 set -euo pipefail
 set -m # tracers in their own process groups: a Ctrl-C reaches this script, whose trap stops them in order
 cd "$(dirname "$0")/.."
@@ -54,7 +56,7 @@ fi
 SERVERS=${SERVERS:-nginx pgbench}
 ALT=${ALT:-}
 if [ "$INPLACE" = 1 ] && [ -n "$ALT" ]; then
-	echo "ALT: not with INPLACE=1 (bench/cmd/inplace -alt takes other builds' inplace binaries)" >&2
+	echo "ALT: not with INPLACE=1; INPLACE_ALT takes other builds' inplace binaries" >&2
 	exit 2
 fi
 declare -A alt_bin
@@ -399,7 +401,7 @@ inplace_runs() {
 	log "$server: in place, $ROUNDS rounds of ${DURATION}s runs, variants: $VARIANTS"
 	# -nice 0: this script and so its children already run at $NICE.
 	"$OUT/inplace" -workload "$cmd" -parse "$parse" -variants "$VARIANTS" -rounds "$ROUNDS" \
-		-instances "${INPLACE_INSTANCES:-1}" -nice 0 -raw "$RESULTS/inplace-$server.json" \
+		-instances "${INPLACE_INSTANCES:-1}" -nice 0 ${INPLACE_ALT:+-alt "$INPLACE_ALT"} -raw "$RESULTS/inplace-$server.json" \
 		-out "$RESULTS/inplace-$server.md" || die "$server: the in-place runs failed"
 }
 run_server() { # run_server SERVER
@@ -455,6 +457,7 @@ command_line="bench/servers.sh"
 [ "$INPLACE" = 1 ] && command_line="INPLACE=1 $command_line"
 [ -n "$sysobsd_given" ] && command_line="SYSOBSD=$sysobsd_given $command_line"
 [ -n "$ALT" ] && command_line="ALT=\"$ALT\" $command_line"
+[ -n "${INPLACE_ALT:-}" ] && command_line="INPLACE_ALT=\"$INPLACE_ALT\" $command_line"
 version() { "$@" 2>&1 | head -1 || true; }
 pg_version=$([ -n "$pg_bin" ] && "$pg_bin/postgres" --version || echo -)
 libbpf_tools=$(dpkg-query -W -f='${Version}' libbpf-tools 2>/dev/null || echo -)

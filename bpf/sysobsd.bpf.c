@@ -24,8 +24,8 @@
  *                    (call_slot_hash), or in more than one after a free slot
  *                    opened before it: a reader sums them. Where all are
  *                    taken, the call goes to syscall_stats. An inlined array
- *                    lookup instead of a hash lookup: 0.62x the cost of the
- *                    counting at exit on the benchmark machine.
+ *                    lookup instead of a hash lookup: 0.74x the added cost
+ *                    with latency off, 0.88x with it (docs/benchmarks.md).
  *   syscall_stats    per-CPU hash, the same keys and values: calls that found
  *                    no slot in call_slots (or all calls, the table off);
  *                    exec_id is the process generation (generation_of)

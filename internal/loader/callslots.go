@@ -25,8 +25,8 @@ const (
 )
 
 // callSlotHash is call_slot_hash in bpf/sysobsd.bpf.c: where a key's slots
-// start in each CPU's part of the table. TestCallSlotHashMatchesKernel holds
-// the two together.
+// start in each CPU's part of the table. TestCallSlotsCountWhereLookupFindsThem
+// holds the two together.
 func callSlotHash(k SyscallKey) uint32 {
 	h := k.Tgid*0x9E3779B1 ^ k.ExecId*0x85EBCA77 ^ (uint32(k.Nr)<<1 | uint32(k.Abi))
 	h *= 0xC2B2AE3D
@@ -170,6 +170,7 @@ func (c *CallCounts) Read(fn func(SyscallKey, Counts)) error {
 // Lookup calls fn for each of keys that has a slot or a hash entry, once.
 func (c *CallCounts) Lookup(keys []SyscallKey, fn func(SyscallKey, Counts)) error {
 	clear(c.sums)
+	defer clear(c.found)
 	c.keys = c.keys[:0]
 	for _, k := range keys {
 		if _, twice := c.found[k]; twice {
@@ -182,7 +183,6 @@ func (c *CallCounts) Lookup(keys []SyscallKey, fn func(SyscallKey, Counts)) erro
 			c.sums[k] = c.sums[k].Plus(v)
 		})
 	}
-	defer clear(c.found)
 	if c.hash != nil {
 		err := c.hash.Lookup(c.keys, func(k SyscallKey, v Counts) {
 			c.inHash[k] = struct{}{}
