@@ -185,10 +185,7 @@ struct syscall_stats_value {
 /* One slot of call_slots: a key and its counts, a cache line. */
 struct call_slot {
 	u64 state; /* enum call_slot_state; 64 bits for the atomics of -mcpu=v2 */
-	u32 tgid;
-	u32 exec_id;
-	u16 nr;
-	u16 abi;
+	struct syscall_key key;
 	u32 pad;
 	struct syscall_stats_value v;
 	u64 pad2[2];
@@ -970,8 +967,8 @@ static __always_inline struct syscall_stats_value *call_slot_of(struct syscall_k
 		if (!s)
 			return NULL;
 		if (s->state == CALL_SLOT_LIVE) {
-			if (s->tgid == key->tgid && s->exec_id == key->exec_id &&
-			    s->nr == key->nr && s->abi == key->abi)
+			if (s->key.tgid == key->tgid && s->key.exec_id == key->exec_id &&
+			    s->key.nr == key->nr && s->key.abi == key->abi)
 				return &s->v;
 			continue;
 		}
@@ -979,10 +976,7 @@ static __always_inline struct syscall_stats_value *call_slot_of(struct syscall_k
 		    __sync_val_compare_and_swap(&s->state, CALL_SLOT_FREE, CALL_SLOT_CLAIMED) !=
 		            CALL_SLOT_FREE)
 			continue;
-		s->tgid = key->tgid;
-		s->exec_id = key->exec_id;
-		s->nr = key->nr;
-		s->abi = key->abi;
+		s->key = *key;
 		s->v = (struct syscall_stats_value){};
 		/* Fully ordered: the daemon that sees it live sees the key. */
 		__sync_lock_test_and_set(&s->state, CALL_SLOT_LIVE);

@@ -754,9 +754,8 @@ func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 	if err := json.Unmarshal(out, &maps); err != nil {
 		return nil, err
 	}
-	// The key fields, in syscall_stats' keys and call_slots' values alike.
+	// struct syscall_key: syscall_stats' keys, in call_slots' values.
 	type key struct {
-		State  int `json:"state"`
 		TGID   int `json:"tgid"`
 		ExecID int `json:"exec_id"`
 		Nr     int `json:"nr"`
@@ -789,16 +788,22 @@ func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 			return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
 		}
 		for _, e := range entries {
-			raw := e.Formatted.Key
-			if name == "call_slots" {
-				raw = e.Formatted.Value
+			var slot struct {
+				State int `json:"state"`
+				Key   key `json:"key"`
 			}
-			var k key
-			if err := json.Unmarshal(raw, &k); err != nil {
+			var err error
+			if name == "call_slots" {
+				err = json.Unmarshal(e.Formatted.Value, &slot)
+			} else {
+				slot.State = loader.CallSlotLive
+				err = json.Unmarshal(e.Formatted.Key, &slot.Key)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("bpftool map dump %s: %w", name, err)
 			}
-			if name == "syscall_stats" || k.State == loader.CallSlotLive {
-				keys = append(keys, k)
+			if slot.State == loader.CallSlotLive {
+				keys = append(keys, slot.Key)
 			}
 		}
 	}

@@ -59,14 +59,15 @@ type CallCounts struct {
 	live, hashEntries int
 }
 
-// newCallCounts maps call_slots (m) into memory; a table of fewer than
-// slotProbes slots per CPU is off (the loader's size for "none").
+// newCallCounts maps call_slots (m) into memory; no map (a test's) or one
+// of fewer than slotProbes slots per CPU (the loader's size for "none") is
+// the hash map alone.
 func newCallCounts(m *ebpf.Map, ncpu int, hash *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]) (*CallCounts, error) {
 	c := tableOff(ncpu, hash)
-	perCPU := m.MaxEntries() / uint32(ncpu)
-	if perCPU < slotProbes {
+	if m == nil || m.MaxEntries()/uint32(ncpu) < slotProbes {
 		return c, nil
 	}
+	perCPU := m.MaxEntries() / uint32(ncpu)
 	if perCPU&(perCPU-1) != 0 || m.MaxEntries() != perCPU*uint32(ncpu) {
 		return nil, fmt.Errorf("call_slots of %d entries: not a power of two for each of %d CPUs", m.MaxEntries(), ncpu)
 	}
@@ -93,13 +94,6 @@ func tableOff(ncpu int, hash *Counters[SyscallKey, sysobsdSyscallStatsValue, Cou
 	}
 }
 
-// slotsFor is a table over slots, for tests: no kernel, no hash map.
-func slotsFor(slots []callSlot, ncpu int) *CallCounts {
-	c := tableOff(ncpu, nil)
-	c.slots, c.perCPU = slots, uint32(len(slots)/ncpu)
-	return c
-}
-
 // close unmaps the table.
 func (c *CallCounts) close() error {
 	if c.mapping == nil {
@@ -119,7 +113,7 @@ func keyOf(s *callSlot) (SyscallKey, Counts, bool) {
 	if atomic.LoadUint64(&s.State) != slotLive {
 		return SyscallKey{}, Counts{}, false
 	}
-	return SyscallKey{Tgid: s.Tgid, ExecId: s.ExecId, Nr: s.Nr, Abi: s.Abi}, countsOf(&s.V), true
+	return s.Key, countsOf(&s.V), true
 }
 
 // eachSlotOf calls fn for every live slot holding k, on every CPU.

@@ -13,20 +13,27 @@ import (
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
+// slotsFor is a table over slots: no kernel, no hash map.
+func slotsFor(slots []callSlot, ncpu int) *CallCounts {
+	c := tableOff(ncpu, nil)
+	c.slots, c.perCPU = slots, uint32(len(slots)/ncpu)
+	return c
+}
+
 // claim puts k's counts on cpu the way call_slot_of does: the first live
 // slot of k or the first free one among its probes; false if all are taken.
 func claim(c *CallCounts, cpu uint32, k SyscallKey, v Counts) bool {
 	h := callSlotHash(k)
 	for i := range slotProbes {
 		s := &c.slots[cpu*c.perCPU+(h+i)&(c.perCPU-1)]
-		if s.State == slotLive && (SyscallKey{Tgid: s.Tgid, ExecId: s.ExecId, Nr: s.Nr, Abi: s.Abi}) == k {
+		if s.State == slotLive && s.Key == k {
 			s.V.Calls += v.Calls
 			s.V.Ns += v.NS
 			s.V.Bytes += v.Bytes
 			return true
 		}
 		if s.State == slotFree {
-			*s = callSlot{State: slotLive, Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}
+			*s = callSlot{State: slotLive, Key: k}
 			s.V.Calls, s.V.Ns, s.V.Bytes = v.Calls, v.NS, v.Bytes
 			return true
 		}

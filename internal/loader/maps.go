@@ -218,9 +218,7 @@ func (m *Maps) init() error {
 	m.ncpu = n
 	// The group maps are small and mostly empty: smaller batches.
 	hash := newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts)
-	if m.objs.CallSlots == nil { // a test's maps without the table
-		m.calls = tableOff(n, hash)
-	} else if m.calls, err = newCallCounts(m.objs.CallSlots, n, hash); err != nil {
+	if m.calls, err = newCallCounts(m.objs.CallSlots, n, hash); err != nil {
 		return err
 	}
 	m.errs = newCounters[ErrnoKey](m.objs.SyscallErrors, n, batchSize, sumCount)

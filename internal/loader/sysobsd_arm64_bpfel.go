@@ -14,15 +14,12 @@ import (
 )
 
 type sysobsdCallSlot struct {
-	_      structs.HostLayout
-	State  uint64
-	Tgid   uint32
-	ExecId uint32
-	Nr     uint16
-	Abi    uint16
-	Pad    uint32
-	V      sysobsdSyscallStatsValue
-	Pad2   [2]uint64
+	_     structs.HostLayout
+	State uint64
+	Key   sysobsdSyscallKey
+	Pad   uint32
+	V     sysobsdSyscallStatsValue
+	Pad2  [2]uint64
 }
 
 type sysobsdCallSlotState uint32
