@@ -17,19 +17,22 @@
  *
  * Maps
  *   call_slots       per CPU, an open-addressed table of struct call_slot
- *                    {tgid, exec_id, nr, abi} -> {calls, ns, bytes} in a
- *                    plain array the daemon maps into its memory: CPU c owns
+ *                    {tgid, exec_id, nr, abi, 0} -> {calls, ns, bytes} and
+ *                    {tgid, exec_id, nr, abi, errno} -> {failed calls, 0, 0}
+ *                    in a plain array the daemon maps into its memory: CPU c owns
  *                    slots [c << call_slot_bits, (c + 1) << call_slot_bits);
  *                    a key is in one of CALL_SLOT_PROBES slots from its hash
  *                    (call_slot_hash), or in more than one after a free slot
  *                    opened before it: a reader sums them. Where all are
- *                    taken, the call goes to syscall_stats. An inlined array
- *                    lookup instead of a hash lookup: 0.74x the added cost
- *                    with latency off, 0.88x with it (docs/benchmarks.md).
+ *                    taken, the call goes to syscall_stats (an error to
+ *                    syscall_errors). An inlined array lookup instead of a
+ *                    hash lookup: 0.74x the added cost with latency off,
+ *                    0.88x with it; a failed call's 0.87x (docs/benchmarks.md).
  *   syscall_stats    per-CPU hash, the same keys and values: calls that found
  *                    no slot in call_slots (or all calls, the table off);
  *                    exec_id is the process generation (generation_of)
- *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count
+ *   syscall_errors   per-CPU hash {tgid, exec_id, nr, abi, errno} -> count:
+ *                    errors that found no slot in call_slots
  *   latency_hist     per-CPU array [abi][nr] -> histogram, power-of-two seconds
  *   group_stats / group_errors
  *                    per-CPU hashes {cgroup, process name, nr, abi, errno}:
@@ -182,13 +185,14 @@ struct syscall_stats_value {
 	u64 bytes; /* sum of the successful return values of calls that move bytes */
 };
 
-/* One slot of call_slots: a key and its counts, a cache line. */
+/* One slot of call_slots: a key and its counts, a cache line. err 0: the
+ * calls of a process and syscall; otherwise how many of them failed with
+ * that errno, in v.calls (ns and bytes stay 0). */
 struct call_slot {
 	u64 state; /* enum call_slot_state; 64 bits for the atomics of -mcpu=v2 */
-	struct syscall_key key;
-	u32 pad;
+	struct errno_key key;
 	struct syscall_stats_value v;
-	u64 pad2[2];
+	u64 pad[2];
 };
 
 /* A slot's life: the CPU it belongs to claims a free one (compare and swap,
@@ -664,6 +668,59 @@ static __always_inline struct syscall_stats_value *group_stats_of(struct task_st
 	return bpf_map_lookup_elem(&overflow_stats, &slot);
 }
 
+/* Where a key's slots start in each CPU's part of call_slots: key's calls
+ * (err 0) or its failures with errno err. The daemon computes the same
+ * (loader.callSlotHash): change both or neither. */
+static __always_inline u32 call_slot_hash(struct syscall_key *key, u32 err)
+{
+	u32 h = key->tgid * 0x9E3779B1u ^ key->exec_id * 0x85EBCA77u ^
+	        ((u32)key->nr << 1 | key->abi) ^ err * 0x27D4EB2Fu;
+
+	h *= 0xC2B2AE3Du;
+	return h ^ (h >> 16);
+}
+
+/* The counts of key's calls (err 0) or of its failures with errno err in
+ * this CPU's part of call_slots: the first live slot with the key, or the
+ * first free one, claimed; NULL if the key's slots are all taken by others. */
+static __always_inline struct syscall_stats_value *call_slot_of(struct syscall_key *key, u32 err)
+{
+	u32 mask = (1U << call_slot_bits) - 1;
+	u32 base = bpf_get_smp_processor_id() << call_slot_bits;
+	u32 h = call_slot_hash(key, err);
+
+	for (int i = 0; i < CALL_SLOT_PROBES; i++) {
+		u32 index = base + ((h + i) & mask);
+		struct call_slot *s = bpf_map_lookup_elem(&call_slots, &index);
+
+		if (!s)
+			return NULL;
+		if (s->state == CALL_SLOT_LIVE) {
+			if (s->key.tgid == key->tgid && s->key.exec_id == key->exec_id &&
+			    s->key.nr == key->nr && s->key.abi == key->abi && s->key.err == err)
+				return &s->v;
+			continue;
+		}
+		if (s->state != CALL_SLOT_FREE ||
+		    __sync_val_compare_and_swap(&s->state, CALL_SLOT_FREE, CALL_SLOT_CLAIMED) !=
+		            CALL_SLOT_FREE)
+			continue;
+		s->key = (struct errno_key){
+		        .tgid = key->tgid,
+		        .exec_id = key->exec_id,
+		        .nr = key->nr,
+		        .abi = key->abi,
+		        .err = err,
+		};
+		s->v = (struct syscall_stats_value){};
+		/* Fully ordered: the daemon that sees it live sees the key. */
+		__sync_lock_test_and_set(&s->state, CALL_SLOT_LIVE);
+		announce_entry(key, err);
+		return &s->v;
+	}
+	return NULL;
+}
+
 static __always_inline void record_error(struct task_struct *task, struct syscall_key *key,
                                          long ret)
 {
@@ -674,10 +731,16 @@ static __always_inline void record_error(struct task_struct *task, struct syscal
 	        .abi = key->abi,
 	        .err = (u32)(-ret),
 	};
+	struct syscall_stats_value *slot;
 	struct group_key g;
 	u64 zero = 0, *count;
 	bool created = false;
 
+	slot = call_slot_bits ? call_slot_of(key, ekey.err) : NULL;
+	if (slot) {
+		slot->calls += 1;
+		return;
+	}
 	count = counter_of(&syscall_errors, &ekey, &zero, &created);
 	if (created)
 		announce_entry(key, ekey.err);
@@ -940,52 +1003,6 @@ static __always_inline void release_start_slot(struct task_struct *task)
 		slot->ns = 0;
 }
 
-/* Where a key's slots start in each CPU's part of call_slots. The daemon
- * computes the same (loader.callSlotHash): change both or neither. */
-static __always_inline u32 call_slot_hash(struct syscall_key *key)
-{
-	u32 h = key->tgid * 0x9E3779B1u ^ key->exec_id * 0x85EBCA77u ^
-	        ((u32)key->nr << 1 | key->abi);
-
-	h *= 0xC2B2AE3Du;
-	return h ^ (h >> 16);
-}
-
-/* The counts of key in this CPU's part of call_slots: the first live slot
- * with the key, or the first free one, claimed; NULL if the key's slots are
- * all taken by others. */
-static __always_inline struct syscall_stats_value *call_slot_of(struct syscall_key *key)
-{
-	u32 mask = (1U << call_slot_bits) - 1;
-	u32 base = bpf_get_smp_processor_id() << call_slot_bits;
-	u32 h = call_slot_hash(key);
-
-	for (int i = 0; i < CALL_SLOT_PROBES; i++) {
-		u32 index = base + ((h + i) & mask);
-		struct call_slot *s = bpf_map_lookup_elem(&call_slots, &index);
-
-		if (!s)
-			return NULL;
-		if (s->state == CALL_SLOT_LIVE) {
-			if (s->key.tgid == key->tgid && s->key.exec_id == key->exec_id &&
-			    s->key.nr == key->nr && s->key.abi == key->abi)
-				return &s->v;
-			continue;
-		}
-		if (s->state != CALL_SLOT_FREE ||
-		    __sync_val_compare_and_swap(&s->state, CALL_SLOT_FREE, CALL_SLOT_CLAIMED) !=
-		            CALL_SLOT_FREE)
-			continue;
-		s->key = *key;
-		s->v = (struct syscall_stats_value){};
-		/* Fully ordered: the daemon that sees it live sees the key. */
-		__sync_lock_test_and_set(&s->state, CALL_SLOT_LIVE);
-		announce_entry(key, 0);
-		return &s->v;
-	}
-	return NULL;
-}
-
 static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -1016,7 +1033,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	if (measure_latency)
 		ns = take_start_time(task);
 
-	stats = call_slot_bits ? call_slot_of(&key) : NULL;
+	stats = call_slot_bits ? call_slot_of(&key, 0) : NULL;
 	if (!stats)
 		stats = bpf_map_lookup_elem(&syscall_stats, &key);
 	if (!stats) {

@@ -6,6 +6,8 @@
  *
  *   loop getppid N       N getppid calls.
  *   loop write N         N one-byte writes to /dev/null.
+ *   loop eagain N        N one-byte reads from an empty non-blocking pipe, each
+ *                        failing with EAGAIN (a server's commonest error).
  *   loop mutex N         4 threads taking a futex-based lock in strict turns
  *                        (each unlock hands it to the next thread and wakes
  *                        it), N lock+unlock operations in all; every futex
@@ -81,6 +83,24 @@ static int do_write(long n)
 	int64_t c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID), t0 = now_ns(CLOCK_MONOTONIC);
 	for (long i = 0; i < n; i++)
 		syscall(SYS_write, fd, &c, 1);
+	int64_t t1 = now_ns(CLOCK_MONOTONIC), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	report(n, n, t1 - t0, c1 - c0);
+	return 0;
+}
+
+static int do_eagain(long n)
+{
+	char c;
+	int fds[2];
+	if (pipe2(fds, O_NONBLOCK) != 0) {
+		perror("pipe2");
+		return 2;
+	}
+	for (long i = 0; i < n / 20; i++)
+		syscall(SYS_read, fds[0], &c, 1);
+	int64_t c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID), t0 = now_ns(CLOCK_MONOTONIC);
+	for (long i = 0; i < n; i++)
+		syscall(SYS_read, fds[0], &c, 1);
 	int64_t t1 = now_ns(CLOCK_MONOTONIC), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	report(n, n, t1 - t0, c1 - c0);
 	return 0;
@@ -198,6 +218,8 @@ int main(int argc, char **argv)
 		return do_getppid(atol(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "write") == 0)
 		return do_write(atol(argv[2]));
+	if (argc >= 3 && strcmp(argv[1], "eagain") == 0)
+		return do_eagain(atol(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "mutex") == 0)
 		return do_mutex(atol(argv[2]));
 	if (argc >= 4 && strcmp(argv[1], "hold") == 0)

@@ -24,48 +24,32 @@ const (
 	slotProbes = uint32(sysobsdLayoutCALL_SLOT_PROBES)
 )
 
-// callSlotHash is call_slot_hash in bpf/sysobsd.bpf.c: where a key's slots
-// start in each CPU's part of the table. TestCallSlotsCountWhereLookupFindsThem
+// callSlotHash is call_slot_hash in bpf/sysobsd.bpf.c: where a slot key
+// (a process generation's syscall, with errno 0 for its calls) starts in
+// each CPU's part of the table. TestCallSlotsCountWhereLookupFindsThem
 // holds the two together.
-func callSlotHash(k SyscallKey) uint32 {
-	h := k.Tgid*0x9E3779B1 ^ k.ExecId*0x85EBCA77 ^ (uint32(k.Nr)<<1 | uint32(k.Abi))
+func callSlotHash(k ErrnoKey) uint32 {
+	h := k.Tgid*0x9E3779B1 ^ k.ExecId*0x85EBCA77 ^ (uint32(k.Nr)<<1 | uint32(k.Abi)) ^ k.Err*0x27D4EB2F
 	h *= 0xC2B2AE3D
 	return h ^ h>>16
 }
 
-// CallCounts is where the kernel counts calls by process generation and
-// syscall: call_slots, each CPU's open-addressed table, read in place
-// through a shared mapping; and syscall_stats, the hash map of the calls
-// that found no slot. Read, Lookup and Delete see the two as one table, a
-// key's counts summed over its slots and its hash entry. Not safe for
-// concurrent use: the daemon is the only one that frees slots, and it must
-// not free one while it reads it.
-type CallCounts struct {
+// slotTable is call_slots mapped into memory: each CPU's open-addressed
+// table of counts, shared by calls (CallCounts) and errors (ErrorCounts).
+type slotTable struct {
 	slots   []callSlot // nil: the table is off
 	perCPU  uint32     // slots of each CPU, a power of two
 	ncpu    uint32
 	mapping []byte
-	hash    *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]
-
-	// inHash holds the keys the last Read or a later Lookup found in the
-	// hash map: Delete deletes only those from it (a batch delete fails on
-	// a missing key), and a key's entry there cannot appear once its
-	// process generation is gone, the only time the tally deletes.
-	inHash map[SyscallKey]struct{}
-	sums   map[SyscallKey]Counts // Read's and Lookup's scratch
-	found  map[SyscallKey]bool   // Lookup's: keys given, true if found
-	keys   []SyscallKey          // Lookup's and Delete's scratch
-	// live slots and hash entries at the last Read
-	live, hashEntries int
 }
 
-// newCallCounts maps call_slots (m) into memory; no map (a test's) or one
+// newSlotTable maps call_slots (m) into memory; no map (a test's) or one
 // of fewer than slotProbes slots per CPU (the loader's size for "none") is
-// the hash map alone.
-func newCallCounts(m *ebpf.Map, ncpu int, hash *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]) (*CallCounts, error) {
-	c := tableOff(ncpu, hash)
+// the table off.
+func newSlotTable(m *ebpf.Map, ncpu int) (*slotTable, error) {
+	t := &slotTable{ncpu: uint32(ncpu)}
 	if m == nil || m.MaxEntries()/uint32(ncpu) < slotProbes {
-		return c, nil
+		return t, nil
 	}
 	perCPU := m.MaxEntries() / uint32(ncpu)
 	if perCPU&(perCPU-1) != 0 || m.MaxEntries() != perCPU*uint32(ncpu) {
@@ -77,79 +61,139 @@ func newCallCounts(m *ebpf.Map, ncpu int, hash *Counters[SyscallKey, sysobsdSysc
 	if err != nil {
 		return nil, fmt.Errorf("map call_slots into memory: %w", err)
 	}
-	c.mapping = mapping
-	c.slots = unsafe.Slice((*callSlot)(unsafe.Pointer(&mapping[0])), m.MaxEntries())
-	c.perCPU = perCPU
-	return c, nil
-}
-
-// tableOff is the hash map alone, without slots.
-func tableOff(ncpu int, hash *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]) *CallCounts {
-	return &CallCounts{
-		ncpu:   uint32(ncpu),
-		hash:   hash,
-		inHash: make(map[SyscallKey]struct{}),
-		sums:   make(map[SyscallKey]Counts),
-		found:  make(map[SyscallKey]bool),
-	}
+	t.mapping = mapping
+	t.slots = unsafe.Slice((*callSlot)(unsafe.Pointer(&mapping[0])), m.MaxEntries())
+	t.perCPU = perCPU
+	return t, nil
 }
 
 // close unmaps the table.
-func (c *CallCounts) close() error {
-	if c.mapping == nil {
+func (t *slotTable) close() error {
+	if t.mapping == nil {
 		return nil
 	}
-	c.slots = nil
-	m := c.mapping
-	c.mapping = nil
+	t.slots = nil
+	m := t.mapping
+	t.mapping = nil
 	return unix.Munmap(m)
 }
 
-// keyOf returns a live slot's key and counts. The state is loaded first
-// (an atomic load orders the rest after it), so that the key and zero
-// counts the CPU wrote before making the slot live are seen; each count is
-// an aligned 64-bit word the kernel adds to, seen whole.
-func keyOf(s *callSlot) (SyscallKey, Counts, bool) {
+// liveKey returns a live slot's key. The state is loaded first (an atomic
+// load orders the rest after it), so that the key and zero counts the CPU
+// wrote before making the slot live are seen; each count is an aligned
+// 64-bit word the kernel adds to, seen whole.
+func liveKey(s *callSlot) (ErrnoKey, bool) {
 	if atomic.LoadUint64(&s.State) != slotLive {
-		return SyscallKey{}, Counts{}, false
+		return ErrnoKey{}, false
 	}
-	return s.Key, countsOf(&s.V), true
+	return s.Key, true
 }
 
 // eachSlotOf calls fn for every live slot holding k, on every CPU.
-func (c *CallCounts) eachSlotOf(k SyscallKey, fn func(*callSlot, Counts)) {
-	if c.slots == nil {
+func (t *slotTable) eachSlotOf(k ErrnoKey, fn func(*callSlot)) {
+	if t.slots == nil {
 		return
 	}
-	h, mask := callSlotHash(k), c.perCPU-1
-	for cpu := range c.ncpu {
-		base := cpu * c.perCPU
+	h, mask := callSlotHash(k), t.perCPU-1
+	for cpu := range t.ncpu {
+		base := cpu * t.perCPU
 		for i := range slotProbes {
-			s := &c.slots[base+(h+i)&mask]
-			if sk, v, ok := keyOf(s); ok && sk == k {
-				fn(s, v)
+			s := &t.slots[base+(h+i)&mask]
+			if sk, ok := liveKey(s); ok && sk == k {
+				fn(s)
 			}
 		}
 	}
 }
 
+// SlotCounts is one kind of count the kernel keeps in call_slots, and in a
+// hash map for what found no slot: calls by process generation and syscall
+// (CallCounts), or failed calls by those and errno (ErrorCounts). Read,
+// Lookup and Delete see the two stores as one table, a key's counts summed
+// over its slots and its hash entry. Not safe for concurrent use: the
+// daemon is the only one that frees slots, and it must not free one while
+// it reads it.
+type SlotCounts[K comparable, P, V any] struct {
+	table *slotTable
+	hash  *Counters[K, P, V]
+	// slotKey is k's key in call_slots; countOf a live slot's key and
+	// counts, false if the slot holds the other kind.
+	slotKey func(k K) ErrnoKey
+	countOf func(key ErrnoKey, v *sysobsdSyscallStatsValue) (K, V, bool)
+	plus    func(a, b V) V
+
+	// inHash holds the keys the last Read or a later Lookup found in the
+	// hash map: Delete deletes only those from it (a batch delete fails on
+	// a missing key), and a key's entry there cannot appear once its
+	// process generation is gone, the only time the tally deletes.
+	inHash map[K]struct{}
+	sums   map[K]V    // Read's and Lookup's scratch
+	found  map[K]bool // Lookup's: keys given, true if found
+	keys   []K        // Lookup's and Delete's scratch
+	// live slots and hash entries at the last Read
+	live, hashEntries int
+}
+
+// CallCounts is call_slots' slots of errno 0 and syscall_stats:
+// {process generation, syscall} → calls, time and bytes.
+type CallCounts = SlotCounts[SyscallKey, sysobsdSyscallStatsValue, Counts]
+
+// ErrorCounts is call_slots' slots of an errno and syscall_errors:
+// {process generation, syscall, errno} → failed calls.
+type ErrorCounts = SlotCounts[ErrnoKey, uint64, uint64]
+
+func newCallCounts(t *slotTable, hash *Counters[SyscallKey, sysobsdSyscallStatsValue, Counts]) *CallCounts {
+	return newSlotCounts(t, hash,
+		func(k SyscallKey) ErrnoKey { return ErrnoKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi} },
+		func(k ErrnoKey, v *sysobsdSyscallStatsValue) (SyscallKey, Counts, bool) {
+			return SyscallKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi}, countsOf(v), k.Err == 0
+		},
+		Counts.Plus)
+}
+
+func newErrorCounts(t *slotTable, hash *Counters[ErrnoKey, uint64, uint64]) *ErrorCounts {
+	return newSlotCounts(t, hash,
+		func(k ErrnoKey) ErrnoKey { return k },
+		func(k ErrnoKey, v *sysobsdSyscallStatsValue) (ErrnoKey, uint64, bool) { return k, v.Calls, k.Err != 0 },
+		func(a, b uint64) uint64 { return a + b })
+}
+
+func newSlotCounts[K comparable, P, V any](t *slotTable, hash *Counters[K, P, V], slotKey func(K) ErrnoKey,
+	countOf func(ErrnoKey, *sysobsdSyscallStatsValue) (K, V, bool), plus func(V, V) V) *SlotCounts[K, P, V] {
+	return &SlotCounts[K, P, V]{
+		table:   t,
+		hash:    hash,
+		slotKey: slotKey,
+		countOf: countOf,
+		plus:    plus,
+		inHash:  make(map[K]struct{}),
+		sums:    make(map[K]V),
+		found:   make(map[K]bool),
+	}
+}
+
 // Read calls fn for every key, once, with its counts summed.
-func (c *CallCounts) Read(fn func(SyscallKey, Counts)) error {
+func (c *SlotCounts[K, P, V]) Read(fn func(K, V)) error {
 	clear(c.sums)
 	c.live = 0
-	for i := range c.slots {
-		if k, v, ok := keyOf(&c.slots[i]); ok {
-			c.sums[k] = c.sums[k].Plus(v)
+	for i := range c.table.slots {
+		s := &c.table.slots[i]
+		sk, ok := liveKey(s)
+		if !ok {
+			continue
+		}
+		if k, v, mine := c.countOf(sk, &s.V); mine {
+			c.sums[k] = c.plus(c.sums[k], v)
 			c.live++
 		}
 	}
 	clear(c.inHash)
 	c.hashEntries = 0
 	if c.hash != nil {
-		err := c.hash.Read(func(k SyscallKey, v Counts) {
+		err := c.hash.Read(func(k K, v V) {
 			c.hashEntries++
 			c.inHash[k] = struct{}{}
-			c.sums[k] = c.sums[k].Plus(v)
+			c.sums[k] = c.plus(c.sums[k], v)
 		})
 		if err != nil {
 			return err
@@ -162,7 +206,7 @@ func (c *CallCounts) Read(fn func(SyscallKey, Counts)) error {
 }
 
 // Lookup calls fn for each of keys that has a slot or a hash entry, once.
-func (c *CallCounts) Lookup(keys []SyscallKey, fn func(SyscallKey, Counts)) error {
+func (c *SlotCounts[K, P, V]) Lookup(keys []K, fn func(K, V)) error {
 	clear(c.sums)
 	defer clear(c.found)
 	c.keys = c.keys[:0]
@@ -172,16 +216,18 @@ func (c *CallCounts) Lookup(keys []SyscallKey, fn func(SyscallKey, Counts)) erro
 		}
 		c.found[k] = false
 		c.keys = append(c.keys, k)
-		c.eachSlotOf(k, func(_ *callSlot, v Counts) {
-			c.found[k] = true
-			c.sums[k] = c.sums[k].Plus(v)
+		c.table.eachSlotOf(c.slotKey(k), func(s *callSlot) {
+			if _, v, mine := c.countOf(s.Key, &s.V); mine {
+				c.found[k] = true
+				c.sums[k] = c.plus(c.sums[k], v)
+			}
 		})
 	}
 	if c.hash != nil {
-		err := c.hash.Lookup(c.keys, func(k SyscallKey, v Counts) {
+		err := c.hash.Lookup(c.keys, func(k K, v V) {
 			c.inHash[k] = struct{}{}
 			c.found[k] = true
-			c.sums[k] = c.sums[k].Plus(v)
+			c.sums[k] = c.plus(c.sums[k], v)
 		})
 		if err != nil {
 			return err
@@ -198,7 +244,7 @@ func (c *CallCounts) Lookup(keys []SyscallKey, fn func(SyscallKey, Counts)) erro
 // Delete frees the slots and hash entries of keys, which must be final
 // (their process generation gone): it returns how many of keys, in order,
 // it deleted, all of them unless deleting from the hash fails.
-func (c *CallCounts) Delete(keys []SyscallKey) (int, error) {
+func (c *SlotCounts[K, P, V]) Delete(keys []K) (int, error) {
 	c.keys = c.keys[:0]
 	for _, k := range keys {
 		if _, ok := c.inHash[k]; ok {
@@ -226,17 +272,21 @@ func (c *CallCounts) Delete(keys []SyscallKey) (int, error) {
 	for _, k := range keys[:done] {
 		// A free slot's key and counts are written anew by the CPU that
 		// claims it: only the state changes here.
-		c.eachSlotOf(k, func(s *callSlot, _ Counts) { atomic.StoreUint64(&s.State, slotFree) })
+		c.table.eachSlotOf(c.slotKey(k), func(s *callSlot) {
+			if _, _, mine := c.countOf(s.Key, &s.V); mine {
+				atomic.StoreUint64(&s.State, slotFree)
+			}
+		})
 	}
 	return done, err
 }
 
-// Slots is how many slots the table has on all CPUs (0: off); safe to
-// call at any time.
-func (c *CallCounts) Slots() int { return len(c.slots) }
+// Slots is how many slots the table has on all CPUs, shared by both kinds
+// (0: off); safe to call at any time.
+func (c *SlotCounts[K, P, V]) Slots() int { return len(c.table.slots) }
 
-// Fill is how many slots and hash entries the last Read found.
-func (c *CallCounts) Fill() (slots, hashEntries int) {
+// Fill is how many slots of this kind and hash entries the last Read found.
+func (c *SlotCounts[K, P, V]) Fill() (slots, hashEntries int) {
 	return c.live, c.hashEntries
 }
 

@@ -13,19 +13,28 @@ import (
 	"github.com/sysobsd/sysobsd/internal/testenv"
 )
 
-// slotsFor is a table over slots: no kernel, no hash map.
-func slotsFor(slots []callSlot, ncpu int) *CallCounts {
-	c := tableOff(ncpu, nil)
-	c.slots, c.perCPU = slots, uint32(len(slots)/ncpu)
-	return c
+// slotsFor is the calls and errors of a table over slots: no kernel, no
+// hash maps.
+func slotsFor(slots []callSlot, ncpu int) (*CallCounts, *ErrorCounts) {
+	t := &slotTable{slots: slots, perCPU: uint32(len(slots) / ncpu), ncpu: uint32(ncpu)}
+	return newCallCounts(t, nil), newErrorCounts(t, nil)
 }
 
-// claim puts k's counts on cpu the way call_slot_of does: the first live
+// claim puts k's calls on cpu the way call_slot_of does: the first live
 // slot of k or the first free one among its probes; false if all are taken.
 func claim(c *CallCounts, cpu uint32, k SyscallKey, v Counts) bool {
+	return claimSlot(c.table, cpu, c.slotKey(k), v)
+}
+
+// claimError puts n failures of k on cpu, as claim does calls.
+func claimError(c *ErrorCounts, cpu uint32, k ErrnoKey, n uint64) bool {
+	return claimSlot(c.table, cpu, k, Counts{Calls: n})
+}
+
+func claimSlot(t *slotTable, cpu uint32, k ErrnoKey, v Counts) bool {
 	h := callSlotHash(k)
 	for i := range slotProbes {
-		s := &c.slots[cpu*c.perCPU+(h+i)&(c.perCPU-1)]
+		s := &t.slots[cpu*t.perCPU+(h+i)&(t.perCPU-1)]
 		if s.State == slotLive && s.Key == k {
 			s.V.Calls += v.Calls
 			s.V.Ns += v.NS
@@ -41,10 +50,10 @@ func claim(c *CallCounts, cpu uint32, k SyscallKey, v Counts) bool {
 	return false
 }
 
-func readAll(t *testing.T, c *CallCounts) map[SyscallKey]Counts {
+func readAll[K comparable, P, V any](t *testing.T, c *SlotCounts[K, P, V]) map[K]V {
 	t.Helper()
-	got := map[SyscallKey]Counts{}
-	if err := c.Read(func(k SyscallKey, v Counts) {
+	got := map[K]V{}
+	if err := c.Read(func(k K, v V) {
 		if _, twice := got[k]; twice {
 			t.Errorf("Read handed %v over twice", k)
 		}
@@ -60,7 +69,7 @@ func readAll(t *testing.T, c *CallCounts) map[SyscallKey]Counts {
 // keys given and no other; a freed slot is claimed anew from zero.
 func TestCallCountsSumsSlotsAndFreesThem(t *testing.T) {
 	const ncpu, perCPU = 2, 16
-	c := slotsFor(make([]callSlot, ncpu*perCPU), ncpu)
+	c, _ := slotsFor(make([]callSlot, ncpu*perCPU), ncpu)
 	a := SyscallKey{Tgid: 100, ExecId: 7, Nr: 39}
 	one := Counts{Calls: 1, NS: 10, Bytes: 3}
 	// Keys until one shares a's first slot: it then takes a's probe 0 and
@@ -68,7 +77,7 @@ func TestCallCountsSumsSlotsAndFreesThem(t *testing.T) {
 	var b SyscallKey
 	for tgid := uint32(101); ; tgid++ {
 		b = SyscallKey{Tgid: tgid, ExecId: 7, Nr: 39}
-		if callSlotHash(b)&(perCPU-1) == callSlotHash(a)&(perCPU-1) {
+		if callSlotHash(c.slotKey(b))&(perCPU-1) == callSlotHash(c.slotKey(a))&(perCPU-1) {
 			break
 		}
 	}
@@ -115,6 +124,50 @@ func TestCallCountsSumsSlotsAndFreesThem(t *testing.T) {
 	}
 }
 
+// A process's calls and its errors share the table: each kind reads,
+// looks up and frees only its own slots, a key's errors by errno apart.
+func TestErrorCountsShareTheTableWithCalls(t *testing.T) {
+	const ncpu, perCPU = 2, 64
+	calls, errs := slotsFor(make([]callSlot, ncpu*perCPU), ncpu)
+	k := SyscallKey{Tgid: 100, ExecId: 7, Nr: 0}
+	ebadf := ErrnoKey{Tgid: 100, ExecId: 7, Nr: 0, Err: uint32(unix.EBADF)}
+	eagain := ebadf
+	eagain.Err = uint32(unix.EAGAIN)
+	claim(calls, 0, k, Counts{Calls: 10, NS: 100, Bytes: 5})
+	claim(calls, 1, k, Counts{Calls: 3, NS: 30})
+	claimError(errs, 0, ebadf, 2)
+	claimError(errs, 1, ebadf, 1)
+	claimError(errs, 1, eagain, 4)
+	if got := readAll(t, calls); len(got) != 1 || got[k] != (Counts{13, 130, 5}) {
+		t.Errorf("calls read %v, want %v: 13 calls", got, k)
+	}
+	if got := readAll(t, errs); len(got) != 2 || got[ebadf] != 3 || got[eagain] != 4 {
+		t.Errorf("errors read %v, want EBADF 3, EAGAIN 4", got)
+	}
+	if c, e := calls.live, errs.live; c != 2 || e != 3 {
+		t.Errorf("live slots: %d calls', %d errors', want 2 and 3", c, e)
+	}
+	var looked []uint64
+	if err := errs.Lookup([]ErrnoKey{eagain, {Tgid: 100, ExecId: 7, Nr: 0}}, func(_ ErrnoKey, n uint64) { looked = append(looked, n) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(looked) != 1 || looked[0] != 4 {
+		t.Errorf("Lookup(EAGAIN, errno 0) = %v, want EAGAIN's 4 only (errno 0 is the calls')", looked)
+	}
+	if n, err := calls.Delete([]SyscallKey{k}); n != 1 || err != nil {
+		t.Fatalf("Delete = %d, %v", n, err)
+	}
+	if got := readAll(t, errs); len(got) != 2 || got[ebadf] != 3 {
+		t.Errorf("errors read %v after the calls' delete, want both kept", got)
+	}
+	if n, err := errs.Delete([]ErrnoKey{ebadf, eagain}); n != 2 || err != nil {
+		t.Fatalf("Delete = %d, %v", n, err)
+	}
+	if c, e := readAll(t, calls), readAll(t, errs); len(c)+len(e) != 0 {
+		t.Errorf("read %v and %v after deleting every key, want nothing", c, e)
+	}
+}
+
 // The table counts the test's own calls with the kernel's hash: Lookup
 // finds them where call_slot_of put them (the Go hash is the C's), exactly;
 // a freed slot is claimed from zero; with four slots a CPU, the keys that
@@ -150,6 +203,8 @@ func countInSlots(t *testing.T, slots uint32) {
 			{unix.SYS_GETEUID, func() { unix.Geteuid() }, 30},
 			{unix.SYS_GETEGID, func() { unix.Getegid() }, 20},
 			{unix.SYS_GETPGID, func() { unix.Getpgid(0) }, 10},
+			{unix.SYS_FSYNC, func() { unix.Fsync(-1) }, 40},
+			{unix.SYS_FCHDIR, func() { unix.Fchdir(-1) }, 25},
 		}
 		for _, c := range calls {
 			for range c.n {
@@ -176,6 +231,18 @@ func countInSlots(t *testing.T, slots uint32) {
 				t.Errorf("%d slots a CPU: syscall %d: %d calls looked up, want %d", slots, c.nr, got, c.n)
 			}
 		}
+		// fsync(-1) and fchdir(-1) fail with EBADF, each call: counted
+		// where the calls are, each errno in a slot or entry of its own.
+		for _, nr := range []uint16{unix.SYS_FSYNC, unix.SYS_FCHDIR} {
+			k := ErrnoKey{Tgid: pid, ExecId: keys[nr].ExecId, Nr: nr, Err: uint32(unix.EBADF)}
+			var n uint64
+			if err := probes.Errors().Lookup([]ErrnoKey{k}, func(_ ErrnoKey, v uint64) { n = v }); err != nil {
+				t.Fatal(err)
+			}
+			if want := lookup(keys[nr]); n != want || n == 0 {
+				t.Errorf("%d slots a CPU: syscall %d: %d EBADF looked up, want %d", slots, nr, n, want)
+			}
+		}
 		live, _ := probes.Stats().Fill()
 		capacity := probes.Stats().Slots()
 		if possible, _ := ebpf.PossibleCPU(); capacity != possible*int(slots) || live == 0 || live > capacity {
@@ -194,6 +261,17 @@ func countInSlots(t *testing.T, slots uint32) {
 		}
 		if slots == 8192 && inHash != 0 {
 			t.Errorf("8192 slots a CPU: %d of this process's keys in syscall_stats, want 0", inHash)
+		}
+		errorsInHash := 0
+		if err := probes.Errors().hash.Read(func(k ErrnoKey, _ uint64) {
+			if k.Tgid == pid {
+				errorsInHash++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if slots == 8192 && errorsInHash != 0 {
+			t.Errorf("8192 slots a CPU: %d of this process's errors in syscall_errors, want 0", errorsInHash)
 		}
 		// getppid only: its slots and entry freed (no getppid runs meanwhile),
 		// its next calls counted from zero.

@@ -122,11 +122,13 @@ type Maps struct {
 	objs sysobsdMaps
 	ncpu int
 
-	// calls is call_slots and syscall_stats as one table; the other hash
-	// maps of counters are each read, looked up and trimmed the same way
-	// (Counters).
+	// slots is call_slots in memory; calls is its slots of calls and
+	// syscall_stats as one table, errs its slots of errors and
+	// syscall_errors; the other hash maps of counters are each read, looked
+	// up and trimmed the same way (Counters).
+	slots       *slotTable
 	calls       *CallCounts
-	errs        *Counters[ErrnoKey, uint64, uint64]
+	errs        *ErrorCounts
 	groupStats  *Counters[GroupKey, sysobsdSyscallStatsValue, Counts]
 	groupErrors *Counters[GroupKey, uint64, uint64]
 	// overflowErrBatches is scratch for overflow_errors, an errors map
@@ -188,8 +190,9 @@ func (c *Counters[K, P, V]) Delete(keys []K) (int, error) {
 // calls, time and bytes.
 func (m *Maps) Stats() *CallCounts { return m.calls }
 
-// Errors is syscall_errors: {process generation, syscall, errno} → calls.
-func (m *Maps) Errors() *Counters[ErrnoKey, uint64, uint64] { return m.errs }
+// Errors is call_slots' errors and syscall_errors: {process generation,
+// syscall, errno} → failed calls.
+func (m *Maps) Errors() *ErrorCounts { return m.errs }
 
 // GroupStats is group_stats: {cgroup, process name, syscall} → calls and
 // time, for calls counted without their process (per-process map full).
@@ -217,11 +220,11 @@ func (m *Maps) init() error {
 	}
 	m.ncpu = n
 	// The group maps are small and mostly empty: smaller batches.
-	hash := newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts)
-	if m.calls, err = newCallCounts(m.objs.CallSlots, n, hash); err != nil {
+	if m.slots, err = newSlotTable(m.objs.CallSlots, n); err != nil {
 		return err
 	}
-	m.errs = newCounters[ErrnoKey](m.objs.SyscallErrors, n, batchSize, sumCount)
+	m.calls = newCallCounts(m.slots, newCounters[SyscallKey](m.objs.SyscallStats, n, batchSize, sumCounts))
+	m.errs = newErrorCounts(m.slots, newCounters[ErrnoKey](m.objs.SyscallErrors, n, batchSize, sumCount))
 	m.groupStats = newCounters[GroupKey](m.objs.GroupStats, n, groupBatchSize, sumCounts)
 	m.groupErrors = newCounters[GroupKey](m.objs.GroupErrors, n, groupBatchSize, sumCount)
 	for i := range m.overflowErrBatches {
@@ -424,8 +427,8 @@ func (m *Maps) Close() error {
 		m.entryKeys.Close()
 	}
 	var err error
-	if m.calls != nil {
-		err = m.calls.close()
+	if m.slots != nil {
+		err = m.slots.close()
 	}
 	return errors.Join(err, m.objs.Close())
 }

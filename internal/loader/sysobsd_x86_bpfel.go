@@ -16,10 +16,9 @@ import (
 type sysobsdCallSlot struct {
 	_     structs.HostLayout
 	State uint64
-	Key   sysobsdSyscallKey
-	Pad   uint32
+	Key   sysobsdErrnoKey
 	V     sysobsdSyscallStatsValue
-	Pad2  [2]uint64
+	Pad   [2]uint64
 }
 
 type sysobsdCallSlotState uint32

@@ -89,7 +89,8 @@ type Snapshot struct {
 	Drops                 []uint64 // indexed like loader.DropReasons
 	// Fill of the kernel's hash maps when the snapshot was taken.
 	StatsEntries, ErrorsEntries int
-	// CallSlotsEntries is the slots of call_slots in use (loader.CallCounts).
+	// CallSlotsEntries is the slots of call_slots in use, calls' and
+	// errors' (loader.SlotCounts).
 	CallSlotsEntries                      int
 	GroupStatsEntries, GroupErrorsEntries int
 	// Processes is how many running processes have counts in the kernel.
@@ -134,8 +135,10 @@ type Kernel interface {
 	GroupErrors() Table[loader.GroupKey, uint64]
 	ReadOverflowStats(func(abi, nr uint16, c loader.Counts)) error
 	// StatsFill is what Stats' last full read found in use: slots of
-	// call_slots, entries of the syscall_stats hash map.
+	// call_slots, entries of the syscall_stats hash map; ErrorsFill the
+	// same for Errors (syscall_errors).
 	StatsFill() (slots, hashEntries int)
+	ErrorsFill() (slots, hashEntries int)
 	ReadOverflowErrors(func(loader.ErrnoKey, uint64)) error
 	ReadHistogram(abi, nr uint16) (loader.Histogram, error)
 	ReadDrops() ([]uint64, error)
@@ -160,6 +163,7 @@ func (k mapsKernel) GroupStats() Table[loader.GroupKey, loader.Counts] {
 }
 func (k mapsKernel) GroupErrors() Table[loader.GroupKey, uint64] { return k.Maps.GroupErrors() }
 func (k mapsKernel) StatsFill() (slots, hashEntries int)         { return k.Maps.Stats().Fill() }
+func (k mapsKernel) ErrorsFill() (slots, hashEntries int)        { return k.Maps.Errors().Fill() }
 
 // Processes names process generations, knows their cgroups and says which
 // have exited (events.ProcessTable).
@@ -582,8 +586,10 @@ func (t *Tally) foldFinished(plan readPlan) error {
 // by name, the lasting totals, the overflow counters, the histograms and the
 // drops, then applies the series cap.
 func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
-	snap.CallSlotsEntries, snap.StatsEntries = t.kernel.StatsFill()
-	snap.ErrorsEntries = t.errors.seen
+	callSlots, statsEntries := t.kernel.StatsFill()
+	errorSlots, errorsEntries := t.kernel.ErrorsFill()
+	snap.CallSlotsEntries = callSlots + errorSlots
+	snap.StatsEntries, snap.ErrorsEntries = statsEntries, errorsEntries
 	// The folded totals after readGroups: a label change there freezes what
 	// an entry had exported into them, for this snapshot too.
 	if err := t.readGroups(snap); err != nil {

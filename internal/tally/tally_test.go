@@ -55,8 +55,9 @@ type fakeKernel struct {
 	keysLost  uint64
 	// fullReads and lookups count how the maps were read.
 	fullReads, lookups int
-	// statsAtRead is the stats' entries when last read in full.
-	statsAtRead int
+	// statsAtRead and errorsAtRead are the stats' and errors' entries when
+	// last read in full.
+	statsAtRead, errorsAtRead int
 	// afterStatsRead runs after each read of the stats map: what running
 	// processes count while the tally goes on with its sync.
 	afterStatsRead func()
@@ -143,8 +144,9 @@ func (k *fakeKernel) EntryKeysLost() (uint64, error) {
 	return k.keysLost, k.failing("EntryKeysLost")
 }
 
-// StatsFill: the fake has no slots, every entry is in the hash.
-func (k *fakeKernel) StatsFill() (slots, hashEntries int) { return 0, k.statsAtRead }
+// StatsFill and ErrorsFill: the fake has no slots, every entry is in the hash.
+func (k *fakeKernel) StatsFill() (slots, hashEntries int)  { return 0, k.statsAtRead }
+func (k *fakeKernel) ErrorsFill() (slots, hashEntries int) { return 0, k.errorsAtRead }
 
 func (k *fakeKernel) statsRead() {
 	if k.afterStatsRead != nil {
@@ -230,6 +232,9 @@ func (tb fakeTable[K, V]) Read(fn func(K, V)) error {
 	if tb.name == "Stats" {
 		tb.k.fullReads++
 		tb.k.statsAtRead = len(tb.entries)
+	}
+	if tb.name == "Errors" {
+		tb.k.errorsAtRead = len(tb.entries)
 	}
 	for key, v := range tb.entries {
 		fn(key, v)

@@ -238,13 +238,14 @@ func TestMapsFullCountTheExcessUnderOther(t *testing.T) {
 	}
 }
 
-// An errors map of one entry: the process's first failing call takes it,
-// the other errno is counted by name and cgroup, both exactly.
+// An errors map of one entry (and no call_slots, where errors go first):
+// the process's first failing call takes it, the other errno is counted by
+// name and cgroup, both exactly.
 func TestErrorsMapFullCountsEachCommExactly(t *testing.T) {
 	const n, m, k = 10, 7, 13
 	comm := uniqueComm("ef")
 	h := start(t, setup{
-		load:    func(o *loader.Options) { o.ErrorsEntries = 1 },
+		load:    func(o *loader.Options) { o.CallSlots, o.ErrorsEntries = 0, 1 },
 		filters: config.Filters{Include: config.Match{Comms: []string{comm}}},
 	})
 	h.run("basic", comm, fmt.Sprint(n), fmt.Sprint(m), fmt.Sprint(k))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -189,21 +190,28 @@ func (s *sysobsdSwitch) set(on bool) error {
 	return s.freeDead()
 }
 
-// freeDead deletes the per-process call entries of processes gone, as the
-// daemon's folds do every second: kept, the loop processes of hundreds of
-// runs would fill the maps by the end, as no host's maps are.
+// freeDead deletes the per-process call and error entries of processes
+// gone, as the daemon's folds do every second: kept, the loop processes of
+// hundreds of runs would fill the maps by the end, as no host's maps are.
 func (s *sysobsdSwitch) freeDead() error {
-	var dead []loader.SyscallKey
-	stats := s.c.Probes.Stats()
-	err := stats.Read(func(k loader.SyscallKey, _ loader.Counts) {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", k.Tgid)); err != nil {
+	return errors.Join(deleteDead(s.c.Probes.Stats(), func(k loader.SyscallKey) uint32 { return k.Tgid }),
+		deleteDead(s.c.Probes.Errors(), func(k loader.ErrnoKey) uint32 { return k.Tgid }))
+}
+
+func deleteDead[K comparable, V any](t interface {
+	Read(func(K, V)) error
+	Delete([]K) (int, error)
+}, tgidOf func(K) uint32) error {
+	var dead []K
+	err := t.Read(func(k K, _ V) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", tgidOf(k))); err != nil {
 			dead = append(dead, k)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	_, err = stats.Delete(dead)
+	_, err = t.Delete(dead)
 	return err
 }
 
