@@ -113,6 +113,10 @@ if [ "${SKIP_INPLACE:-0}" != 1 ]; then
 	log "in place: $INPLACE_ROUNDS rounds, $INPLACE_INSTANCES instance(s) of each variant"
 	"$OUT/inplace" -loop "$OUT/loop" -nice "$NICE" -rounds "$INPLACE_ROUNDS" -instances "$INPLACE_INSTANCES" \
 		-iters "$INPLACE_ITERS" -raw "$report/inplace.json" -out "$report/inplace.md"
+	log "in place, failing calls: $INPLACE_ROUNDS rounds"
+	"$OUT/inplace" -loop "$OUT/loop" -nice "$NICE" -rounds "$INPLACE_ROUNDS" -instances "$INPLACE_INSTANCES" \
+		-iters "$INPLACE_ITERS" -call eagain -variants "floor-exit floor-clock sysobsd sysobsd-nolat" \
+		-raw "$report/inplace-eagain.json" -out "$report/inplace-eagain.md"
 fi
 
 # ---- overhead per syscall
@@ -192,6 +196,14 @@ peers (bpftrace, syscount) cannot be switched in place: their ratios are the nex
 
 EOF
 	if [ -f "$report/inplace.md" ]; then cat "$report/inplace.md"; else echo "(not run)"; echo; fi
+	echo "### Failing calls"
+	echo
+	cat <<'EOF'
+The same, with each call a one-byte read from an empty non-blocking pipe that fails with EAGAIN
+(`bench/loop eagain`): a failed call is also counted by its errno, in a slot of the same table.
+
+EOF
+	if [ -f "$report/inplace-eagain.md" ]; then cat "$report/inplace-eagain.md"; else echo "(not run)"; echo; fi
 	echo "## Overhead per syscall"
 	echo
 	cat <<'EOF'

@@ -8,6 +8,10 @@
  *   loop write N         N one-byte writes to /dev/null.
  *   loop eagain N        N one-byte reads from an empty non-blocking pipe, each
  *                        failing with EAGAIN (a server's commonest error).
+ *   loop mix N           N calls of 8 different cheap syscalls in turn (getppid,
+ *                        getuid, getgid, geteuid, getegid, getpid, gettid,
+ *                        getpgid): a server's spread of syscall numbers, each
+ *                        with its own counters, without its network stack.
  *   loop mutex N         4 threads taking a futex-based lock in strict turns
  *                        (each unlock hands it to the next thread and wakes
  *                        it), N lock+unlock operations in all; every futex
@@ -103,6 +107,31 @@ static int do_eagain(long n)
 		syscall(SYS_read, fds[0], &c, 1);
 	int64_t t1 = now_ns(CLOCK_MONOTONIC), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	report(n, n, t1 - t0, c1 - c0);
+	return 0;
+}
+
+static void mix_round(void)
+{
+	syscall(SYS_getppid);
+	syscall(SYS_getuid);
+	syscall(SYS_getgid);
+	syscall(SYS_geteuid);
+	syscall(SYS_getegid);
+	syscall(SYS_getpid);
+	syscall(SYS_gettid);
+	syscall(SYS_getpgid, 0);
+}
+
+static int do_mix(long n)
+{
+	long rounds = n / 8;
+	for (long i = 0; i < rounds / 20; i++)
+		mix_round();
+	int64_t c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID), t0 = now_ns(CLOCK_MONOTONIC);
+	for (long i = 0; i < rounds; i++)
+		mix_round();
+	int64_t t1 = now_ns(CLOCK_MONOTONIC), c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	report(rounds * 8, rounds * 8, t1 - t0, c1 - c0);
 	return 0;
 }
 
@@ -220,6 +249,8 @@ int main(int argc, char **argv)
 		return do_write(atol(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "eagain") == 0)
 		return do_eagain(atol(argv[2]));
+	if (argc >= 3 && strcmp(argv[1], "mix") == 0)
+		return do_mix(atol(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "mutex") == 0)
 		return do_mutex(atol(argv[2]));
 	if (argc >= 4 && strcmp(argv[1], "hold") == 0)

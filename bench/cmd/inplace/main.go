@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func main() {
 	flag.IntVar(&o.instances, "instances", 2, "harness processes per variant, each with its own maps")
 	flag.IntVar(&o.rounds, "rounds", 40, "rounds; each runs every instance once, in a random order")
 	flag.IntVar(&o.iters, "iters", 50000, "calls per loop run")
-	flag.StringVar(&o.call, "call", "getppid", "the loop: getppid, write (1 byte to /dev/null) or eagain (a 1-byte read from an empty non-blocking pipe)")
+	flag.StringVar(&o.call, "call", "getppid", "the loop: getppid, write (1 byte to /dev/null), eagain (a 1-byte read from an empty non-blocking pipe) or mix (8 cheap syscalls in turn)")
 	flag.StringVar(&o.loop, "loop", "bench/.build/loop", "bench/loop binary")
 	flag.StringVar(&o.workload, "workload", "", "instead of the loop, run this shell command for each run (nothing is pinned)")
 	parser := flag.String("parse", "wrk", "with -workload, what its output is: wrk (Requests/sec) or pgbench (tps)")
@@ -210,8 +211,8 @@ func drive(o options) error {
 	if o.rounds < 2 || o.instances < 1 || o.iters < 1 {
 		return fmt.Errorf("-rounds must be ≥ 2, -instances and -iters ≥ 1 (got %d, %d, %d)", o.rounds, o.instances, o.iters)
 	}
-	if o.call != "getppid" && o.call != "write" && o.call != "eagain" {
-		return fmt.Errorf("-call %q: getppid, write or eagain", o.call)
+	if !slices.Contains([]string{"getppid", "write", "eagain", "mix"}, o.call) {
+		return fmt.Errorf("-call %q: getppid, write, eagain or mix", o.call)
 	}
 	vars, err := chosenVariants(o.variants, o.alt)
 	if err != nil {
