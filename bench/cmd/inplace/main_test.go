@@ -1,8 +1,10 @@
 package main
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,7 +100,10 @@ func synthetic(rounds, instances int, cost map[string]float64, noise float64, rn
 	var runs []pairedRun
 	for r := range rounds {
 		base := 1000 + 200*rng.Float64() // the machine's speed this round
-		for v, c := range cost {
+		// In a fixed order: map order would give each variant other draws
+		// on every run, and a median could move by the noise.
+		for _, v := range slices.Sorted(maps.Keys(cost)) {
+			c := cost[v]
 			for i := range instances {
 				runs = append(runs, pairedRun{Round: r, Variant: v, Instance: i,
 					Before: base, Traced: base + c + noise*(rng.Float64()-0.5), After: base})
