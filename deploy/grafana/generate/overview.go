@@ -75,7 +75,7 @@ func overview() *dashboard.DashboardBuilder {
 			query("sum by (instance, reason) ("+rate("sysobsd_events_dropped_total")+")", "events {{reason}} {{instance}}"),
 			query("sum by (instance, program) ("+rate("sysobsd_bpf_program_recursion_misses_total")+")", "skipped {{program}} {{instance}}"))).
 		WithPanel(timeseriesPanel("Kernel map fill",
-			"Entries in the kernel's maps of counters over their capacity (maps.call_slots_per_cpu, maps.stats_entries, maps.errors_entries, maps.group_stats_entries, maps.group_errors_entries). call_slots near 1 costs time, not labels: a call whose slots are taken is counted in syscall_stats, more slowly. With syscall_stats or syscall_errors at 1, new processes are counted by name and cgroup (no pid label); with group_stats or group_errors at 1 too, under comm=\"~other\".",
+			"Entries in the kernel's maps of counters over their capacity (maps.call_slots_per_cpu, maps.stats_entries, maps.errors_entries, maps.group_stats_entries, maps.group_errors_entries). call_slots near 1 costs time, not labels: a call whose slots are taken is counted in syscall_stats (an error in syscall_errors), more slowly. With syscall_stats or syscall_errors at 1, new processes are counted by name and cgroup (no pid label); with group_stats or group_errors at 1 too, under comm=\"~other\".",
 			"percentunit", query("sysobsd_bpf_map_entries"+sel()+" / sysobsd_bpf_map_max_entries"+sel(), "{{map}} {{instance}}")).
 			Max(1)).
 		WithPanel(timeseriesPanel("Tracked and folded processes",
