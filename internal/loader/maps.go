@@ -63,6 +63,11 @@ var (
 	_ = [1]struct{}{}[ABIs-int(sysobsdLayoutABIS)]
 )
 
+// DropLifecycleRecord indexes, in ReadDrops, the lifecycle records the
+// kernel could not send (ring buffer full): a lost exit among them leaves a
+// gone process looking alive until a sweep finds it.
+const DropLifecycleRecord = int(sysobsdDropReasonDROP_RINGBUF_FULL)
+
 // DropReasons names the per-CPU loss counters, indexed as in enum drop_reason.
 var DropReasons = []string{
 	sysobsdDropReasonDROP_RINGBUF_FULL:    "ringbuf_full",

@@ -204,11 +204,12 @@ func (e *Engine) handle(req request) {
 		return
 	}
 	if !req.scrape {
-		var err error
-		if e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0 {
-			if err = e.tally.Fold(); err != nil {
-				e.log.Error("fold exited processes", zap.Error(err))
-			}
+		pending, err := e.tally.SweepPending()
+		if err == nil && (pending || e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0) {
+			err = e.tally.Fold()
+		}
+		if err != nil {
+			e.log.Error("fold exited processes", zap.Error(err))
 		}
 		if req.reply != nil {
 			req.reply <- result{err: err}

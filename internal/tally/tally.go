@@ -115,8 +115,9 @@ type Snapshot struct {
 	InFlightErrors uint64
 }
 
-// Table is one kernel map of counters (loader.Counters): every entry, the
-// given entries, and deletion, which returns how many of the keys, in order,
+// Table is one kernel table of counters (loader.Counters, a hash map; or
+// loader.SlotCounts, call_slots' calls or errors with their hash map):
+// every entry, the given entries, and deletion, which returns how many of the keys, in order,
 // it deleted (all of them unless it fails).
 type Table[K comparable, V any] interface {
 	Read(fn func(K, V)) error
@@ -227,8 +228,11 @@ type Tally struct {
 	missedByKeys uint64
 	lastSweep    time.Time
 	sweepEvery   time.Duration
-	now          func() time.Time
-	monotonic    func() uint64 // the clock of the kernel's entry times
+	// recordsLostAtSweep is the kernel's count of lifecycle records lost
+	// at the last full sweep: more since, and the next sweep comes early.
+	recordsLostAtSweep uint64
+	now                func() time.Time
+	monotonic          func() uint64 // the clock of the kernel's entry times
 	// inFlightErrors counts failed reads of the calls in flight.
 	inFlightErrors uint64
 
@@ -436,7 +440,9 @@ type readPlan struct {
 
 // sync folds what is final and, for a scrape, returns every series.
 func (t *Tally) sync(scrape bool) (*Snapshot, error) {
-	t.sweepLostExits()
+	if err := t.sweepLostExits(); err != nil {
+		return nil, err
+	}
 	t.startSync()
 	plan, err := t.planRead(scrape)
 	if err != nil {
@@ -516,9 +522,7 @@ func readProcessEntries[KK, P, SK, V comparable](t *Tally, tb *entryTable[KK, P,
 			t.book.add(tb.bookKey(k))
 		}
 		tgid, execID := tb.owner(k)
-		if plan.scrape {
-			tb.seen++
-		} else if t.procs.Running(tgid, execID) {
+		if !plan.scrape && t.procs.Running(tgid, execID) {
 			// A fold only takes final entries: a running process's are
 			// left for the next scrape to attribute (most of a large
 			// host's entries, and most of a fold's work otherwise).
@@ -885,11 +889,39 @@ func (t *Tally) Drained() {
 	clear(t.dead)
 }
 
+// SweepPending reports whether a fold would find processes gone without an
+// exit record: lifecycle records lost since the last full sweep, or
+// processes found dead or unnamed waiting for the next sync. The engine
+// folds for them even when no exit record came.
+func (t *Tally) SweepPending() (bool, error) {
+	if t.alive == nil {
+		return false, nil
+	}
+	if len(t.dead)+len(t.deadBeforeDrain)+len(t.suspects) > 0 {
+		return true, nil
+	}
+	lost, err := t.recordsLost()
+	return lost != t.recordsLostAtSweep, err
+}
+
+// recordsLost is the kernel's count of lifecycle records it could not send.
+func (t *Tally) recordsLost() (uint64, error) {
+	drops, err := t.kernel.ReadDrops()
+	if err != nil || loader.DropLifecycleRecord >= len(drops) {
+		return 0, err
+	}
+	return drops[loader.DropLifecycleRecord], nil
+}
+
+// lossSweepGap is the least time between full sweeps while lifecycle
+// records are being lost: each asks the kernel about every process.
+const lossSweepGap = time.Second
+
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.
-func (t *Tally) sweepLostExits() {
+func (t *Tally) sweepLostExits() error {
 	if t.alive == nil {
-		return
+		return nil
 	}
 	// Suspects are checked at every sync: still unnamed after a drain, a
 	// dead one lost both its fork and exit records, and its counts should
@@ -897,9 +929,20 @@ func (t *Tally) sweepLostExits() {
 	// drain's syncs is not one: its records may still be in the ring buffer
 	// (they wake the reader only in batches), and marking it gone would
 	// export its counts under ~unknown.
-	full := t.now().Sub(t.lastSweep) >= t.sweepEvery
+	//
+	// A process whose fork record came and whose exit record was lost looks
+	// running: only a full sweep finds it. Every sweepEvery, or within
+	// lossSweepGap of a lost record, so that a burst of losses (a fork
+	// storm) leaves no entry behind for long.
+	lost, err := t.recordsLost()
+	if err != nil {
+		return err
+	}
+	since := t.now().Sub(t.lastSweep)
+	full := since >= t.sweepEvery || (lost != t.recordsLostAtSweep && since >= lossSweepGap)
 	if full {
 		t.lastSweep = t.now()
+		t.recordsLostAtSweep = lost
 	}
 	// Found dead before the last drain, and that drain brought no exit
 	// record: it was lost. (Alive again: the tgid is another process's.)
@@ -925,7 +968,7 @@ func (t *Tally) sweepLostExits() {
 	}
 	clear(t.suspects)
 	if !full {
-		return
+		return nil
 	}
 	for k := range t.calls.attributions {
 		check(k.Tgid)
@@ -934,4 +977,5 @@ func (t *Tally) sweepLostExits() {
 	// out, or counted by name in full maps), or the table would keep every
 	// one whose exit record was lost until its pid came back.
 	t.procs.EachLive(check)
+	return nil
 }
