@@ -48,7 +48,8 @@
  *   lifecycle        ring buffer of struct lifecycle_event
  *   drops            per-CPU array of loss counters, indexed by enum drop_reason
  *   entry_keys       ring buffer of struct errno_key: each call_slots slot
- *                    claimed and syscall_stats entry (err 0) and each
+ *                    when claimed (err 0: calls; N: errors with errno N),
+ *                    each syscall_stats entry (err 0) and each
  *                    syscall_errors entry when it is created, so
  *                    the daemon can fold an exited process by its keys instead
  *                    of reading the whole map; never wakes the reader
@@ -66,7 +67,9 @@
  *   notable_budget   per-CPU rate limit of notable events
  *
  * A reader may assume: a call is counted once, at exit, in exactly one of
- * call_slots, syscall_stats, group_stats or overflow_stats; every way a
+ * call_slots, syscall_stats, group_stats or overflow_stats, and a failed
+ * call's errno once in exactly one of call_slots, syscall_errors,
+ * group_errors or overflow_errors (or drops: error_uncounted); every way a
  * count, a latency or a record could be lost increments drops; an exit
  * record for a tgid is reserved after every sys_exit of that process, so the
  * process's entries are final then.
@@ -194,6 +197,8 @@ struct call_slot {
 	struct syscall_stats_value v;
 	u64 pad[2];
 };
+/* The daemon maps the table by this size (loader.callSlot). */
+_Static_assert(sizeof(struct call_slot) == 64, "a call_slot is one cache line");
 
 /* A slot's life: the CPU it belongs to claims a free one (compare and swap,
  * so a program preempted on that CPU cannot claim it twice), writes the key
@@ -317,7 +322,8 @@ const volatile u32 latency_sample_shift = 0;
 #define latency_sample_mask ((1U << latency_sample_shift) - 1)
 #define UNTIMED             1ULL /* a stamp's low bit: the call is not timed */
 /* call_slots: log2 of each CPU's slots, set by the loader with the map's
- * size (0: no table, every call counted in syscall_stats). */
+ * size (0: no table, every call counted in syscall_stats and every error in
+ * syscall_errors). */
 const volatile u32 call_slot_bits = 0;
 /* Lifecycle records wake the reader only once this many bytes wait (0: every
  * record). A wake-up is an interrupt, about 25 µs of the forking or exiting
@@ -530,8 +536,11 @@ static __always_inline void count_drop(u32 reason)
 		*n += 1;
 }
 
-/* Tells the daemon an entry was created (err 0: in syscall_stats). Only the
- * CPU whose insert succeeded sends it, so each entry is told once. */
+/* Tells the daemon an entry was created: a call_slots slot claimed or a
+ * hash entry inserted (err 0: calls, in a slot or syscall_stats; N: errors
+ * with errno N, in a slot or syscall_errors). Only the CPU whose claim or
+ * insert succeeded sends it: a hash entry is told once, a key's slots once
+ * each. */
 static __always_inline void announce_entry(struct syscall_key *key, u32 err)
 {
 	struct errno_key *rec;

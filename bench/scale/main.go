@@ -754,7 +754,9 @@ func deadEntries(daemonPID int) (map[entryKey]bool, error) {
 	if err := json.Unmarshal(out, &maps); err != nil {
 		return nil, err
 	}
-	// struct syscall_key: syscall_stats' keys, in call_slots' values.
+	// struct syscall_key: syscall_stats' keys; in call_slots' values, the
+	// same fields of a struct errno_key (an error slot's errno left out:
+	// its process is what tells it stale).
 	type key struct {
 		TGID   int `json:"tgid"`
 		ExecID int `json:"exec_id"`
@@ -1055,13 +1057,13 @@ func parseExposition(text string) *exposition {
 	return e
 }
 
-// sum adds the series of a metric whose labels equal the given pairs.
-// callEntries is the per-process call counters in use: call_slots' slots
-// and syscall_stats' entries.
+// callEntries is the per-process counters in use: call_slots' slots (of
+// calls and of errors) and syscall_stats' entries.
 func callEntries(e *exposition) float64 {
 	return e.sum("sysobsd_bpf_map_entries", "map", "call_slots") + e.sum("sysobsd_bpf_map_entries", "map", "syscall_stats")
 }
 
+// sum adds the series of a metric whose labels equal the given pairs.
 func (e *exposition) sum(name string, kv ...string) float64 {
 	return e.match(name, false, kv...)
 }

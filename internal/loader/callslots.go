@@ -80,8 +80,8 @@ func (t *slotTable) close() error {
 
 // liveKey returns a live slot's key. The state is loaded first (an atomic
 // load orders the rest after it), so that the key and zero counts the CPU
-// wrote before making the slot live are seen; each count is an aligned
-// 64-bit word the kernel adds to, seen whole.
+// wrote before making the slot live are seen: a count read after it is an
+// aligned 64-bit word the kernel adds to, seen whole.
 func liveKey(s *callSlot) (ErrnoKey, bool) {
 	if atomic.LoadUint64(&s.State) != slotLive {
 		return ErrnoKey{}, false
@@ -110,9 +110,10 @@ func (t *slotTable) eachSlotOf(k ErrnoKey, fn func(*callSlot)) {
 // hash map for what found no slot: calls by process generation and syscall
 // (CallCounts), or failed calls by those and errno (ErrorCounts). Read,
 // Lookup and Delete see the two stores as one table, a key's counts summed
-// over its slots and its hash entry. Not safe for concurrent use: the
-// daemon is the only one that frees slots, and it must not free one while
-// it reads it.
+// over its slots and its hash entry. Not safe for concurrent use: its reads
+// share scratch buffers, and the daemon, the only one that frees slots,
+// must not free one while it reads it. Maps.ReadProcessKeys reads the same
+// maps with scratch of its own, for tests and tools.
 type SlotCounts[K comparable, P, V any] struct {
 	table *slotTable
 	hash  *Counters[K, P, V]

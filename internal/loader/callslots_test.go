@@ -154,6 +154,14 @@ func TestErrorCountsShareTheTableWithCalls(t *testing.T) {
 	if len(looked) != 1 || looked[0] != 4 {
 		t.Errorf("Lookup(EAGAIN, errno 0) = %v, want EAGAIN's 4 only (errno 0 is the calls')", looked)
 	}
+	// An errors key of errno 0 names no error: deleting it frees nothing,
+	// the calls' slots least of all.
+	if _, err := errs.Delete([]ErrnoKey{{Tgid: 100, ExecId: 7, Nr: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, calls); got[k] != (Counts{13, 130, 5}) {
+		t.Errorf("calls read %v after deleting errno 0 from the errors, want 13 calls kept", got)
+	}
 	if n, err := calls.Delete([]SyscallKey{k}); n != 1 || err != nil {
 		t.Fatalf("Delete = %d, %v", n, err)
 	}
@@ -272,6 +280,11 @@ func countInSlots(t *testing.T, slots uint32) {
 		}
 		if slots == 8192 && errorsInHash != 0 {
 			t.Errorf("8192 slots a CPU: %d of this process's errors in syscall_errors, want 0", errorsInHash)
+		}
+		// Every process on the host claims slots: four a CPU are taken
+		// long before the errors come.
+		if slots == 4 && errorsInHash == 0 {
+			t.Errorf("4 slots a CPU: none of this process's errors in syscall_errors")
 		}
 		// getppid only: its slots and entry freed (no getppid runs meanwhile),
 		// its next calls counted from zero.

@@ -48,9 +48,10 @@ type Options struct {
 	// ExcludeTGID is never counted: the daemon's own process.
 	ExcludeTGID uint32
 	// CallSlots is each CPU's slots in call_slots, where calls are counted
-	// by process generation and syscall (a power of two from 4; 0: none,
-	// every call counted in the slower hash map, as tests of a full map
-	// want). A key whose slots are all taken goes to that map.
+	// by process generation and syscall, and errors by those and errno (a
+	// power of two from 4; 0: none, every call and error counted in the
+	// slower hash maps, as tests of a full map want). A key whose slots are
+	// all taken goes to its hash map.
 	CallSlots uint32
 	// StatsEntries and ErrorsEntries size the per-process hash maps.
 	StatsEntries  uint32

@@ -199,6 +199,26 @@ func (m *Maps) Stats() *CallCounts { return m.calls }
 // syscall, errno} → failed calls.
 func (m *Maps) Errors() *ErrorCounts { return m.errs }
 
+// ReadProcessKeys calls fn with the key of every per-process entry now:
+// calls' (errno 0) in call_slots and syscall_stats, errors' in call_slots
+// and syscall_errors. It reads with scratch of its own, so that tests and
+// tools may call it while the tally reads and folds through Stats and
+// Errors.
+func (m *Maps) ReadProcessKeys(fn func(ErrnoKey)) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	calls := newCallCounts(m.slots, newCounters[SyscallKey](m.objs.SyscallStats, m.ncpu, batchSize, sumCounts))
+	err := calls.Read(func(k SyscallKey, _ Counts) {
+		fn(ErrnoKey{Tgid: k.Tgid, ExecId: k.ExecId, Nr: k.Nr, Abi: k.Abi})
+	})
+	if err != nil {
+		return err
+	}
+	errs := newErrorCounts(m.slots, newCounters[ErrnoKey](m.objs.SyscallErrors, m.ncpu, batchSize, sumCount))
+	return errs.Read(func(k ErrnoKey, _ uint64) { fn(k) })
+}
+
 // GroupStats is group_stats: {cgroup, process name, syscall} → calls and
 // time, for calls counted without their process (per-process map full).
 func (m *Maps) GroupStats() *Counters[GroupKey, sysobsdSyscallStatsValue, Counts] {

@@ -34,7 +34,7 @@ func (a *attribution[V]) rebase() {
 	a.base = &base
 }
 
-// entryTable is one kernel map of counters (KK → V) and what the tally
+// entryTable is one kernel table of counters (KK → V) and what the tally
 // knows of its entries: what each was exported as, which are final, and the
 // ledger (by series key SK) their counts end in. A key splits into its owner
 // (a process generation, or a process name in a cgroup) and its part P, the
@@ -62,7 +62,7 @@ type entryTable[KK, P, SK, V comparable] struct {
 	group func(KK) (comm string, cgroupID uint64)
 
 	// scratch, reused between syncs
-	seen       int                  // entries read by this sync
+	seen       int                  // entries read by this sync (the group tables')
 	lookupKeys []KK                 // the finished entries a fold by keys reads
 	dead       []KK                 // final entries, deleted at the end of the sync
 	deadValues []foldedValue[SK, V] // what each dead entry adds to the ledger

@@ -302,14 +302,7 @@ func TestFoldLooksUpTheExitedProcessByKeys(t *testing.T) {
 	}
 	tgid := uint32(cmd.Process.Pid)
 	var left []loader.ErrnoKey
-	if err := h.probes.Stats().Read(func(key loader.SyscallKey, _ loader.Counts) {
-		if key.Tgid == tgid {
-			left = append(left, loader.ErrnoKey{Tgid: key.Tgid, ExecId: key.ExecId, Nr: key.Nr, Abi: key.Abi})
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.probes.Errors().Read(func(key loader.ErrnoKey, _ uint64) {
+	if err := h.probes.ReadProcessKeys(func(key loader.ErrnoKey) {
 		if key.Tgid == tgid {
 			left = append(left, key)
 		}
@@ -354,16 +347,12 @@ func waitNoKernelEntries(t *testing.T, h *harness) {
 			t.Fatal(err)
 		}
 		stale = stale[:0]
-		gone := func(tgid uint32) {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", tgid)); err != nil {
-				stale = append(stale, tgid)
+		err := h.probes.ReadProcessKeys(func(k loader.ErrnoKey) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", k.Tgid)); err != nil {
+				stale = append(stale, k.Tgid)
 			}
-		}
-		err := h.probes.Stats().Read(func(k loader.SyscallKey, _ loader.Counts) { gone(k.Tgid) })
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.probes.Errors().Read(func(k loader.ErrnoKey, _ uint64) { gone(k.Tgid) }); err != nil {
 			t.Fatal(err)
 		}
 		return len(stale) == 0
@@ -431,7 +420,7 @@ func TestExecFreesThePreExecEntriesWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		clear(generations)
-		err := h.probes.Stats().Read(func(k loader.SyscallKey, _ loader.Counts) {
+		err := h.probes.ReadProcessKeys(func(k loader.ErrnoKey) {
 			if k.Tgid == tgid {
 				generations[k.ExecId] = true
 			}
