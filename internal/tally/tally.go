@@ -938,6 +938,11 @@ func (t *Tally) sweepLostExits() error {
 	if err != nil {
 		return err
 	}
+	if t.lastSweep.IsZero() {
+		// Nothing to sweep yet: the daemon has just read /proc, and the
+		// kernel has lost no record it would not count.
+		t.lastSweep = t.now()
+	}
 	since := t.now().Sub(t.lastSweep)
 	full := since >= t.sweepEvery || (lost != t.recordsLostAtSweep && since >= lossSweepGap)
 	if full {

@@ -1285,11 +1285,11 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	h.kernel.call(81, 1, read, 3, 30)
 	h.kernel.call(82, 1, read, 1, 10)
 	h.kernel.fail(80, 1, openat, enoent, 1)
-	h.snapshot() // the first sync sweeps: every process the table knows is alive
-	if asked[80] != 1 || asked[81] != 1 || asked[82] != 1 {
-		t.Errorf("first sweep asked %v; want once for each process of the table", asked)
+	h.kernel.drops[loader.DropLifecycleRecord] = 0
+	h.snapshot() // the first sync starts the sweep's clock: the table is fresh from /proc
+	if len(asked) != 0 {
+		t.Errorf("the first sync asked %v; want nobody asked before sweepEvery", asked)
 	}
-	clear(asked)
 
 	// 80's exit record is lost; 82's arrives.
 	dead[80], dead[82] = true, true
@@ -1381,7 +1381,8 @@ func TestLostRecordsBringTheSweepEarly(t *testing.T) {
 	h.tally.sweepEvery = 30 * time.Second
 	h.record(lifecycle.Fork, 60, 1, "churned")
 	h.kernel.call(60, 1, read, 3, 30)
-	h.snapshot() // the first sync sweeps: 60 is alive
+	h.kernel.drops[loader.DropLifecycleRecord] = 0
+	h.snapshot() // the first sync starts the sweep's clock
 	if pending, err := h.tally.SweepPending(); err != nil || pending {
 		t.Fatalf("SweepPending() = %v, %v with no record lost since the sweep, want false", pending, err)
 	}
@@ -1410,6 +1411,27 @@ func TestLostRecordsBringTheSweepEarly(t *testing.T) {
 	if pending, err := h.tally.SweepPending(); err != nil || pending {
 		t.Errorf("SweepPending() = %v, %v after the fold, want false", pending, err)
 	}
+}
+
+// Records lost before the daemon's first sync (a fork storm while it
+// started, or while it was starved of CPU) bring the sweep early too.
+func TestRecordsLostBeforeTheFirstSyncBringTheSweep(t *testing.T) {
+	dead := map[uint32]bool{61: true} // its exit record lost
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 30 * time.Second
+	h.kernel.drops[loader.DropLifecycleRecord] = 5
+	h.record(lifecycle.Fork, 61, 1, "early")
+	h.kernel.call(61, 1, read, 2, 20)
+	h.snapshot()
+	clock.t = clock.t.Add(lossSweepGap)
+	h.snapshot() // sweeps: 61 found dead
+	snap := h.snapshot()
+	if _, ok := h.kernel.stats[statsKey(61, 1, read)]; ok {
+		t.Errorf("entry of a process whose exit record was lost before the first sync still in the kernel %v later", lossSweepGap)
+	}
+	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{series("early", read): counts(2, 20)})
 }
 
 // A process the sweep finds dead whose records still wait in the ring

@@ -304,35 +304,42 @@ func TestChurnOfShortLivedProcesses(t *testing.T) {
 	if testing.Short() {
 		n = 5000
 	}
-	runChurn(t, n, nil)
+	runChurn(t, n, setup{}, nil)
 }
 
-// Churn through a ring buffer of one page: lifecycle records are lost (on
-// CI's faster machine the default 1 MiB lost 10% of 100,000 processes'),
-// some of them exits. The processes that lost them look running until a
-// sweep asks the kernel; a loss brings it within a second, so their entries
-// are freed within the wait below, a third of the 30 s regular sweep.
+// Churn while the daemon is held from reading, through a ring buffer of one
+// page: lifecycle records are lost (on CI's faster machine the default 1 MiB
+// lost 10% of 100,000 processes' while the race detector slowed the
+// reader), exits among them. The processes that lost them look running
+// until a sweep asks the kernel; a loss brings it within a second, so their
+// entries are freed within runChurn's wait, a third of the 30 s sweep.
 func TestChurnThatLosesLifecycleRecords(t *testing.T) {
-	got := runChurn(t, 20000, func(o *loader.Options) { o.RingBufferBytes = uint32(os.Getpagesize()) })
+	held := make(chan struct{})
+	got := runChurn(t, 5000, setup{held: held, load: func(o *loader.Options) { o.RingBufferBytes = uint32(os.Getpagesize()) }},
+		func() { close(held) })
 	if got[`sysobsd_drops_total{reason="ringbuf_full"}`] == 0 {
-		t.Errorf("no lifecycle record lost with a ring buffer of one page: the test checked no sweep")
+		t.Errorf("no lifecycle record lost through a ring buffer of one page nobody read: the test checked no sweep")
 	}
 }
 
-// runChurn runs n processes making 3 getppid calls each and checks the
-// totals, the kernel entries freed and the processes folded; it returns
-// the last scrape.
-func runChurn(t *testing.T, n int, load func(*loader.Options)) map[string]float64 {
+// runChurn runs n processes making 3 getppid calls each under s, calls
+// churned (if set) once they have all ended, and checks the totals, the
+// kernel entries freed and the processes folded; it returns the last scrape.
+func runChurn(t *testing.T, n int, s setup, churned func()) map[string]float64 {
 	t.Helper()
 	const each = 3
 	comm := uniqueComm("churn")
-	h := start(t, setup{load: load, filters: config.Filters{Include: config.Match{Comms: []string{comm}, Syscalls: []string{"getppid"}}}})
+	s.filters = config.Filters{Include: config.Match{Comms: []string{comm}, Syscalls: []string{"getppid"}}}
+	h := start(t, s)
 	link := h.workloadNamed(comm)
 	before := time.Now()
 	if out, err := exec.Command(link, "churn", comm, fmt.Sprint(n), fmt.Sprint(each)).CombinedOutput(); err != nil {
 		t.Fatalf("churn: %v: %s", err, out)
 	}
 	t.Logf("%d processes in %v", n, time.Since(before))
+	if churned != nil {
+		churned()
+	}
 	// Exact under its name, unless lifecycle records were lost (counted):
 	// then the counts of processes no record named are under ~unknown.
 	var got map[string]float64

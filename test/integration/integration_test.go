@@ -46,6 +46,9 @@ type setup struct {
 	events  config.Events
 	labels  []string // default: comm
 	limits  *tally.Limits
+	// held, if set, keeps the engine from running (reading the ring
+	// buffer, folding) until it is closed: a daemon starved of CPU.
+	held <-chan struct{}
 }
 
 func start(t *testing.T, s setup) *harness {
@@ -78,7 +81,17 @@ func start(t *testing.T, s setup) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- engine.Run(ctx) }()
+	go func() {
+		if s.held != nil {
+			select {
+			case <-s.held:
+			case <-ctx.Done():
+				done <- nil
+				return
+			}
+		}
+		done <- engine.Run(ctx)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
