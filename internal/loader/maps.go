@@ -140,7 +140,6 @@ type Maps struct {
 	// read in full only.
 	overflowErrBatches [2]batch[ErrnoKey, uint64]
 	histVals           []sysobsdLatencyHistValue
-	dropVals           []uint64
 	slotKeys           []uint32
 	slotCounts         []sysobsdSyscallStatsValue
 
@@ -256,7 +255,6 @@ func (m *Maps) init() error {
 		m.overflowErrBatches[i] = newBatch[ErrnoKey, uint64](n, batchSize)
 	}
 	m.histVals = make([]sysobsdLatencyHistValue, n)
-	m.dropVals = make([]uint64, n)
 	return nil
 }
 
@@ -363,11 +361,12 @@ func (m *Maps) EntryKeysLost() (uint64, error) {
 	if err := m.init(); err != nil {
 		return 0, err
 	}
-	if err := m.objs.EntryKeysLost.Lookup(uint32(0), m.dropVals); err != nil {
+	vals := make([]uint64, m.ncpu)
+	if err := m.objs.EntryKeysLost.Lookup(uint32(0), vals); err != nil {
 		return 0, fmt.Errorf("read entry_keys_lost: %w", err)
 	}
 	var n uint64
-	for _, v := range m.dropVals {
+	for _, v := range vals {
 		n += v
 	}
 	return n, nil
@@ -429,17 +428,20 @@ func (m *Maps) ReadHistogram(abi, nr uint16) (Histogram, error) {
 	return h, nil
 }
 
-// ReadDrops returns the loss counters, indexed like DropReasons.
+// ReadDrops returns the loss counters, indexed like DropReasons. It reads
+// with scratch of its own, so that tools and tests may call it while the
+// tally reads (which it does at every sync).
 func (m *Maps) ReadDrops() ([]uint64, error) {
 	if err := m.init(); err != nil {
 		return nil, err
 	}
 	out := make([]uint64, len(DropReasons))
+	vals := make([]uint64, m.ncpu)
 	for i := range out {
-		if err := m.objs.Drops.Lookup(uint32(i), m.dropVals); err != nil {
+		if err := m.objs.Drops.Lookup(uint32(i), vals); err != nil {
 			return nil, fmt.Errorf("read drops: %w", err)
 		}
-		for _, v := range m.dropVals {
+		for _, v := range vals {
 			out[i] += v
 		}
 	}

@@ -204,8 +204,12 @@ func (e *Engine) handle(req request) {
 		return
 	}
 	if !req.scrape {
-		pending, err := e.tally.SweepPending()
-		if err == nil && (pending || e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0) {
+		var err error
+		due := e.procs.ExitedCount() > 0 || e.procs.ExecsSinceFold() > 0
+		if !due {
+			due, err = e.tally.SweepPending()
+		}
+		if due {
 			err = e.tally.Fold()
 		}
 		if err != nil {

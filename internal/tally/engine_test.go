@@ -88,3 +88,89 @@ func TestScrapeQueuedBehindABusyRequestSeesRecordsSentBeforeIt(t *testing.T) {
 		t.Errorf("%s's execve = %d calls in the scrape, want 1", comm, c.Calls)
 	}
 }
+
+// Records lost while the engine runs (held in a request here, as a daemon
+// starved of CPU would be) are found by the engine's own folds: no scrape
+// asks, and no exit record comes to prompt a fold. CI's churn lost 10% of
+// its records this way and left processes' entries in the kernel until the
+// 30 s sweep.
+func TestEngineFoldsForLostRecordsWithoutAScrape(t *testing.T) {
+	testenv.RequireRoot(t)
+	log := zaptest.NewLogger(t)
+	opts := loader.DefaultOptions()
+	opts.RingBufferBytes = uint32(os.Getpagesize())
+	probes, err := loader.Load(opts, log)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer probes.Close()
+	engine, err := NewEngine(&probes.Maps, "/proc", EngineOptions{Labels: LabelSet(LabelComm), Limits: DefaultLimits}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	}()
+	if _, err := engine.Snapshot(ctx); err != nil { // the first sync: the sweep's clock starts
+		t.Fatal(err)
+	}
+
+	busy, release := make(chan struct{}), make(chan struct{})
+	go engine.do(ctx, request{change: func(*Tally) { close(busy); <-release }})
+	<-busy
+	// Fill the ring buffer nobody reads with records of processes that
+	// stay (a fork and an exec each, no exit), then run processes whose
+	// every record is lost.
+	for range 100 {
+		sleeper := exec.Command("sleep", "600")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	}
+	lostBefore := lifecycleLost(t, probes)
+	churned := make(map[uint32]bool)
+	for range 100 {
+		cmd := exec.Command("/bin/true")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		churned[uint32(cmd.Process.Pid)] = true
+	}
+	if lost := lifecycleLost(t, probes) - lostBefore; lost < 3*100 {
+		t.Fatalf("%d lifecycle records lost for 100 processes, want every fork, exec and exit (the ring buffer was to be full)", lost)
+	}
+	close(release)
+
+	var left int
+	freed := testenv.Eventually(10*time.Second, func() bool {
+		left = 0
+		err := probes.ReadProcessKeys(func(k loader.ErrnoKey) {
+			if churned[k.Tgid] {
+				left++
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return left == 0
+	})
+	if !freed {
+		t.Errorf("%d kernel entries of processes whose every record was lost left 10 s after, with no scrape; want 0", left)
+	}
+}
+
+func lifecycleLost(t *testing.T, probes *loader.Probes) uint64 {
+	t.Helper()
+	drops, err := probes.ReadDrops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return drops[loader.DropLifecycleRecord]
+}

@@ -230,9 +230,17 @@ type Tally struct {
 	sweepEvery   time.Duration
 	// recordsLostAtSweep is the kernel's count of lifecycle records lost
 	// at the last full sweep: more since, and the next sweep comes early.
+	// sweepAgain: the last full sweep came for a loss, so one more follows
+	// (a loss counted at a process's exit comes before its parent reaps it,
+	// and kill(pid, 0) finds a zombie alive).
 	recordsLostAtSweep uint64
-	now                func() time.Time
-	monotonic          func() uint64 // the clock of the kernel's entry times
+	sweepAgain         bool
+	// recordsLost is that count at this sync, recordsLostAtFullRead at the
+	// last full read of the per-process maps.
+	recordsLost           uint64
+	recordsLostAtFullRead uint64
+	now                   func() time.Time
+	monotonic             func() uint64 // the clock of the kernel's entry times
 	// inFlightErrors counts failed reads of the calls in flight.
 	inFlightErrors uint64
 
@@ -435,7 +443,12 @@ type readPlan struct {
 	// records that finished them); one it lacks, folds by key had missed.
 	checkBook bool
 	lost      uint64 // announcements the kernel could not send, so far
-	began     time.Time
+	// recordsLost is the kernel's count of lost lifecycle records: a
+	// process whose every record was lost is unknown to the table, and
+	// only a full read finds its entries (unnamed), so a fold after new
+	// losses reads in full.
+	recordsLost uint64
+	began       time.Time
 }
 
 // sync folds what is final and, for a scrape, returns every series.
@@ -501,9 +514,10 @@ func (t *Tally) planRead(scrape bool) (readPlan, error) {
 	if err != nil {
 		return readPlan{}, err
 	}
-	p := readPlan{scrape: scrape, lost: lost, began: t.now()}
+	p := readPlan{scrape: scrape, lost: lost, recordsLost: t.recordsLost, began: t.now()}
 	p.learn = !t.book.complete || lost != t.book.lostAt
-	p.byKeys = !scrape && t.book.usable(lost, p.began) && t.collectFinished()
+	p.byKeys = !scrape && t.book.usable(lost, p.began) && p.recordsLost == t.recordsLostAtFullRead &&
+		t.collectFinished()
 	p.checkBook = !p.learn && !p.byKeys
 	return p, nil
 }
@@ -575,6 +589,7 @@ func (t *Tally) foldFinished(plan readPlan) error {
 	} else {
 		t.fullReads++
 		t.book.fullReadDone(plan.lost, plan.began)
+		t.recordsLostAtFullRead = plan.recordsLost
 	}
 	t.foldedProcesses += uint64(len(t.exitedSeen))
 	// Every exited process's entries were read and deleted above, so all
@@ -890,22 +905,24 @@ func (t *Tally) Drained() {
 }
 
 // SweepPending reports whether a fold would find processes gone without an
-// exit record: lifecycle records lost since the last full sweep, or
-// processes found dead or unnamed waiting for the next sync. The engine
-// folds for them even when no exit record came.
+// exit record: lifecycle records lost since the last full sweep (or a
+// sweep after one due), or processes found dead or unnamed waiting for the
+// next sync. The engine folds for them even when no exit record came: on a
+// quiet host, none may come.
 func (t *Tally) SweepPending() (bool, error) {
 	if t.alive == nil {
 		return false, nil
 	}
-	if len(t.dead)+len(t.deadBeforeDrain)+len(t.suspects) > 0 {
+	if t.sweepAgain || len(t.dead)+len(t.deadBeforeDrain)+len(t.suspects) > 0 {
 		return true, nil
 	}
-	lost, err := t.recordsLost()
-	return lost != t.recordsLostAtSweep, err
+	lost, err := t.readRecordsLost()
+	return lost != t.recordsLostAtSweep || lost != t.recordsLostAtFullRead, err
 }
 
-// recordsLost is the kernel's count of lifecycle records it could not send.
-func (t *Tally) recordsLost() (uint64, error) {
+// readRecordsLost is the kernel's count of lifecycle records it could not
+// send.
+func (t *Tally) readRecordsLost() (uint64, error) {
 	drops, err := t.kernel.ReadDrops()
 	if err != nil || loader.DropLifecycleRecord >= len(drops) {
 		return 0, err
@@ -932,22 +949,27 @@ func (t *Tally) sweepLostExits() error {
 	//
 	// A process whose fork record came and whose exit record was lost looks
 	// running: only a full sweep finds it. Every sweepEvery, or within
-	// lossSweepGap of a lost record, so that a burst of losses (a fork
-	// storm) leaves no entry behind for long.
-	lost, err := t.recordsLost()
+	// lossSweepGap of a lost record and once more after that, so that a
+	// burst of losses (a fork storm) leaves no entry behind for long. While
+	// records are being lost, that is a kill(pid, 0) per known process a
+	// second: about a millisecond per thousand processes.
+	lost, err := t.readRecordsLost()
 	if err != nil {
 		return err
 	}
+	t.recordsLost = lost
 	if t.lastSweep.IsZero() {
 		// Nothing to sweep yet: the daemon has just read /proc, and the
 		// kernel has lost no record it would not count.
 		t.lastSweep = t.now()
 	}
 	since := t.now().Sub(t.lastSweep)
-	full := since >= t.sweepEvery || (lost != t.recordsLostAtSweep && since >= lossSweepGap)
+	newLoss := lost != t.recordsLostAtSweep
+	full := since >= t.sweepEvery || ((newLoss || t.sweepAgain) && since >= lossSweepGap)
 	if full {
 		t.lastSweep = t.now()
 		t.recordsLostAtSweep = lost
+		t.sweepAgain = newLoss
 	}
 	// Found dead before the last drain, and that drain brought no exit
 	// record: it was lost. (Alive again: the tgid is another process's.)

@@ -76,7 +76,7 @@ func newFakeKernel() *fakeKernel {
 		groups:       make(map[loader.GroupKey]loader.Counts),
 		groupErrs:    make(map[loader.GroupKey]uint64),
 		hists:        make(map[Syscall]loader.Histogram),
-		drops:        []uint64{1, 2, 3, 4, 5},
+		drops:        []uint64{0, 2, 3, 4, 5}, // [0]: no lifecycle record lost (a loss brings sweeps early)
 	}
 }
 
@@ -455,8 +455,8 @@ func TestCountsSummedPerCommAndSyscall(t *testing.T) {
 	if snap.FoldedProcesses != 0 {
 		t.Errorf("FoldedProcesses = %d, want 0", snap.FoldedProcesses)
 	}
-	if !slices.Equal(snap.Drops, []uint64{1, 2, 3, 4, 5}) {
-		t.Errorf("Drops = %v, want [1 2 3 4 5]", snap.Drops)
+	if !slices.Equal(snap.Drops, []uint64{0, 2, 3, 4, 5}) {
+		t.Errorf("Drops = %v, want [0 2 3 4 5]", snap.Drops)
 	}
 	// A histogram for every syscall seen in the stats map, none for the
 	// errors map alone (openat made no stats entry here).
@@ -475,12 +475,12 @@ func TestSnapshotIsOwnedByTheCaller(t *testing.T) {
 	h.kernel.call(10, 1, read, 1, 1)
 	first := h.snapshot()
 	first.Calls[series("a", read)] = counts(1000, 1000)
-	first.Drops[0] = 1000
+	first.Drops[1] = 1000
 	h.kernel.call(10, 1, read, 1, 1)
 	second := h.snapshot()
 	checkCalls(t, "second", second.Calls, map[SeriesKey]loader.Counts{series("a", read): counts(2, 2)})
-	if second.Drops[0] != 1 {
-		t.Errorf("Drops[0] = %d after the caller changed the first snapshot, want 1", second.Drops[0])
+	if second.Drops[1] != 2 {
+		t.Errorf("Drops[1] = %d after the caller changed the first snapshot, want 2", second.Drops[1])
 	}
 }
 
@@ -1285,7 +1285,6 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	h.kernel.call(81, 1, read, 3, 30)
 	h.kernel.call(82, 1, read, 1, 10)
 	h.kernel.fail(80, 1, openat, enoent, 1)
-	h.kernel.drops[loader.DropLifecycleRecord] = 0
 	h.snapshot() // the first sync starts the sweep's clock: the table is fresh from /proc
 	if len(asked) != 0 {
 		t.Errorf("the first sync asked %v; want nobody asked before sweepEvery", asked)
@@ -1368,48 +1367,88 @@ func TestSweepForgetsDeadProcessesWithoutEntries(t *testing.T) {
 	}
 }
 
-// A lifecycle record lost (ring buffer full) may be an exit: the next sync
-// a second later sweeps, not the one sweepEvery later, and the process
-// with a fork record but no exit record is folded. CI's churn of 100,000
+// A lifecycle record lost (ring buffer full) may be an exit: the sync a
+// second later sweeps, not the one sweepEvery later, and the process with
+// a fork record but no exit record is folded. CI's churn of 100,000
 // processes lost 10% of its records and left 58 processes' entries in the
 // kernel past the test's 10 s when only the 30 s sweep could find them.
 func TestLostRecordsBringTheSweepEarly(t *testing.T) {
 	dead := make(map[uint32]bool)
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	asked := make(map[uint32]int)
+	h := newHarness(t, func(tgid uint32) bool {
+		asked[tgid]++
+		return !dead[tgid]
+	})
 	clock := &fakeClock{time.Unix(1_000_000, 0)}
 	h.tally.now = clock.now
 	h.tally.sweepEvery = 30 * time.Second
 	h.record(lifecycle.Fork, 60, 1, "churned")
 	h.kernel.call(60, 1, read, 3, 30)
-	h.kernel.drops[loader.DropLifecycleRecord] = 0
 	h.snapshot() // the first sync starts the sweep's clock
-	if pending, err := h.tally.SweepPending(); err != nil || pending {
-		t.Fatalf("SweepPending() = %v, %v with no record lost since the sweep, want false", pending, err)
+	clock.t = clock.t.Add(lossSweepGap)
+	h.snapshot()
+	if len(asked) != 0 {
+		t.Fatalf("swept with no record lost: asked %v", asked)
 	}
 
+	if pending, err := h.tally.SweepPending(); err != nil || pending {
+		t.Errorf("SweepPending() = %v, %v with no record lost, want false", pending, err)
+	}
 	dead[60] = true // and its exit record lost, as the kernel counts
 	h.kernel.drops[loader.DropLifecycleRecord]++
 	if pending, err := h.tally.SweepPending(); err != nil || !pending {
-		t.Fatalf("SweepPending() = %v, %v after a lost record, want true (the engine folds for it)", pending, err)
-	}
-	clock.t = clock.t.Add(lossSweepGap / 2)
-	h.snapshot()
-	if _, ok := h.kernel.stats[statsKey(60, 1, read)]; !ok {
-		t.Fatal("folded within lossSweepGap of the last sweep")
+		t.Errorf("SweepPending() = %v, %v after a lost record, want true (the engine folds for it)", pending, err)
 	}
 	clock.t = clock.t.Add(lossSweepGap)
 	h.snapshot() // sweeps: 60 found dead
-	if pending, err := h.tally.SweepPending(); err != nil || !pending {
-		t.Errorf("SweepPending() = %v, %v with a process found dead, want true", pending, err)
+	if asked[60] != 1 {
+		t.Errorf("alive asked %d times for 60 after a lost record, want once", asked[60])
 	}
 	snap := h.snapshot() // after a drain with no exit record: gone, folded
 	if _, ok := h.kernel.stats[statsKey(60, 1, read)]; ok {
 		t.Errorf("entry of a process whose exit record was lost still in the kernel %v after the loss (sweepEvery %v)",
-			lossSweepGap*3/2, h.tally.sweepEvery)
+			lossSweepGap, h.tally.sweepEvery)
 	}
 	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{series("churned", read): counts(3, 30)})
+
+	// A loss is counted at a process's exit, before its parent reaps it:
+	// the sweep that loss brings may find the zombie alive. One more
+	// sweep follows.
+	h.record(lifecycle.Fork, 62, 1, "zombie")
+	h.kernel.call(62, 1, read, 1, 10)
+	h.snapshot()
+	h.kernel.drops[loader.DropLifecycleRecord]++ // 62's exit record lost; not reaped yet
+	clock.t = clock.t.Add(lossSweepGap)
+	h.snapshot()    // the sweep for the loss: 62 alive
+	dead[62] = true // reaped
+	clock.t = clock.t.Add(lossSweepGap / 2)
+	h.snapshot()
+	if asked[62] != 1 {
+		t.Errorf("alive asked %d times for 62 within lossSweepGap of the sweep for its loss, want once (that sweep)", asked[62])
+	}
+	clock.t = clock.t.Add(lossSweepGap / 2)
+	h.snapshot() // the sweep after it: 62 dead
+	snap = h.snapshot()
+	if _, ok := h.kernel.stats[statsKey(62, 1, read)]; ok {
+		t.Errorf("entry of a process reaped after the sweep its lost exit brought still in the kernel")
+	}
+	checkCalls(t, "reaped", snap.Calls, map[SeriesKey]loader.Counts{
+		series("churned", read): counts(3, 30),
+		series("zombie", read):  counts(1, 10),
+	})
+
+	// No new loss: the sweeps are every sweepEvery again.
+	clear(asked)
+	h.record(lifecycle.Fork, 63, 1, "calm")
+	for range 3 {
+		clock.t = clock.t.Add(lossSweepGap)
+		h.snapshot()
+	}
+	if len(asked) != 0 {
+		t.Errorf("swept %v after a sweep with no new loss, want none before sweepEvery", asked)
+	}
 	if pending, err := h.tally.SweepPending(); err != nil || pending {
-		t.Errorf("SweepPending() = %v, %v after the fold, want false", pending, err)
+		t.Errorf("SweepPending() = %v, %v after the sweeps and folds a loss brought, want false", pending, err)
 	}
 }
 
