@@ -124,15 +124,13 @@ func TestEngineFoldsForLostRecordsWithoutAScrape(t *testing.T) {
 	busy, release := make(chan struct{}), make(chan struct{})
 	go engine.do(ctx, request{change: func(*Tally) { close(busy); <-release }})
 	<-busy
-	// Fill the ring buffer nobody reads with records of processes that
-	// stay (a fork and an exec each, no exit), then run processes whose
-	// every record is lost.
-	for range 100 {
-		sleeper := exec.Command("sleep", "600")
-		if err := sleeper.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	// Fill the ring buffer nobody reads with records that end no process
+	// (a shell renaming itself; more than a page of them whatever the page
+	// size), then run processes whose every record is lost.
+	renames := os.Getpagesize() / 16
+	fill := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do printf x$i >/proc/self/comm; i=$((i+1)); done`, renames)
+	if out, err := exec.Command("sh", "-c", fill).CombinedOutput(); err != nil {
+		t.Fatalf("sh: %v: %s", err, out)
 	}
 	lostBefore := lifecycleLost(t, probes)
 	churned := make(map[uint32]bool)

@@ -905,9 +905,9 @@ func (t *Tally) Drained() {
 }
 
 // SweepPending reports whether a fold would find processes gone without an
-// exit record: lifecycle records lost since the last full sweep (or a
-// sweep after one due), or processes found dead or unnamed waiting for the
-// next sync. The engine folds for them even when no exit record came: on a
+// exit record: lifecycle records lost since the last full sweep or the last
+// full read (or a sweep after one due), or processes found dead or unnamed
+// waiting for the next sync. The engine folds for them even when no exit record came: on a
 // quiet host, none may come.
 func (t *Tally) SweepPending() (bool, error) {
 	if t.alive == nil {
@@ -931,8 +931,10 @@ func (t *Tally) readRecordsLost() (uint64, error) {
 }
 
 // lossSweepGap is the least time between full sweeps while lifecycle
-// records are being lost: each asks the kernel about every process.
-const lossSweepGap = time.Second
+// records are being lost: each asks the kernel about every process. A little
+// under the engine's FoldEvery (1 s), so that a tick's jitter does not put
+// the sweep off to the next one.
+const lossSweepGap = 900 * time.Millisecond
 
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.
