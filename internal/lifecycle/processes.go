@@ -47,6 +47,9 @@ type process struct {
 	// exit record gives the last).
 	exec      uint32
 	execKnown bool
+	// gone: found dead by a sweep, its exit record lost (MarkGone). Its
+	// exec records may have been lost with it: see lostExec.
+	gone bool
 }
 
 // NewProcessTable reads names it has no record for from procRoot (/proc).
@@ -131,11 +134,12 @@ func (t *ProcessTable) Apply(ev Record) {
 func (t *ProcessTable) MarkGone(tgid uint32) {
 	if p, ok := t.live[tgid]; ok {
 		delete(t.live, tgid)
+		p.gone = true
 		t.exited[tgid] = p
 		return
 	}
 	if _, ok := t.exited[tgid]; !ok {
-		t.exited[tgid] = &process{}
+		t.exited[tgid] = &process{gone: true}
 	}
 }
 
@@ -194,6 +198,21 @@ func (p *process) spans(execID uint32) bool {
 // maxExecsBehind bounds how far behind its latest generation an older one of
 // the same process may be: a process execs once per generation.
 const maxExecsBehind = 1 << 16
+
+// lostExec reports whether the generation is one of a few after the latest
+// a gone process's records told of: an exec whose record was lost with its
+// exit (a ring buffer that overflows loses runs of records). Its counts are
+// final, under no name (no record, and the base name is the program's
+// before the exec). A bound of a few execs keeps a later process reusing
+// the tgid, whose generation ids are its start time's, out of it.
+func (p *process) lostExec(execID uint32) bool {
+	ahead := int32(execID - p.exec)
+	return p.gone && p.execKnown && ahead > 0 && ahead <= maxLostExecs
+}
+
+// maxLostExecs bounds how many execs of a gone process may have lost their
+// records.
+const maxLostExecs = 16
 
 // byOwner returns the exited and the live process of a tgid, the one the
 // generation belongs to first (see ExitedGeneration).
@@ -297,7 +316,7 @@ func (t *ProcessTable) ExitedGeneration(tgid, execID uint32) bool {
 	}
 	cur, live := t.live[tgid]
 	if !live {
-		return old.owns(execID) || old.spans(execID)
+		return old.owns(execID) || old.spans(execID) || old.lostExec(execID)
 	}
 	return old.owns(execID) && !cur.owns(execID)
 }

@@ -320,6 +320,18 @@ func TestMarkGone(t *testing.T) {
 	checkState(t, "live gone", pt, 1, false, true, 0, 1)
 	checkNames(t, "live gone", pt, []nameCase{{1, 1, "a"}, {1, 2, "a2"}})
 
+	// Its exec records may have been lost with its exit: the few
+	// generations after the last it told of are its own, unnamed, final.
+	for _, c := range []struct {
+		execID uint32
+		want   bool
+	}{{3, true}, {2 + maxLostExecs, true}, {3 + maxLostExecs, false}, {1 << 31, false}} {
+		if got := pt.ExitedGeneration(1, c.execID); got != c.want {
+			t.Errorf("ExitedGeneration(1, %d) = %v after MarkGone, want %v", c.execID, got, c.want)
+		}
+	}
+	checkNames(t, "lost exec", pt, []nameCase{{1, 3, ""}})
+
 	pt.MarkGone(1) // again: nothing changes
 	checkState(t, "gone twice", pt, 1, false, true, 0, 1)
 	checkNames(t, "gone twice", pt, []nameCase{{1, 1, "a"}, {1, 2, "a2"}})
@@ -328,7 +340,16 @@ func TestMarkGone(t *testing.T) {
 	checkState(t, "unknown gone", pt, 2, false, true, 0, 2)
 	checkNames(t, "unknown gone", pt, []nameCase{{2, 1, ""}})
 
+	// An exit record came: the generation after its last is a later
+	// process's reusing the tgid, not a lost exec.
+	pt.Apply(lifecycle(Fork, 3, 1, "c"))
+	pt.Apply(lifecycle(Exit, 3, 1, "c"))
+	if pt.ExitedGeneration(3, 2) {
+		t.Error("ExitedGeneration(3, 2) = true for a process whose exit record came, want false")
+	}
+
 	pt.Forget(1)
 	pt.Forget(2)
+	pt.Forget(3)
 	checkState(t, "forgotten", pt, 1, false, false, 0, 0)
 }

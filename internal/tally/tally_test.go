@@ -1473,6 +1473,34 @@ func TestRecordsLostBeforeTheFirstSyncBringTheSweep(t *testing.T) {
 	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{series("early", read): counts(2, 20)})
 }
 
+// A storm loses runs of records: a process whose fork record came and whose
+// exec and exit records were lost has entries under a generation the table
+// never heard of. Marked gone, it owns them: folded under ~unknown at once,
+// not after the table forgets it (two full reads, up to a minute).
+func TestLostExecAndExitFoldedUnderUnknown(t *testing.T) {
+	dead := make(map[uint32]bool)
+	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
+	clock := &fakeClock{time.Unix(1_000_000, 0)}
+	h.tally.now = clock.now
+	h.tally.sweepEvery = 30 * time.Second
+	h.record(lifecycle.Fork, 64, 1, "shell")
+	h.kernel.call(64, 1, execve, 1, 10)
+	h.kernel.call(64, 2, read, 4, 40) // after an exec whose record was lost
+	h.snapshot()
+	dead[64] = true
+	h.kernel.drops[loader.DropLifecycleRecord] += 2
+	clock.t = clock.t.Add(lossSweepGap)
+	h.snapshot() // the sweep: 64 found dead
+	snap := h.snapshot()
+	if len(h.kernel.stats) != 0 {
+		t.Errorf("entries left after the sweep and a drain: %v", h.kernel.stats)
+	}
+	checkCalls(t, "swept", snap.Calls, map[SeriesKey]loader.Counts{
+		series("shell", execve):   counts(1, 10),
+		series(UnknownComm, read): counts(4, 40),
+	})
+}
+
 // A process the sweep finds dead whose records still wait in the ring
 // buffer: its calls go to the name its records give, not to the one the
 // table had. Seen in the 6.1 VM as 189 writes under the exec'd name: a full
