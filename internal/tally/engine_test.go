@@ -24,29 +24,7 @@ import (
 // name (seen in the 6.1 VM when a slow fold ran while a test's processes
 // exited).
 func TestScrapeQueuedBehindABusyRequestSeesRecordsSentBeforeIt(t *testing.T) {
-	testenv.RequireRoot(t)
-	log := zaptest.NewLogger(t)
-	probes, err := loader.Load(loader.DefaultOptions(), log)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	defer probes.Close()
-	engine, err := NewEngine(&probes.Maps, "/proc", EngineOptions{Labels: LabelSet(LabelComm), Limits: DefaultLimits}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- engine.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-	}()
-	if _, err := engine.Snapshot(ctx); err != nil { // the engine runs
-		t.Fatal(err)
-	}
+	_, engine, ctx := runEngine(t, loader.DefaultOptions())
 
 	// Hold the engine in a request, as a slow fold would.
 	busy, release := make(chan struct{}), make(chan struct{})
@@ -95,31 +73,9 @@ func TestScrapeQueuedBehindABusyRequestSeesRecordsSentBeforeIt(t *testing.T) {
 // its records this way and left processes' entries in the kernel until the
 // 30 s sweep.
 func TestEngineFoldsForLostRecordsWithoutAScrape(t *testing.T) {
-	testenv.RequireRoot(t)
-	log := zaptest.NewLogger(t)
 	opts := loader.DefaultOptions()
 	opts.RingBufferBytes = uint32(os.Getpagesize())
-	probes, err := loader.Load(opts, log)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	defer probes.Close()
-	engine, err := NewEngine(&probes.Maps, "/proc", EngineOptions{Labels: LabelSet(LabelComm), Limits: DefaultLimits}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- engine.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-	}()
-	if _, err := engine.Snapshot(ctx); err != nil { // the first sync: the sweep's clock starts
-		t.Fatal(err)
-	}
+	probes, engine, ctx := runEngine(t, opts) // its first sync starts the sweep's clock
 
 	busy, release := make(chan struct{}), make(chan struct{})
 	go engine.do(ctx, request{change: func(*Tally) { close(busy); <-release }})
@@ -171,4 +127,34 @@ func lifecycleLost(t *testing.T, probes *loader.Probes) uint64 {
 		t.Fatal(err)
 	}
 	return drops[loader.DropLifecycleRecord]
+}
+
+// runEngine loads the programs with opts and runs an engine over them until
+// the test ends; it returns once the engine has served a first snapshot.
+func runEngine(t *testing.T, opts loader.Options) (*loader.Probes, *Engine, context.Context) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	log := zaptest.NewLogger(t)
+	probes, err := loader.Load(opts, log)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { probes.Close() })
+	engine, err := NewEngine(&probes.Maps, "/proc", EngineOptions{Labels: LabelSet(LabelComm), Limits: DefaultLimits}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	})
+	if _, err := engine.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return probes, engine, ctx
 }

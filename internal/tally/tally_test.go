@@ -813,11 +813,7 @@ type simProcess struct {
 
 func runRandomLives(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	dead := make(map[uint32]bool)
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 10 * time.Second
+	h, dead, _, clock := sweepHarness(t, 10*time.Second)
 	// Every series stays: the sums below must equal every count.
 	h.tally.SetLimits(Limits{})
 
@@ -1261,12 +1257,10 @@ func TestUnnameableLiveProcessSkippedUntilNamed(t *testing.T) {
 	checkErrors(t, "named", snap.Errors, map[ErrorKey]uint64{errSeries("late", openat, enoent): 1})
 }
 
-// fakeClock is the tally's now.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
-func TestSweepMarksDeadProcessesGone(t *testing.T) {
+// sweepHarness is a harness on a fake clock whose tally sweeps every
+// every, asking whether a process is alive of dead (false unless set) and
+// counting the questions in asked.
+func sweepHarness(t *testing.T, every time.Duration) (*harness, map[uint32]bool, map[uint32]int, *fakeClock) {
 	dead := make(map[uint32]bool)
 	asked := make(map[uint32]int)
 	h := newHarness(t, func(tgid uint32) bool {
@@ -1275,7 +1269,17 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 	})
 	clock := &fakeClock{time.Unix(1_000_000, 0)}
 	h.tally.now = clock.now
-	h.tally.sweepEvery = 10 * time.Second
+	h.tally.sweepEvery = every
+	return h, dead, asked, clock
+}
+
+// fakeClock is the tally's now.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestSweepMarksDeadProcessesGone(t *testing.T) {
+	h, dead, asked, clock := sweepHarness(t, 10*time.Second)
 
 	h.record(lifecycle.Fork, 80, 1, "dying")
 	h.record(lifecycle.Fork, 81, 1, "living")
@@ -1344,11 +1348,7 @@ func TestSweepMarksDeadProcessesGone(t *testing.T) {
 // (filtered out, or counted by name in full maps) is found by the sweep too:
 // the table does not keep it until its pid comes back.
 func TestSweepForgetsDeadProcessesWithoutEntries(t *testing.T) {
-	dead := make(map[uint32]bool)
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 10 * time.Second
+	h, dead, _, clock := sweepHarness(t, 10*time.Second)
 	h.record(lifecycle.Fork, 90, 1, "quiet")
 	h.record(lifecycle.Fork, 91, 1, "alive")
 	h.snapshot()
@@ -1373,15 +1373,7 @@ func TestSweepForgetsDeadProcessesWithoutEntries(t *testing.T) {
 // processes lost 10% of its records and left 58 processes' entries in the
 // kernel past the test's 10 s when only the 30 s sweep could find them.
 func TestLostRecordsBringTheSweepEarly(t *testing.T) {
-	dead := make(map[uint32]bool)
-	asked := make(map[uint32]int)
-	h := newHarness(t, func(tgid uint32) bool {
-		asked[tgid]++
-		return !dead[tgid]
-	})
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 30 * time.Second
+	h, dead, asked, clock := sweepHarness(t, 30*time.Second)
 	h.record(lifecycle.Fork, 60, 1, "churned")
 	h.kernel.call(60, 1, read, 3, 30)
 	h.snapshot() // the first sync starts the sweep's clock
@@ -1455,11 +1447,8 @@ func TestLostRecordsBringTheSweepEarly(t *testing.T) {
 // Records lost before the daemon's first sync (a fork storm while it
 // started, or while it was starved of CPU) bring the sweep early too.
 func TestRecordsLostBeforeTheFirstSyncBringTheSweep(t *testing.T) {
-	dead := map[uint32]bool{61: true} // its exit record lost
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 30 * time.Second
+	h, dead, _, clock := sweepHarness(t, 30*time.Second)
+	dead[61] = true // its exit record lost
 	h.kernel.drops[loader.DropLifecycleRecord] = 5
 	h.record(lifecycle.Fork, 61, 1, "early")
 	h.kernel.call(61, 1, read, 2, 20)
@@ -1478,11 +1467,7 @@ func TestRecordsLostBeforeTheFirstSyncBringTheSweep(t *testing.T) {
 // never heard of. Marked gone, it owns them: folded under ~unknown at once,
 // not after the table forgets it (two full reads, up to a minute).
 func TestLostExecAndExitFoldedUnderUnknown(t *testing.T) {
-	dead := make(map[uint32]bool)
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 30 * time.Second
+	h, dead, _, clock := sweepHarness(t, 30*time.Second)
 	h.record(lifecycle.Fork, 64, 1, "shell")
 	h.kernel.call(64, 1, execve, 1, 10)
 	h.kernel.call(64, 2, read, 4, 40) // after an exec whose record was lost
@@ -1508,11 +1493,7 @@ func TestLostExecAndExitFoldedUnderUnknown(t *testing.T) {
 // from /proc), it renamed itself, wrote and exited, and a sync served with
 // no drain before it swept it dead and folded it under the old name.
 func TestSweepWaitsForTheRecordsOfADeadProcess(t *testing.T) {
-	dead := make(map[uint32]bool)
-	h := newHarness(t, func(tgid uint32) bool { return !dead[tgid] })
-	clock := &fakeClock{time.Unix(1_000_000, 0)}
-	h.tally.now = clock.now
-	h.tally.sweepEvery = 10 * time.Second
+	h, dead, _, clock := sweepHarness(t, 10*time.Second)
 	h.procComm(70, "workload")
 	h.kernel.call(70, 3, execve, 1, 10)
 	h.fold() // a full read: no record yet, named from /proc
