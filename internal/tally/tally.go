@@ -117,8 +117,8 @@ type Snapshot struct {
 
 // Table is one kernel table of counters (loader.Counters, a hash map; or
 // loader.SlotCounts, call_slots' calls or errors with their hash map):
-// every entry, the given entries, and deletion, which returns how many of the keys, in order,
-// it deleted (all of them unless it fails).
+// every entry, the given entries, and deletion, which returns how many of
+// the keys, in order, it deleted (all of them unless it fails).
 type Table[K comparable, V any] interface {
 	Read(fn func(K, V)) error
 	Lookup(keys []K, fn func(K, V)) error
@@ -235,9 +235,8 @@ type Tally struct {
 	// and kill(pid, 0) finds a zombie alive).
 	recordsLostAtSweep uint64
 	sweepAgain         bool
-	// recordsLost is that count at this sync, recordsLostAtFullRead at the
-	// last full read of the per-process maps.
-	recordsLost           uint64
+	// recordsLostAtFullRead is that count at the last full read of the
+	// per-process maps.
 	recordsLostAtFullRead uint64
 	now                   func() time.Time
 	monotonic             func() uint64 // the clock of the kernel's entry times
@@ -443,21 +442,21 @@ type readPlan struct {
 	// records that finished them); one it lacks, folds by key had missed.
 	checkBook bool
 	lost      uint64 // announcements the kernel could not send, so far
-	// recordsLost is the kernel's count of lost lifecycle records: a
-	// process whose every record was lost is unknown to the table, and
-	// only a full read finds its entries (unnamed), so a fold after new
-	// losses reads in full.
-	recordsLost uint64
-	began       time.Time
+	// drops are the kernel's loss counters, read once at the start of the
+	// sync: the sweep, the plan and a scrape's snapshot all use them.
+	drops []uint64
+	began time.Time
 }
 
 // sync folds what is final and, for a scrape, returns every series.
 func (t *Tally) sync(scrape bool) (*Snapshot, error) {
-	if err := t.sweepLostExits(); err != nil {
+	drops, err := t.kernel.ReadDrops()
+	if err != nil {
 		return nil, err
 	}
+	t.sweepLostExits(recordsLost(drops))
 	t.startSync()
-	plan, err := t.planRead(scrape)
+	plan, err := t.planRead(scrape, drops)
 	if err != nil {
 		return nil, err
 	}
@@ -506,7 +505,7 @@ func (t *Tally) startSync() {
 
 // planRead takes the kernel's announcements of new entries into the book
 // and decides how this sync reads the per-process maps.
-func (t *Tally) planRead(scrape bool) (readPlan, error) {
+func (t *Tally) planRead(scrape bool, drops []uint64) (readPlan, error) {
 	if err := t.kernel.DrainEntryKeys(t.book.add); err != nil {
 		return readPlan{}, err
 	}
@@ -514,9 +513,12 @@ func (t *Tally) planRead(scrape bool) (readPlan, error) {
 	if err != nil {
 		return readPlan{}, err
 	}
-	p := readPlan{scrape: scrape, lost: lost, recordsLost: t.recordsLost, began: t.now()}
+	p := readPlan{scrape: scrape, lost: lost, drops: drops, began: t.now()}
 	p.learn = !t.book.complete || lost != t.book.lostAt
-	p.byKeys = !scrape && t.book.usable(lost, p.began) && p.recordsLost == t.recordsLostAtFullRead &&
+	// A process whose every lifecycle record was lost is unknown to the
+	// table: only a full read finds its entries (unnamed), so a fold after
+	// new losses reads in full.
+	p.byKeys = !scrape && t.book.usable(lost, p.began) && recordsLost(drops) == t.recordsLostAtFullRead &&
 		t.collectFinished()
 	p.checkBook = !p.learn && !p.byKeys
 	return p, nil
@@ -589,7 +591,7 @@ func (t *Tally) foldFinished(plan readPlan) error {
 	} else {
 		t.fullReads++
 		t.book.fullReadDone(plan.lost, plan.began)
-		t.recordsLostAtFullRead = plan.recordsLost
+		t.recordsLostAtFullRead = recordsLost(plan.drops)
 	}
 	t.foldedProcesses += uint64(len(t.exitedSeen))
 	// Every exited process's entries were read and deleted above, so all
@@ -628,10 +630,7 @@ func (t *Tally) completeSnapshot(snap *Snapshot, plan readPlan) error {
 	if err := t.readInFlight(snap); err != nil {
 		return err
 	}
-	var err error
-	if snap.Drops, err = t.kernel.ReadDrops(); err != nil {
-		return err
-	}
+	snap.Drops = plan.drops
 	t.limitSeries(snap)
 	snap.Processes = len(t.liveTGIDs)
 	snap.FoldedProcesses = t.foldedProcesses
@@ -907,8 +906,8 @@ func (t *Tally) Drained() {
 // SweepPending reports whether a fold would find processes gone without an
 // exit record: lifecycle records lost since the last full sweep or the last
 // full read (or a sweep after one due), or processes found dead or unnamed
-// waiting for the next sync. The engine folds for them even when no exit record came: on a
-// quiet host, none may come.
+// waiting for the next sync. The engine folds for them even when no exit
+// record came: on a quiet host, none may come.
 func (t *Tally) SweepPending() (bool, error) {
 	if t.alive == nil {
 		return false, nil
@@ -916,18 +915,18 @@ func (t *Tally) SweepPending() (bool, error) {
 	if t.sweepAgain || len(t.dead)+len(t.deadBeforeDrain)+len(t.suspects) > 0 {
 		return true, nil
 	}
-	lost, err := t.readRecordsLost()
+	drops, err := t.kernel.ReadDrops()
+	lost := recordsLost(drops)
 	return lost != t.recordsLostAtSweep || lost != t.recordsLostAtFullRead, err
 }
 
-// readRecordsLost is the kernel's count of lifecycle records it could not
-// send.
-func (t *Tally) readRecordsLost() (uint64, error) {
-	drops, err := t.kernel.ReadDrops()
-	if err != nil || loader.DropLifecycleRecord >= len(drops) {
-		return 0, err
+// recordsLost is, of the kernel's loss counters, the lifecycle records it
+// could not send.
+func recordsLost(drops []uint64) uint64 {
+	if loader.DropLifecycleRecord >= len(drops) {
+		return 0
 	}
-	return drops[loader.DropLifecycleRecord], nil
+	return drops[loader.DropLifecycleRecord]
 }
 
 // lossSweepGap is the least time between full sweeps while lifecycle
@@ -938,9 +937,9 @@ const lossSweepGap = 900 * time.Millisecond
 
 // sweepLostExits marks processes gone whose exit record never came (ring
 // buffer full), so their entries do not stay in the kernel forever.
-func (t *Tally) sweepLostExits() error {
+func (t *Tally) sweepLostExits(lost uint64) {
 	if t.alive == nil {
-		return nil
+		return
 	}
 	// Suspects are checked at every sync: still unnamed after a drain, a
 	// dead one lost both its fork and exit records, and its counts should
@@ -955,11 +954,6 @@ func (t *Tally) sweepLostExits() error {
 	// burst of losses (a fork storm) leaves no entry behind for long. While
 	// records are being lost, that is a kill(pid, 0) per known process a
 	// second: about a millisecond per thousand processes.
-	lost, err := t.readRecordsLost()
-	if err != nil {
-		return err
-	}
-	t.recordsLost = lost
 	if t.lastSweep.IsZero() {
 		// Nothing to sweep yet: the daemon has just read /proc, and the
 		// kernel has lost no record it would not count.
@@ -997,7 +991,7 @@ func (t *Tally) sweepLostExits() error {
 	}
 	clear(t.suspects)
 	if !full {
-		return nil
+		return
 	}
 	for k := range t.calls.attributions {
 		check(k.Tgid)
@@ -1006,5 +1000,4 @@ func (t *Tally) sweepLostExits() error {
 	// out, or counted by name in full maps), or the table would keep every
 	// one whose exit record was lost until its pid came back.
 	t.procs.EachLive(check)
-	return nil
 }
