@@ -272,14 +272,14 @@ struct notable_event {
  * whose owner is between calls (or gone) may be taken over. */
 struct start_slot {
 	u32 tid;
-	u32 pad;
+	u32 entry_jiffies; /* sampled latency: jiffies at entry, low 32 bits */
 	u64 ns;
 };
 
 /* A thread inside a syscall, as the in_flight iterator reports it. */
 struct in_flight_record {
-	u64 start_ns; /* bpf_ktime_get_ns() at the call's entry (sampled latency:
-	               * at the first scrape that saw it, low bit set, if not timed) */
+	u64 start_ns; /* bpf_ktime_get_ns() at the call's entry (sampled latency,
+	               * a call not timed: from its jiffies, within a tick, low bit set) */
 	u64 args[6];
 	u32 tgid;
 	u32 tid;
@@ -313,14 +313,22 @@ const volatile bool measure_latency = true;
 const volatile u32 start_slot_mask = 32767;
 /* Sampled latency (latency: sampled): one call in 2^latency_sample_shift,
  * chosen at random at entry, reads the clock at entry and exit; its time is
- * scaled by as much into the sums and the histogram. The others read no
- * clock (tracing programs may not use the coarse one): their stamp is
- * UNTIMED, "in a call since an unknown time", which the in_flight iterator
- * replaces with the time it first sees the call, low bit set. 0: every call
- * is timed. */
+ * scaled by as much into the sums and the histogram. The others read only
+ * jiffies (bpf_jiffies64, inlined: tracing programs may not read the coarse
+ * clock): their stamp is UNTIMED, with the entry's jiffies above the low
+ * bit. Every call that lasts long_call_ticks or more by jiffies is counted
+ * unscaled, timed or not (an untimed one as its ticks × tick_ns, within a
+ * tick), so no long call is missed and a timed one is not scaled into 16;
+ * the in_flight iterator dates an untimed call from its jiffies the same
+ * way. 0: every call is timed. */
 const volatile u32 latency_sample_shift = 0;
 #define latency_sample_mask ((1U << latency_sample_shift) - 1)
 #define UNTIMED             1ULL /* a stamp's low bit: the call is not timed */
+/* The kernel's tick (clock_getres of CLOCK_MONOTONIC_COARSE) and the ticks
+ * from which a call is long (at least 2^24 ns, at least 4 ticks): set by the
+ * loader for sampled latency. */
+const volatile u64 tick_ns = 4000000;
+const volatile u64 long_call_ticks = 5;
 /* call_slots: log2 of each CPU's slots, set by the loader with the map's
  * size (0: no table, every call counted in syscall_stats and every error in
  * syscall_errors). */
@@ -404,7 +412,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, u64);
+	__type(value, struct start_slot); /* tid unused */
 } start_times SEC(".maps");
 
 struct {
@@ -918,58 +926,73 @@ static __always_inline struct start_slot *start_slot_of(u32 tid)
 	return bpf_map_lookup_elem(&start_slots, &index);
 }
 
-/* The owner's slot takes the time, or a slot whose owner is not in a call.
- * Only threads whose ids share a slot (pid_max above 2^18) can race for one;
- * the loser's call is then counted without its duration (no_start_time). */
-static __always_inline void store_start_time(struct task_struct *task, u64 now)
+/* The owner's slot takes the entry stamp (and jiffies), or a slot whose
+ * owner is not in a call. Only threads whose ids share a slot (pid_max above
+ * 2^18) can race for one; the loser's stamp goes to task storage. */
+static __always_inline void store_start_time(struct task_struct *task, u64 stamp, u32 jiffies)
 {
 	struct start_slot *slot = start_slot_of(task->pid);
-	u64 *start;
 
-	if (slot && (slot->tid == task->pid || !slot->ns)) {
-		slot->tid = task->pid;
-		slot->ns = now;
-		return;
+	if (!slot || (slot->tid != task->pid && slot->ns)) {
+		/* Another thread sharing the slot is in a call. */
+		slot = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!slot) {
+			count_drop(DROP_START_STORAGE);
+			return;
+		}
 	}
-	/* Another thread sharing the slot is in a call. */
-	start = bpf_task_storage_get(&start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!start) {
-		count_drop(DROP_START_STORAGE);
-		return;
-	}
-	*start = now;
+	slot->tid = task->pid;
+	slot->entry_jiffies = jiffies;
+	slot->ns = stamp;
 }
 
-/* The time since a call's entry stamp: 0 for a call that sampled latency
- * does not time. */
-static __always_inline u64 time_since(u64 stamp)
+/* A call that lasted this many jiffies or more is long: sampled latency
+ * counts it unscaled, timed or not. A timed call's entry jiffies are 32
+ * bits: one of 2^40 ns or more is long whatever they say. */
+static __always_inline bool long_call(u64 ticks, u64 ns)
 {
-	if (latency_sample_mask && (stamp & UNTIMED))
-		return 0;
-	return bpf_ktime_get_ns() - stamp;
+	return ticks >= long_call_ticks || ns >= (1ULL << 40);
 }
 
-/* The duration of the call now returning; 0 (and counted) if its entry was
- * not seen. A time is used once: a call without a fresh entry never reuses it. */
-static __always_inline u64 take_start_time(struct task_struct *task)
+/* The duration of a call from its entry stamp, and in *shift how much it
+ * is scaled by (sampled latency); 0 for a short call that was not timed. */
+static __always_inline u64 time_since(struct start_slot *start, u32 *shift)
 {
-	struct start_slot *slot = start_slot_of(task->pid);
-	u64 *start;
+	u64 stamp = start->ns, j, ns;
+
+	if (!latency_sample_mask)
+		return bpf_ktime_get_ns() - stamp;
+	j = bpf_jiffies64();
+	if (stamp & UNTIMED) {
+		u64 ticks = j - (stamp >> 1);
+
+		if (!long_call(ticks, 0))
+			return 0;
+		*shift = 0;
+		return ticks * tick_ns;
+	}
+	ns = bpf_ktime_get_ns() - stamp;
+	*shift = long_call((u32)j - start->entry_jiffies, ns) ? 0 : latency_sample_shift;
+	return ns;
+}
+
+/* The duration of the call now returning (see time_since); 0 (and counted)
+ * if its entry was not seen. A stamp is used once: a call without a fresh
+ * entry never reuses it. */
+static __always_inline u64 take_start_time(struct task_struct *task, u32 *shift)
+{
+	struct start_slot *start = start_slot_of(task->pid);
 	u64 ns;
 
-	if (slot && slot->tid == task->pid && slot->ns) {
-		ns = time_since(slot->ns);
-		slot->ns = 0;
-		return ns;
+	if (!start || start->tid != task->pid || !start->ns)
+		start = bpf_task_storage_get(&start_times, task, 0, 0);
+	if (!start || !start->ns) {
+		count_drop(DROP_NO_START_TIME);
+		return 0;
 	}
-	start = bpf_task_storage_get(&start_times, task, 0, 0);
-	if (start && *start) {
-		ns = time_since(*start);
-		*start = 0;
-		return ns;
-	}
-	count_drop(DROP_NO_START_TIME);
-	return 0;
+	ns = time_since(start, shift);
+	start->ns = 0;
+	return ns;
 }
 
 /* Clears the thread's entry time unused, for a call that is not counted:
@@ -980,8 +1003,7 @@ static __always_inline u64 take_start_time(struct task_struct *task)
  * slot, the one case in which store_start_time puts a time there. */
 static __always_inline void forget_start_time(struct task_struct *task)
 {
-	struct start_slot *slot;
-	u64 *start;
+	struct start_slot *slot, *start;
 
 	if (!measure_latency)
 		return;
@@ -997,7 +1019,7 @@ static __always_inline void forget_start_time(struct task_struct *task)
 	 * here, so the counted path pays nothing. */
 	start = bpf_task_storage_get(&start_times, task, 0, 0);
 	if (start)
-		*start = 0;
+		start->ns = 0;
 }
 
 /* A thread that dies in a call (exit_group) frees its slot here. */
@@ -1019,7 +1041,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	struct filter_settings_value *fs;
 	struct syscall_key key;
 	u64 ns = 0;
-	u32 slot = 0;
+	u32 slot = 0, shift = latency_sample_shift;
 
 	key.tgid = task->tgid;
 	if (key.tgid == self_tgid)
@@ -1040,7 +1062,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	}
 
 	if (measure_latency)
-		ns = take_start_time(task);
+		ns = take_start_time(task, &shift);
 
 	stats = call_slot_bits ? call_slot_of(&key, 0) : NULL;
 	if (!stats)
@@ -1057,7 +1079,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 	}
 	if (stats) {
 		stats->calls += 1;
-		stats->ns += ns << latency_sample_shift; /* sampled: an estimate */
+		stats->ns += ns << shift; /* sampled: an estimate */
 		if (ret > 0 && moves_bytes(key.abi, nr))
 			stats->bytes += ret;
 	}
@@ -1073,7 +1095,7 @@ static __always_inline void count_exit(struct pt_regs *regs, long nr, long ret)
 			/* Bound the register the access uses, whatever the compiler copied. */
 			asm volatile("" : "+r"(b));
 			if (b < HIST_BUCKETS)
-				hist->buckets[b] += 1ULL << latency_sample_shift;
+				hist->buckets[b] += 1ULL << shift;
 		}
 	}
 
@@ -1088,6 +1110,7 @@ static __always_inline void stamp_enter(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 zero = 0;
+	u64 j;
 
 	if (task->tgid == self_tgid)
 		return;
@@ -1096,14 +1119,15 @@ static __always_inline void stamp_enter(void)
 		return;
 	}
 	if (!latency_sample_mask) {
-		store_start_time(task, bpf_ktime_get_ns());
+		store_start_time(task, bpf_ktime_get_ns(), 0);
 		return;
 	}
 	/* Sampled: a timed call's stamp keeps the low bit for UNTIMED. */
+	j = bpf_jiffies64();
 	if (bpf_get_prandom_u32() & latency_sample_mask)
-		store_start_time(task, UNTIMED);
+		store_start_time(task, j << 1 | UNTIMED, (u32)j);
 	else
-		store_start_time(task, bpf_ktime_get_ns() & ~UNTIMED);
+		store_start_time(task, bpf_ktime_get_ns() & ~UNTIMED, (u32)j);
 }
 
 #if defined(__TARGET_ARCH_x86)
@@ -1285,10 +1309,10 @@ int BPF_PROG(process_exec, struct task_struct *task, int old_pid)
 		struct start_slot *old = start_slot_of(old_pid);
 
 		if (old && old->tid == (u32)old_pid && old->ns) {
-			u64 *start = bpf_task_storage_get(&start_times, task, 0,
-			                                  BPF_LOCAL_STORAGE_GET_F_CREATE);
+			struct start_slot *start = bpf_task_storage_get(
+			        &start_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (start)
-				*start = old->ns;
+				*start = *old;
 			old->ns = 0;
 		}
 	}
@@ -1336,18 +1360,16 @@ static __always_inline u32 thread_state_of(struct task_struct *task)
 	return THREAD_RUNNING;
 }
 
-/* A call's entry time for in_flight: an untimed call's (sampled latency) is
- * the time the first scrape saw it, set once, unless its exit cleared the
- * stamp first (then 0: not in a call). */
-static __always_inline u64 seen_since(u64 *stamp)
+/* A call's entry time for in_flight: an untimed call's (sampled latency)
+ * from its entry's jiffies, within a tick, low bit set. */
+static __always_inline u64 entry_time(u64 stamp)
 {
-	u64 seen, old;
+	u64 ticks;
 
-	if (!latency_sample_mask || *stamp != UNTIMED)
-		return *stamp;
-	seen = bpf_ktime_get_ns() | UNTIMED;
-	old = __sync_val_compare_and_swap(stamp, UNTIMED, seen);
-	return old == UNTIMED ? seen : old;
+	if (!latency_sample_mask || !(stamp & UNTIMED))
+		return stamp;
+	ticks = bpf_jiffies64() - (stamp >> 1);
+	return (bpf_ktime_get_ns() - ticks * tick_ns) | UNTIMED;
 }
 
 /* iter/task: every thread now inside a syscall whose entry sys_enter
@@ -1363,22 +1385,20 @@ int in_flight(struct bpf_iter__task *ctx)
 	struct start_slot *slot;
 	struct pt_regs *regs;
 	u32 zero = 0;
+	u64 stamp;
 	long nr;
 
 	if (!task || task->tgid == self_tgid)
 		return 0;
 	slot = start_slot_of(task->pid);
-	if (slot && slot->tid == task->pid && slot->ns) {
-		r.start_ns = seen_since(&slot->ns);
-	} else {
-		u64 *start = bpf_task_storage_get(&start_times, task, 0, 0);
-
-		if (!start || !*start)
-			return 0;
-		r.start_ns = seen_since(start);
-	}
-	if (!r.start_ns)
+	if (!slot || slot->tid != task->pid || !slot->ns)
+		slot = bpf_task_storage_get(&start_times, task, 0, 0);
+	if (!slot)
 		return 0;
+	stamp = slot->ns; /* once: the call may return meanwhile */
+	if (!stamp)
+		return 0;
+	r.start_ns = entry_time(stamp);
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;

@@ -344,6 +344,12 @@ func lineOf(root *yaml.Node, path string) int {
 	return line
 }
 
+// SampledSlowFloor is the shortest events.slow that latency: sampled
+// allows: every call that long is counted unscaled on any kernel whose tick
+// is 10 ms or less (HZ 100 and more): long calls are 2^24 ns and at least 4
+// ticks (loader.LongCall).
+const SampledSlowFloor = 50 * time.Millisecond
+
 func (c Config) validate(name string, root *yaml.Node) error {
 	bad := func(path, format string, args ...any) error {
 		where := fmt.Sprintf("config %s", name)
@@ -355,8 +361,8 @@ func (c Config) validate(name string, root *yaml.Node) error {
 	if n := c.LatencySampleEvery; n < 2 || n > 1<<16 || n&(n-1) != 0 {
 		return bad("latency_sample_every", "%d must be a power of two from 2 to 65536", n)
 	}
-	if c.Latency == LatencySampled && c.Events.Enabled && c.Events.Slow > 0 {
-		return bad("events.slow", "needs latency: true; latency: sampled times one call in %d, so most slow calls would go unreported", c.LatencySampleEvery)
+	if c.Latency == LatencySampled && c.Events.Enabled && c.Events.Slow > 0 && c.Events.Slow < SampledSlowFloor {
+		return bad("events.slow", "%s is too short for latency: sampled, which times one call in %d and counts only calls of %s or more by the kernel's tick; allowed: 0 (none) or %s and more, or latency: true", c.Events.Slow, c.LatencySampleEvery, SampledSlowFloor, SampledSlowFloor)
 	}
 	if c.FoldInterval < 100*time.Millisecond || c.FoldInterval > 10*time.Minute {
 		return bad("fold_interval", "%s is out of range; allowed: 100ms to 10m", c.FoldInterval)

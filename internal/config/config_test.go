@@ -106,6 +106,9 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		{"latency sampled, one in 64", "latency: sampled\nlatency_sample_every: 64\n", with(func(c *Config) {
 			c.Latency, c.LatencySampleEvery = LatencySampled, 64
 		})},
+		{"latency sampled, slow events of 50ms", "latency: sampled\nevents:\n  enabled: true\n  slow: 50ms\n", with(func(c *Config) {
+			c.Latency, c.Events.Enabled, c.Events.Slow = LatencySampled, true, 50*time.Millisecond
+		})},
 		{"fold interval", "fold_interval: 250ms\n", with(func(c *Config) { c.FoldInterval = 250 * time.Millisecond })},
 		{"fold interval lowest", "fold_interval: 100ms\n", with(func(c *Config) { c.FoldInterval = 100 * time.Millisecond })},
 		{"fold interval highest", "fold_interval: 10m\n", with(func(c *Config) { c.FoldInterval = 10 * time.Minute })},
@@ -193,7 +196,7 @@ func TestBadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"latency as a list", "latency: [true]\n", 1, []string{"latency", "a list is not a latency mode"}},
 		{"sample rate not a power of two", "latency: sampled\nlatency_sample_every: 10\n", 2, []string{"latency_sample_every", "10 must be a power of two from 2 to 65536"}},
 		{"sample rate of one", "latency_sample_every: 1\n", 1, []string{"latency_sample_every", "power of two from 2"}},
-		{"slow events with sampled latency", "latency: sampled\nevents:\n  enabled: true\n  slow: 1s\n", 4, []string{"events.slow", "needs latency: true", "one call in 16"}},
+		{"short slow events with sampled latency", "latency: sampled\nevents:\n  enabled: true\n  slow: 20ms\n", 4, []string{"events.slow", "20ms is too short for latency: sampled", "one call in 16", "allowed: 0 (none) or 50ms and more"}},
 
 		// Events.
 		{"unknown errno to ignore", "events:\n  ignore_errnos: [EAGAIN, EFOO]\n", 2, []string{"events.ignore_errnos[1]", `unknown errno "EFOO"`}},

@@ -8,8 +8,9 @@ import (
 	"io"
 )
 
-// untimedStamp is the entry stamp of a call sampled latency does not time
-// (UNTIMED in bpf/sysobsd.bpf.c) until a scrape first sees it in flight.
+// untimedStamp is the low bit of the entry stamp of a call sampled latency
+// does not time (UNTIMED in bpf/sysobsd.bpf.c): the rest is its entry's
+// jiffies, which user space cannot read the clock of.
 const untimedStamp = 1
 
 // InFlightRecord is a thread inside a syscall, as the in_flight iterator
@@ -84,8 +85,8 @@ func (m *Maps) ReadInFlight(fn func(InFlightRecord)) error {
 // no scratch buffer, so it may run while another goroutine reads the
 // counters.
 //
-// With sampled latency, a call not timed has for its start the first scrape
-// that saw it in flight (an odd time; later than the true one).
+// With sampled latency, a call not timed reads as not in a call: its stamp
+// is in jiffies, which only the in_flight iterator turns into a time.
 //
 // A thread is seen in a call only if its entry was stamped: never when the
 // programs were loaded without Options.Latency (no sys_enter), nor for a call
@@ -102,9 +103,8 @@ func (m *Maps) CallStartedAt(tid uint32) (monotonicNS uint64, inCall bool, err e
 		return 0, false, fmt.Errorf("read start_slots[%d] for thread %d: %w", index, tid, err)
 	}
 	// ns is 0 while the slot's owner is between calls; another owner means
-	// tid's slot is someone else's now; untimedStamp a call not timed that no
-	// scrape has seen yet: its start is unknown.
-	if slot.Tid != tid || slot.Ns == 0 || slot.Ns == untimedStamp {
+	// tid's slot is someone else's now; untimedStamp a call not timed.
+	if slot.Tid != tid || slot.Ns == 0 || slot.Ns&untimedStamp != 0 {
 		return 0, false, nil
 	}
 	return slot.Ns, true, nil

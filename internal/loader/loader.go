@@ -43,7 +43,8 @@ type Options struct {
 	// LatencySampleEvery, with Latency, times one call in this many (a
 	// power of two; 0 or 1: every call), chosen at random at entry, and
 	// scales its time by it: the calls are counted exactly, their time and
-	// histogram are estimates. The rest read no clocksource.
+	// histogram are estimates. The rest read only jiffies, and every call
+	// as long as LongCall or longer is counted unscaled, timed or not.
 	LatencySampleEvery uint32
 	// ExcludeTGID is never counted: the daemon's own process.
 	ExcludeTGID uint32
@@ -171,6 +172,41 @@ func kernelBTF(path string) (*btf.Spec, error) {
 // ids, and a thread whose slot is held falls back to task storage.
 const maxStartSlots = 1 << 18
 
+// longCallFloor is the least a long call lasts (sampled latency): 2^24 ns,
+// a bucket bound of the histogram (2^-6 s).
+const longCallFloor = 1 << 24 * time.Nanosecond
+
+// longCallTicks is the jiffies from which a call is long with sampled
+// latency: at least longCallFloor and 4 ticks, so that an untimed call,
+// counted as its ticks, is within a quarter of its time.
+func longCallTicks(tick time.Duration) uint64 {
+	return max(4, uint64((longCallFloor+tick-1)/tick))
+}
+
+// LongCall is how long a call lasts, at least, that sampled latency
+// always counts unscaled (longCallTicks of the kernel's tick).
+func LongCall() (time.Duration, error) {
+	tick, err := KernelTick()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(longCallTicks(tick)) * tick, nil
+}
+
+// KernelTick is the kernel's tick (1/HZ): the resolution of the coarse
+// clocks, which advance with jiffies.
+func KernelTick() (time.Duration, error) {
+	var res unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &res); err != nil {
+		return 0, fmt.Errorf("read the kernel's tick (clock_getres CLOCK_MONOTONIC_COARSE): %w", err)
+	}
+	tick := time.Duration(res.Nano())
+	if tick <= 0 || tick > time.Second {
+		return 0, fmt.Errorf("the kernel's tick is %v (clock_getres CLOCK_MONOTONIC_COARSE): not from 1 ns to 1 s", tick)
+	}
+	return tick, nil
+}
+
 // startSlots is pid_max rounded up to a power of two, at most maxStartSlots:
 // below that every thread id has a slot of its own.
 func startSlots(pidMax uint32) uint32 {
@@ -231,11 +267,17 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	maps.StartSlots.MaxEntries = slots
 	sampleShift := uint32(0)
+	tick, longTicks := time.Duration(0), uint64(0)
 	if every := opts.LatencySampleEvery; opts.Latency && every > 1 {
 		if every&(every-1) != 0 || every > 1<<16 {
 			return fmt.Errorf("load BPF: sampled latency one call in %d: not a power of two up to 65536", every)
 		}
 		sampleShift = uint32(bits.TrailingZeros32(every))
+		var err error
+		if tick, err = KernelTick(); err != nil {
+			return fmt.Errorf("load BPF: sampled latency: %w", err)
+		}
+		longTicks = longCallTicks(tick)
 	}
 	slotBits, err := callSlotBits(opts.CallSlots)
 	if err != nil {
@@ -269,6 +311,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{vars.MeasureLatency, opts.Latency},
 		{vars.StartSlotMask, slots - 1},
 		{vars.LatencySampleShift, sampleShift},
+		{vars.TickNs, uint64(tick)},
+		{vars.LongCallTicks, longTicks},
 		{vars.CallSlotBits, slotBits},
 		// The engine drains the records at every fold and scrape: a
 		// quarter full is when they are worth an interrupt.

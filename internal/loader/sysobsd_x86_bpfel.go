@@ -194,10 +194,10 @@ const (
 )
 
 type sysobsdStartSlot struct {
-	_   structs.HostLayout
-	Tid uint32
-	Pad uint32
-	Ns  uint64
+	_            structs.HostLayout
+	Tid          uint32
+	EntryJiffies uint32
+	Ns           uint64
 }
 
 type sysobsdSyscallKey struct {
@@ -268,9 +268,11 @@ const (
 	sysobsdVarCallSlotBits         = "call_slot_bits"
 	sysobsdVarLatencySampleShift   = "latency_sample_shift"
 	sysobsdVarLifecycleWakeupBytes = "lifecycle_wakeup_bytes"
+	sysobsdVarLongCallTicks        = "long_call_ticks"
 	sysobsdVarMeasureLatency       = "measure_latency"
 	sysobsdVarSelfTgid             = "self_tgid"
 	sysobsdVarStartSlotMask        = "start_slot_mask"
+	sysobsdVarTickNs               = "tick_ns"
 	sysobsdVarUnusedCallSlot       = "unused_call_slot"
 	sysobsdVarUnusedCallSlotState  = "unused_call_slot_state"
 	sysobsdVarUnusedCgroupNewEvent = "unused_cgroup_new_event"
@@ -384,9 +386,11 @@ type sysobsdVariableSpecs struct {
 	CallSlotBits         *ebpf.VariableSpec `ebpf:"call_slot_bits"`
 	LatencySampleShift   *ebpf.VariableSpec `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.VariableSpec `ebpf:"lifecycle_wakeup_bytes"`
+	LongCallTicks        *ebpf.VariableSpec `ebpf:"long_call_ticks"`
 	MeasureLatency       *ebpf.VariableSpec `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.VariableSpec `ebpf:"start_slot_mask"`
+	TickNs               *ebpf.VariableSpec `ebpf:"tick_ns"`
 	UnusedCallSlot       *ebpf.VariableSpec `ebpf:"unused_call_slot"`
 	UnusedCallSlotState  *ebpf.VariableSpec `ebpf:"unused_call_slot_state"`
 	UnusedCgroupNewEvent *ebpf.VariableSpec `ebpf:"unused_cgroup_new_event"`
@@ -490,9 +494,11 @@ type sysobsdVariables struct {
 	CallSlotBits         *ebpf.Variable `ebpf:"call_slot_bits"`
 	LatencySampleShift   *ebpf.Variable `ebpf:"latency_sample_shift"`
 	LifecycleWakeupBytes *ebpf.Variable `ebpf:"lifecycle_wakeup_bytes"`
+	LongCallTicks        *ebpf.Variable `ebpf:"long_call_ticks"`
 	MeasureLatency       *ebpf.Variable `ebpf:"measure_latency"`
 	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
 	StartSlotMask        *ebpf.Variable `ebpf:"start_slot_mask"`
+	TickNs               *ebpf.Variable `ebpf:"tick_ns"`
 	UnusedCallSlot       *ebpf.Variable `ebpf:"unused_call_slot"`
 	UnusedCallSlotState  *ebpf.Variable `ebpf:"unused_call_slot_state"`
 	UnusedCgroupNewEvent *ebpf.Variable `ebpf:"unused_cgroup_new_event"`

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func inFlightOldest(comm, syscall, state string) string {
 // blockedInRead starts the workload as comm, blocked in read on a pipe
 // (spin: no getppid, then read on stdin until it closes); end closes the
 // pipe and waits for it to exit.
-func (h *harness) blockedInRead(comm string) (began time.Time, end func() error) {
+func (h *harness) blockedInRead(comm string) (began time.Time, pid int, end func() error) {
 	h.t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -41,7 +42,7 @@ func (h *harness) blockedInRead(comm string) (began time.Time, end func() error)
 	r.Close()
 	end = func() error { w.Close(); return child.Wait() }
 	h.t.Cleanup(func() { end() })
-	return began, end
+	return began, child.Process.Pid, end
 }
 
 // A thread blocked 6 s in read on a pipe is in flight at a scrape: its
@@ -50,7 +51,7 @@ func (h *harness) blockedInRead(comm string) (began time.Time, end func() error)
 func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	h := start(t, setup{})
 	comm := uniqueComm("rd")
-	began, end := h.blockedInRead(comm)
+	began, _, end := h.blockedInRead(comm)
 	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
 	var got map[string]float64
 	ok := testenv.Eventually(15*time.Second, func() bool {
@@ -69,38 +70,52 @@ func TestThreadBlockedInReadIsInFlightWithItsAge(t *testing.T) {
 	h.expect(3*time.Second, map[string]float64{blocked: 0})
 }
 
-// With sampled latency a call not timed has no entry time: it is in flight
-// from the first scrape that sees it, and ages from there (one call in 65536
-// is timed: this read is not, but for a chance of 1.5e-5, when it ages from
-// its entry, which the bounds allow too).
-func TestUntimedCallIsInFlightFromTheFirstScrapeThatSawIt(t *testing.T) {
+// With sampled latency a call not timed is dated from its entry's jiffies:
+// in flight from its entry, within a tick, not from the first scrape that
+// sees it (one call in 65536 is timed: this read is not, but for a chance of
+// 1.5e-5, when it ages from its exact entry, which the bounds allow too).
+// No scrape runs until the read has been blocked 2 s, by /proc.
+func TestUntimedCallIsInFlightFromItsEntry(t *testing.T) {
+	tick, err := loader.KernelTick()
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = 1 << 16 }})
 	comm := uniqueComm("urd")
-	began, end := h.blockedInRead(comm)
+	began, pid, end := h.blockedInRead(comm)
+	var blockedBy time.Time
+	if !testenv.Eventually(10*time.Second, func() bool {
+		blockedBy = time.Now()
+		return inRead(pid)
+	}) {
+		t.Fatalf("process %d (%s) never blocked in read", pid, comm)
+	}
+	const wait = 2 * time.Second
+	time.Sleep(wait - time.Since(blockedBy))
 	blocked, oldest := inFlight(comm, "read", "sleeping"), inFlightOldest(comm, "read", "sleeping")
-	var got map[string]float64
-	var seen time.Time
-	if !testenv.Eventually(10*time.Second, func() bool {
-		seen = time.Now()
-		got = h.scrape()
-		return got[blocked] == 1
-	}) {
-		t.Fatalf("%s = %v, want 1", blocked, got[blocked])
+	got := h.expect(10*time.Second, map[string]float64{blocked: 1})
+	if least := (wait - tick).Seconds(); got[oldest] < least {
+		t.Errorf("%s = %v s at the first scrape, want at least %v s: the read's age from its entry", oldest, got[oldest], least)
 	}
-	const wait = 2.0
-	if !testenv.Eventually(10*time.Second, func() bool {
-		got = h.scrape()
-		return got[oldest] >= wait
-	}) {
-		t.Fatalf("%s = %v after %v, want it to age from the first scrape that saw it", oldest, got[oldest], time.Since(seen))
-	}
-	if max := time.Since(began).Seconds(); got[oldest] > max {
-		t.Errorf("%s = %v s, more than the %v s since the process started", oldest, got[oldest], max)
+	if most := (time.Since(began) + tick).Seconds(); got[oldest] > most {
+		t.Errorf("%s = %v s, more than the %v s since the process started and a tick", oldest, got[oldest], most)
 	}
 	if err := end(); err != nil {
 		t.Fatal(err)
 	}
 	h.expect(3*time.Second, map[string]float64{blocked: 0})
+}
+
+// inRead: the process is asleep inside read(2) (/proc/PID/syscall: the
+// call's number first).
+func inRead(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b))
+	read, _ := syscalls.Host().Number(syscalls.Native, "read")
+	return len(fields) > 0 && fields[0] == fmt.Sprint(read)
 }
 
 // A vfork parent waits, uninterruptible, while its child runs: in flight in

@@ -162,6 +162,11 @@ func (h *harness) scrape() map[string]float64 {
 			case m.Histogram != nil:
 				out[mf.GetName()+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
 				out[mf.GetName()+"_sum"+labels] = m.GetHistogram().GetSampleSum()
+				for _, b := range m.GetHistogram().GetBucket() {
+					name, bound := "le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+					withLE := append(append([]*dto.LabelPair(nil), m.GetLabel()...), &dto.LabelPair{Name: &name, Value: &bound})
+					out[mf.GetName()+"_bucket"+labelString(withLE)] = float64(b.GetCumulativeCount())
+				}
 			}
 		}
 	}
@@ -565,7 +570,10 @@ func TestLatencyOffCountsCallsAndErrorsOnly(t *testing.T) {
 // Sampled latency (latency: sampled, one call in 4 here) counts calls and
 // errors exactly; time and histogram are estimates scaled by 4. 400 naps of
 // 2 ms: the timed ones number 100 ± 8.7 (binomial), so the estimate is
-// within half of the truth but with a chance of 1e-8.
+// within half of the truth but with a chance of 1e-8. A nap the scheduler
+// stretched past a long call's ticks would count unscaled: the histogram's
+// buckets up to 2^-7 s hold short calls only (a long one lasts more than
+// its ticks less one, 2^23 ns and more), each as 4.
 func TestSampledLatencyCountsExactlyAndEstimatesTime(t *testing.T) {
 	const every, naps, ms = 4, 400, 2
 	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = every }})
@@ -581,10 +589,40 @@ func TestSampledLatencyCountsExactlyAndEstimatesTime(t *testing.T) {
 		t.Errorf("%s = %v s, want an estimate within half of the %v s the naps took (at least %v s asked)",
 			seconds(napper, "nanosleep"), s, outside, asked)
 	}
-	// Every timed call enters the histogram as 4 observations.
-	const count = `sysobsd_syscall_duration_seconds_count{syscall="nanosleep"}`
-	if n := got[count]; n == 0 || int64(n)%every != 0 {
-		t.Errorf("%s = %v, want a positive multiple of %d", count, n, every)
+	// Every timed short call enters the histogram as 4 observations.
+	const short = `sysobsd_syscall_duration_seconds_bucket{le="0.0078125",syscall="nanosleep"}`
+	if n := got[short]; n == 0 || int64(n)%every != 0 {
+		t.Errorf("%s = %v, want a positive multiple of %d", short, n, every)
+	}
+}
+
+// Sampled latency misses no long call: one in 65536 is timed here, yet
+// each of 6 naps of 3 long calls' length (at least 51 ms, by the kernel's
+// tick) is counted once in the histogram, unscaled, and their time within
+// a tick each of what they took.
+func TestSampledLatencyCountsEveryLongCall(t *testing.T) {
+	const naps = 6
+	long, err := loader.LongCall()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick, err := loader.KernelTick()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = 1 << 16 }})
+	napper := uniqueComm("lnap")
+	nap := 3 * long
+	outside := h.timedRun("naps", napper, fmt.Sprint(naps), fmt.Sprint(nap.Milliseconds()+1))
+	got := h.expect(2*time.Second, map[string]float64{
+		calls(napper, "nanosleep"):                                                    naps,
+		`sysobsd_syscall_duration_seconds_count{syscall="nanosleep"}`:                 naps,
+		`sysobsd_syscall_duration_seconds_bucket{le="0.0078125",syscall="nanosleep"}`: 0,
+	})
+	least := float64(naps) * (nap - tick).Seconds()
+	most := outside + float64(naps)*tick.Seconds()
+	if s := got[seconds(napper, "nanosleep")]; s < least || s > most {
+		t.Errorf("%s = %v s, want from %v to %v s: the %v s the naps took, within a tick (%v) each", seconds(napper, "nanosleep"), s, least, most, outside, tick)
 	}
 }
 
