@@ -104,7 +104,7 @@ func (m *Maps) CallStartedAt(tid uint32) (monotonicNS uint64, inCall bool, err e
 	}
 	// ns is 0 while the slot's owner is between calls; another owner means
 	// tid's slot is someone else's now; untimedStamp a call not timed.
-	if slot.Tid != tid || slot.Ns == 0 || slot.Ns&untimedStamp != 0 {
+	if slot.Tid != tid || slot.Ns == 0 || m.sampledLatency && slot.Ns&untimedStamp != 0 {
 		return 0, false, nil
 	}
 	return slot.Ns, true, nil

@@ -344,6 +344,7 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	// until attached.
 	defer coll.Close()
 	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program)}
+	p.Maps.sampledLatency = opts.Latency && opts.LatencySampleEvery > 1
 	if err := coll.Assign(&p.Maps.objs); err != nil {
 		return nil, fmt.Errorf("load BPF: %w", err)
 	}

@@ -126,6 +126,8 @@ type Histogram [HistogramBuckets]uint64
 type Maps struct {
 	objs sysobsdMaps
 	ncpu int
+	// sampledLatency: an entry stamp's low bit marks a call not timed.
+	sampledLatency bool
 
 	// slots is call_slots in memory; calls is its slots of calls and
 	// syscall_stats as one table, errs its slots of errors and
