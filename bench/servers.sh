@@ -23,7 +23,7 @@
 #   ROUNDS=6 DURATION=6      rounds, seconds of load per run
 #   SERVERS="nginx pgbench"  which servers
 #   VARIANTS=...             traced variants (default: all of floor floor-clock
-#                            sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace
+#                            sysobsd sysobsd-exact sysobsd-nolat syscount bpftrace
 #                            perf strace)
 #   WRK_THREADS=1 WRK_CONNECTIONS=32
 #   PG_SCALE=10 PG_CLIENTS=4 PG_JOBS=2 PG_MODE=select   (select: pgbench -S; tpcb: the default script)
@@ -48,10 +48,10 @@ if [ "$SMOKE" = 1 ]; then
 	[ "$INPLACE" = 1 ] && ROUNDS=2
 elif [ "$INPLACE" = 1 ]; then
 	ROUNDS=${ROUNDS:-20} DURATION=${DURATION:-2} WARMUP=${WARMUP:-6}
-	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat}
+	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-exact sysobsd-nolat}
 else
 	ROUNDS=${ROUNDS:-6} DURATION=${DURATION:-6} WARMUP=${WARMUP:-$DURATION}
-	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-sampled sysobsd-nolat syscount bpftrace perf strace}
+	VARIANTS=${VARIANTS:-floor floor-clock sysobsd sysobsd-exact sysobsd-nolat syscount bpftrace perf strace}
 fi
 SERVERS=${SERVERS:-nginx pgbench}
 ALT=${ALT:-}
@@ -62,8 +62,8 @@ fi
 declare -A alt_bin
 for a in ${ALT//,/ }; do
 	name=${a%%=*} path=${a#*=}
-	case $name in "" | nolat | sampled | "$a")
-		echo "ALT: want NAME=PATH,... with a NAME other than nolat and sampled, got $a" >&2
+	case $name in "" | nolat | exact | "$a")
+		echo "ALT: want NAME=PATH,... with a NAME other than nolat and exact, got $a" >&2
 		exit 2
 		;;
 	esac
@@ -196,7 +196,7 @@ renice -n "$NICE" -p $$ >/dev/null
 # ---- the variants
 metrics_port=$(free_port)
 printf 'latency: false\n' >"$WORK/no-latency.yml"
-printf 'latency: sampled\nlatency_sample_every: 16\n' >"$WORK/sampled.yml"
+printf 'latency: true\n' >"$WORK/exact.yml"
 # tracer_command VARIANT: sets cmd (argv) and ready (a line its output
 # carries once attached; "http" for /metrics answering, "" for a pause).
 tracer_command() {
@@ -206,7 +206,7 @@ tracer_command() {
 	floor-clock) cmd=("$OUT/floor" --clock) ready=attached ;;
 	sysobsd) cmd=("$BIN" "$listen" --log.level=warn) ready=http ;;
 	sysobsd-nolat) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/no-latency.yml") ready=http ;;
-	sysobsd-sampled) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/sampled.yml") ready=http ;;
+	sysobsd-exact) cmd=("$BIN" "$listen" --log.level=warn "--config.file=$WORK/exact.yml") ready=http ;;
 	sysobsd-*) # an ALT build
 		[ -n "${alt_bin[$1]:-}" ] || die "unknown variant $1"
 		cmd=("${alt_bin[$1]}" "$listen" --log.level=warn) ready=http
@@ -235,7 +235,7 @@ foreign_links() {
 	n=$(bpftool link show -j 2>/dev/null | grep -oE '"tp_name":"sys_(enter|exit)"' | wc -l)
 	case $1 in
 	sysobsd-nolat) ours=1 ;;
-	floor | floor-clock | sysobsd | sysobsd-*) ours=2 ;; # sysobsd-sampled and ALT builds too
+	floor | floor-clock | sysobsd | sysobsd-*) ours=2 ;; # sysobsd-exact and ALT builds too
 	syscount) ours=$n ;; # libbpf-tools attaches by raw tracepoint: its links may show
 	esac
 	echo $((n > ours ? n - ours : 0))

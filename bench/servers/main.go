@@ -38,7 +38,7 @@ var variants = []variantInfo{
 	{"floor", measure.Titles["floor"]},
 	{"floor-clock", measure.Titles["floor-clock"]},
 	{"sysobsd", measure.Titles["sysobsd"]},
-	{"sysobsd-sampled", measure.Titles["sysobsd-sampled"]},
+	{"sysobsd-exact", measure.Titles["sysobsd-exact"]},
 	{"sysobsd-nolat", measure.Titles["sysobsd-nolat"]},
 	{"syscount", "libbpf-tools `syscount -L`"},
 	{"bpftrace", "bpftrace script doing what sysobsd does"},

@@ -17,7 +17,7 @@ import (
 
 // documented is what default.yml and the README promise.
 var documented = Config{
-	Latency:            LatencyEvery,
+	Latency:            LatencySampled,
 	LatencySampleEvery: 16,
 	FoldInterval:       time.Second,
 	Maps: Maps{
@@ -99,6 +99,7 @@ func TestPartialConfigOverridesOnlyWhatItSets(t *testing.T) {
 		doc  string
 		want Config
 	}{
+		{"latency every call", "latency: true\n", with(func(c *Config) { c.Latency = LatencyEvery })},
 		{"latency off", "latency: false\n", with(func(c *Config) { c.Latency = LatencyOff })},
 		{"latency yaml 1.1 off", "latency: off\n", with(func(c *Config) { c.Latency = LatencyOff })},
 		{"latency null keeps default", "latency: ~\n", documented},

@@ -24,7 +24,7 @@ import (
 const readyLine = "ready"
 
 // The variants it can switch in place, named as in the other tools.
-var knownVariants = []string{"floor", "floor-exit", "floor-clock", "sysobsd", "sysobsd-nolat", "sysobsd-sampled"}
+var knownVariants = []string{"floor", "floor-exit", "floor-clock", "sysobsd", "sysobsd-nolat", "sysobsd-exact"}
 
 type variant struct {
 	name, title string
@@ -53,7 +53,7 @@ func chosenVariants(list, alt string) ([]variant, error) {
 			return nil, fmt.Errorf("-alt %q: want NAME=PATH[:VARIANT] (PATH an inplace binary of that build)", spec)
 		}
 		if !strings.HasPrefix(as, "sysobsd") || !slices.Contains(knownVariants, as) {
-			return nil, fmt.Errorf("-alt %q: VARIANT is one of sysobsd, sysobsd-nolat, sysobsd-sampled", spec)
+			return nil, fmt.Errorf("-alt %q: VARIANT is one of sysobsd, sysobsd-nolat, sysobsd-exact", spec)
 		}
 		if slices.Contains(knownVariants, "sysobsd-"+name) {
 			return nil, fmt.Errorf("-alt %q: sysobsd-%s is a known variant; name the build otherwise", spec, name)
@@ -114,8 +114,8 @@ func load(name string) (hookSwitch, error) {
 		return loadSysobsd(func(*config.Config) {})
 	case "sysobsd-nolat":
 		return loadSysobsd(func(c *config.Config) { c.Latency = config.LatencyOff })
-	case "sysobsd-sampled":
-		return loadSysobsd(func(c *config.Config) { c.Latency = config.LatencySampled })
+	case "sysobsd-exact":
+		return loadSysobsd(func(c *config.Config) { c.Latency = config.LatencyEvery })
 	}
 	return nil, fmt.Errorf("unknown variant %q", name)
 }

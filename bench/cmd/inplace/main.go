@@ -64,7 +64,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.serve, "serve", "", "run as the harness of one variant (what the driver starts; not for people)")
 	flag.StringVar(&o.variants, "variants", strings.Join(knownVariants, " "), "space- or comma-separated variants to run")
-	flag.StringVar(&o.alt, "alt", "", "other builds' inplace binaries to run as variants sysobsd-NAME, as NAME=PATH[:VARIANT],... (VARIANT: sysobsd, the default, sysobsd-nolat or sysobsd-sampled)")
+	flag.StringVar(&o.alt, "alt", "", "other builds' inplace binaries to run as variants sysobsd-NAME, as NAME=PATH[:VARIANT],... (VARIANT: sysobsd, the default, sysobsd-nolat or sysobsd-exact)")
 	flag.IntVar(&o.instances, "instances", 2, "harness processes per variant, each with its own maps")
 	flag.IntVar(&o.rounds, "rounds", 40, "rounds; each runs every instance once, in a random order")
 	flag.IntVar(&o.iters, "iters", 50000, "calls per loop run")

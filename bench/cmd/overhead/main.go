@@ -156,8 +156,8 @@ func allVariants(o options, port int, work string) []variant {
 			system: []string{o.sysobsd, listen, "--log.level=warn"}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-nolat", title: measure.Titles["sysobsd-nolat"],
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + noLatency}, http: true, stop: syscall.SIGTERM},
-		{name: "sysobsd-sampled", title: measure.Titles["sysobsd-sampled"],
-			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "sampled.yml")}, http: true, stop: syscall.SIGTERM},
+		{name: "sysobsd-exact", title: measure.Titles["sysobsd-exact"],
+			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "exact.yml")}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-notable", title: "sysobsd, notable events on (`events.enabled: true`)",
 			system: []string{o.sysobsd, listen, "--log.level=warn", "--config.file=" + filepath.Join(work, "events.yml")}, http: true, stop: syscall.SIGTERM},
 		{name: "sysobsd-stat", title: "`sysobsd stat --`",
@@ -188,7 +188,7 @@ func mainErr(o options) error {
 	if err := os.WriteFile(filepath.Join(work, "events.yml"), []byte("events:\n  enabled: true\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(work, "sampled.yml"), []byte("latency: sampled\nlatency_sample_every: 16\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(work, "exact.yml"), []byte("latency: true\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(work, "no-latency.yml"), []byte("latency: false\n"), 0o644); err != nil {

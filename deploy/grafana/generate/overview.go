@@ -26,7 +26,7 @@ func overview() *dashboard.DashboardBuilder {
 			query("sum("+calls+")", "calls"))).
 		WithPanel(statPanel("Syscall errors", "Syscalls per second that returned an error (-errno), every process together.", "cps",
 			query("sum("+errs+")", "errors"))).
-		WithPanel(statPanel("Time in syscalls", "Seconds spent inside syscalls per second of wall time, every thread together: 2 means two threads were in a syscall all the time, on average.", "s",
+		WithPanel(statPanel("Time in syscalls", "Seconds spent inside syscalls per second of wall time, every thread together: 2 means two threads were in a syscall all the time, on average. With latency: sampled (the default) an estimate from one call in 16 and every long call (sysobsd_latency_timed_ratio).", "s",
 			query("sum("+seconds+")", "seconds"))).
 		WithPanel(statPanel("Processes tracked", "Running processes with counts in sysobsd's kernel maps.", "short",
 			query("sum(sysobsd_processes_tracked"+sel()+")", "processes"))).
@@ -114,7 +114,7 @@ func syscallVariable() *dashboard.QueryVariableBuilder {
 func latencyHeatmap() *heatmap.PanelBuilder {
 	return heatmap.NewPanelBuilder().
 		Title("Latency of $syscall").
-		Description("How long $syscall calls take, every process together: calls per second in each power-of-two duration bucket (sysobsd_syscall_duration_seconds).").
+		Description("How long $syscall calls take, every process together: calls per second in each power-of-two duration bucket (sysobsd_syscall_duration_seconds). With latency: sampled (the default) the short calls are one in 16 scaled by 16; every call from sysobsd_latency_long_call_seconds (about 20 ms) up is counted.").
 		Datasource(datasourceRef()).
 		Targets(refIDs([]*prometheus.DataqueryBuilder{
 			query(`sum by (le) (`+rate("sysobsd_syscall_duration_seconds_bucket", `syscall=~"$syscall"`)+`)`, "{{le}}").
