@@ -21,13 +21,16 @@ import (
 var variants = []struct {
 	name     string
 	latency  bool
+	every    uint32 // loader.Options.LatencySampleEvery: 16 is sampled latency, the default
 	attach   string // loader.Options.Attach; "" is the daemon's auto
 	wantMode string
 }{
-	{"auto/latency", true, "", "tp_btf"},
-	{"auto/no-latency", false, "", "tp_btf"},
-	{"raw_tracepoint/latency", true, "raw_tracepoint", "raw_tracepoint"},
-	{"raw_tracepoint/no-latency", false, "raw_tracepoint", "raw_tracepoint"},
+	{"auto/latency", true, 0, "", "tp_btf"},
+	{"auto/sampled-latency", true, 16, "", "tp_btf"},
+	{"auto/no-latency", false, 0, "", "tp_btf"},
+	{"raw_tracepoint/latency", true, 0, "raw_tracepoint", "raw_tracepoint"},
+	{"raw_tracepoint/sampled-latency", true, 16, "raw_tracepoint", "raw_tracepoint"},
+	{"raw_tracepoint/no-latency", false, 0, "raw_tracepoint", "raw_tracepoint"},
 }
 
 // TestEveryProgramVariantLoads loads and attaches each variant and fails on
@@ -41,6 +44,7 @@ func TestEveryProgramVariantLoads(t *testing.T) {
 			core, logs := observer.New(zap.DebugLevel)
 			opts := loader.DefaultOptions()
 			opts.Latency = v.latency
+			opts.LatencySampleEvery = v.every
 			opts.Attach = v.attach
 			probes, err := loader.Load(opts, zap.New(core))
 			if err != nil {
