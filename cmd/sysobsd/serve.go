@@ -25,7 +25,6 @@ import (
 	"github.com/sysobsd/sysobsd/internal/counting"
 	"github.com/sysobsd/sysobsd/internal/filter"
 	"github.com/sysobsd/sysobsd/internal/inflight"
-	"github.com/sysobsd/sysobsd/internal/loader"
 	"github.com/sysobsd/sysobsd/internal/metrics"
 	"github.com/sysobsd/sysobsd/internal/notable"
 	"github.com/sysobsd/sysobsd/internal/privilege"
@@ -70,8 +69,6 @@ type daemon struct {
 	counting *counting.Counting
 	events   *notable.Reader
 	live     *reloadable
-	// longCall is the length from which sampled latency counts every call.
-	longCall time.Duration
 	log      *zap.Logger
 	cancel   context.CancelFunc
 }
@@ -134,10 +131,8 @@ func attachDaemon(opts options, cfg config.Config, log *zap.Logger) (*daemon, er
 	probes := d.counting.Probes
 	fields := []zap.Field{zap.String("mode", probes.AttachMode), zap.Stringer("latency", cfg.Latency),
 		zap.Bool("renames_tracked", probes.RenamesTracked), zap.Strings("labels", d.current.labels.Names())}
-	if cfg.Latency == config.LatencySampled {
-		// The loader read the same tick to attach: it cannot fail here.
-		d.longCall, _ = loader.LongCall()
-		fields = append(fields, zap.Uint32("timed_one_in", cfg.LatencySampleEvery), zap.Duration("every_call_from", d.longCall))
+	if probes.LongCall != 0 {
+		fields = append(fields, zap.Uint32("timed_one_in", cfg.LatencySampleEvery), zap.Duration("every_call_from", probes.LongCall))
 	}
 	log.Info("attached", fields...)
 
@@ -185,11 +180,9 @@ func settleMemory() {
 
 // latencyMode says how the time metrics are measured, for dashboards to mark
 // estimates; latency is a restart-only key, so the values are constant.
+// longCall is the loader's (0 unless sampled).
 func latencyMode(mode config.LatencyMode, every uint32, longCall time.Duration) prometheus.Collector {
 	timed := map[config.LatencyMode]float64{config.LatencyOff: 0, config.LatencyEvery: 1, config.LatencySampled: 1 / float64(every)}[mode]
-	if mode != config.LatencySampled {
-		longCall = 0
-	}
 	return constGauges{
 		prometheus.MustNewConstMetric(prometheus.NewDesc("sysobsd_latency_timed_ratio",
 			"The share of system calls whose time is measured: 1 with latency: true, 1/latency_sample_every with latency: sampled (sysobsd_syscall_seconds_total and sysobsd_syscall_duration_seconds are then estimates, each timed call scaled by latency_sample_every), 0 with latency: false.", nil, nil),
@@ -228,7 +221,7 @@ func (d *daemon) registry() *prometheus.Registry {
 			Help: "Notable events that could not be decoded."},
 			func() float64 { return float64(d.events.DecodeErrors.Load()) }),
 		versioncollector.NewCollector("sysobsd"),
-		latencyMode(d.cfg.Latency, d.cfg.LatencySampleEvery, d.longCall),
+		latencyMode(d.cfg.Latency, d.cfg.LatencySampleEvery, d.counting.Probes.LongCall),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -15,15 +15,16 @@ func TestLatencyModeGauges(t *testing.T) {
 	for _, c := range []struct {
 		name            string
 		mode            config.LatencyMode
+		loaderLongCall  time.Duration // Probes.LongCall: 0 unless sampled
 		timed, longCall float64
 	}{
-		{"sampled", config.LatencySampled, 1.0 / 16, 0.02},
-		{"every call", config.LatencyEvery, 1, 0},
-		{"off", config.LatencyOff, 0, 0},
+		{"sampled", config.LatencySampled, 20 * time.Millisecond, 1.0 / 16, 0.02},
+		{"every call", config.LatencyEvery, 0, 1, 0},
+		{"off", config.LatencyOff, 0, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			registry := prometheus.NewRegistry()
-			registry.MustRegister(latencyMode(c.mode, 16, 20*time.Millisecond))
+			registry.MustRegister(latencyMode(c.mode, 16, c.loaderLongCall))
 			families, err := registry.Gather()
 			if err != nil {
 				t.Fatal(err)

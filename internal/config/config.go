@@ -347,7 +347,7 @@ func lineOf(root *yaml.Node, path string) int {
 // SampledSlowFloor is the shortest events.slow that latency: sampled
 // allows: every call that long is counted unscaled on any kernel whose tick
 // is 10 ms or less (HZ 100 and more): long calls are 2^24 ns and at least 4
-// ticks (loader.LongCall).
+// ticks (loader.Probes.LongCall).
 const SampledSlowFloor = 50 * time.Millisecond
 
 func (c Config) validate(name string, root *yaml.Node) error {

@@ -44,7 +44,7 @@ type Options struct {
 	// power of two; 0 or 1: every call), chosen at random at entry, and
 	// scales its time by it: the calls are counted exactly, their time and
 	// histogram are estimates. The rest read only jiffies, and every call
-	// as long as LongCall or longer is counted unscaled, timed or not.
+	// as long as Probes.LongCall or longer is counted unscaled, timed or not.
 	LatencySampleEvery uint32
 	// ExcludeTGID is never counted: the daemon's own process.
 	ExcludeTGID uint32
@@ -113,6 +113,9 @@ type Probes struct {
 	// RenamesTracked is false where task_rename could not be attached
 	// (bpf_task_pt_regs needs Linux 5.15): renames are then seen at exit.
 	RenamesTracked bool
+	// LongCall, with sampled latency, is how long a call lasts from which
+	// it is counted unscaled, timed or not; 0 otherwise.
+	LongCall time.Duration
 }
 
 // Load checks the kernel, loads the maps and programs, and attaches them.
@@ -183,16 +186,6 @@ func longCallTicks(tick time.Duration) uint64 {
 	return max(4, uint64((longCallFloor+tick-1)/tick))
 }
 
-// LongCall is how long a call lasts, at least, that sampled latency
-// always counts unscaled (longCallTicks of the kernel's tick).
-func LongCall() (time.Duration, error) {
-	tick, err := KernelTick()
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(longCallTicks(tick)) * tick, nil
-}
-
 // KernelTick is the kernel's tick (1/HZ): the resolution of the coarse
 // clocks, which advance with jiffies.
 func KernelTick() (time.Duration, error) {
@@ -249,10 +242,11 @@ func permissionError(what string, err error) error {
 // configure sets the constants and map sizes of opts in the spec, through
 // the generated spec types: a map or variable renamed in the C fails here,
 // by name, instead of as a nil pointer.
-func configure(spec *ebpf.CollectionSpec, opts Options) error {
+// It returns the long-call length it set (sampled latency; else 0).
+func configure(spec *ebpf.CollectionSpec, opts Options) (longCall time.Duration, err error) {
 	var specs sysobsdSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("load BPF: the embedded object does not match its Go bindings (run make generate): %w", err)
+	if err = spec.Assign(&specs); err != nil {
+		return 0, fmt.Errorf("load BPF: the embedded object does not match its Go bindings (run make generate): %w", err)
 	}
 	vars, maps := specs.sysobsdVariableSpecs, specs.sysobsdMapSpecs
 	slots := uint32(1)
@@ -261,7 +255,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	if opts.Latency && opts.StartSlots != 0 {
 		if opts.StartSlots&(opts.StartSlots-1) != 0 {
-			return fmt.Errorf("load BPF: %d entry-time slots: not a power of two", opts.StartSlots)
+			return 0, fmt.Errorf("load BPF: %d entry-time slots: not a power of two", opts.StartSlots)
 		}
 		slots = opts.StartSlots
 	}
@@ -270,24 +264,23 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	tick, longTicks := time.Duration(0), uint64(0)
 	if every := opts.LatencySampleEvery; opts.Latency && every > 1 {
 		if every&(every-1) != 0 || every > 1<<16 {
-			return fmt.Errorf("load BPF: sampled latency one call in %d: not a power of two up to 65536", every)
+			return 0, fmt.Errorf("load BPF: sampled latency one call in %d: not a power of two up to 65536", every)
 		}
 		sampleShift = uint32(bits.TrailingZeros32(every))
-		var err error
 		if tick, err = KernelTick(); err != nil {
-			return fmt.Errorf("load BPF: sampled latency: %w", err)
+			return 0, fmt.Errorf("load BPF: sampled latency: %w", err)
 		}
 		longTicks = longCallTicks(tick)
 	}
 	slotBits, err := callSlotBits(opts.CallSlots)
 	if err != nil {
-		return fmt.Errorf("load BPF: %w", err)
+		return 0, fmt.Errorf("load BPF: %w", err)
 	}
 	maps.CallSlots.MaxEntries = 1
 	if opts.CallSlots != 0 {
 		ncpu, err := ebpf.PossibleCPU()
 		if err != nil {
-			return fmt.Errorf("load BPF: count possible CPUs: %w", err)
+			return 0, fmt.Errorf("load BPF: count possible CPUs: %w", err)
 		}
 		maps.CallSlots.MaxEntries = uint32(ncpu) << slotBits
 	}
@@ -320,10 +313,10 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	for _, c := range constants {
 		if err := c.v.Set(c.value); err != nil {
-			return fmt.Errorf("load BPF: set %s: %w", c.v.Name, err)
+			return 0, fmt.Errorf("load BPF: set %s: %w", c.v.Name, err)
 		}
 	}
-	return nil
+	return time.Duration(longTicks) * tick, nil
 }
 
 func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*Probes, error) {
@@ -331,7 +324,8 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	if err != nil {
 		return nil, fmt.Errorf("load BPF: parse embedded object: %w", err)
 	}
-	if err := configure(spec, opts); err != nil {
+	longCall, err := configure(spec, opts)
+	if err != nil {
 		return nil, err
 	}
 	enter, exit := syscallPrograms(mode)
@@ -343,8 +337,8 @@ func load(opts Options, mode string, kernelTypes *btf.Spec, log *zap.Logger) (*P
 	// Assign moves the maps out of the collection; the programs stay in it
 	// until attached.
 	defer coll.Close()
-	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program)}
-	p.Maps.sampledLatency = opts.Latency && opts.LatencySampleEvery > 1
+	p := &Probes{AttachMode: mode, attached: make(map[string]*ebpf.Program), LongCall: longCall}
+	p.Maps.sampledLatency = longCall != 0
 	if err := coll.Assign(&p.Maps.objs); err != nil {
 		return nil, fmt.Errorf("load BPF: %w", err)
 	}

@@ -602,15 +602,15 @@ func TestSampledLatencyCountsExactlyAndEstimatesTime(t *testing.T) {
 // a tick each of what they took.
 func TestSampledLatencyCountsEveryLongCall(t *testing.T) {
 	const naps = 6
-	long, err := loader.LongCall()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tick, err := loader.KernelTick()
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := start(t, setup{load: func(o *loader.Options) { o.LatencySampleEvery = 1 << 16 }})
+	long := h.probes.LongCall
+	if long < 1<<24 || long%tick != 0 || long < 4*tick {
+		t.Fatalf("long calls from %v: want whole ticks of %v, at least 4 of them and 2^24 ns", long, tick)
+	}
 	napper := uniqueComm("lnap")
 	nap := 3 * long
 	outside := h.timedRun("naps", napper, fmt.Sprint(naps), fmt.Sprint(nap.Milliseconds()+1))
